@@ -143,6 +143,51 @@ impl AudioSpecificConfig {
     }
 }
 
+/// One frame of an ADTS stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdtsFrame {
+    /// Header length (7, or 9 with CRC).
+    pub header_len: usize,
+    /// Whole frame length including the header.
+    pub frame_len: usize,
+    /// Core object type (ADTS profile + 1).
+    pub object_type: u8,
+    /// Sampling frequency index.
+    pub sampling_index: u8,
+    /// Channel configuration.
+    pub channel_config: u8,
+}
+
+/// Parses the ADTS header at the start of `data`.
+pub fn parse_adts(data: &[u8]) -> Result<AdtsFrame> {
+    const ADTS: &str = "ADTS header";
+    if data.len() < 7 {
+        return Err(MediaError::Truncated {
+            what: ADTS,
+            needed: 7 - data.len(),
+        });
+    }
+    if data[0] != 0xff || data[1] & 0xf6 != 0xf0 {
+        return Err(MediaError::invalid(ADTS, "missing syncword"));
+    }
+    let header_len = if data[1] & 1 == 0 { 9 } else { 7 };
+    let frame_len = (usize::from(data[3] & 3) << 11) | (usize::from(data[4]) << 3) | usize::from(data[5] >> 5);
+    if frame_len < header_len {
+        return Err(MediaError::invalid(ADTS, format!("frame length {frame_len}")));
+    }
+    let sampling_index = (data[2] >> 2) & 0x0f;
+    if usize::from(sampling_index) >= SAMPLE_RATES.len() {
+        return Err(MediaError::invalid(ADTS, format!("sampling frequency index {sampling_index}")));
+    }
+    Ok(AdtsFrame {
+        header_len,
+        frame_len,
+        object_type: (data[2] >> 6) + 1,
+        sampling_index,
+        channel_config: ((data[2] & 1) << 2) | (data[3] >> 6),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +205,12 @@ mod tests {
         let len = (u32::from(h[3] & 3) << 11) | (u32::from(h[4]) << 3) | u32::from(h[5] >> 5);
         assert_eq!(len, 107);
         assert!(asc.adts_header(10_000).is_err());
+        let mut frame = h.to_vec();
+        frame.extend_from_slice(&[0; 100]);
+        let parsed = parse_adts(&frame).unwrap();
+        assert_eq!((parsed.header_len, parsed.frame_len), (7, 107));
+        assert_eq!((parsed.object_type, parsed.sampling_index, parsed.channel_config), (2, 4, 2));
+        assert!(parse_adts(&frame[..5]).is_err());
     }
 
     #[test]

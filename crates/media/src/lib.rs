@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aac;
+pub mod annexb;
 pub mod amf0;
 pub mod avc;
 mod bits;

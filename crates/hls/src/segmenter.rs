@@ -1,0 +1,302 @@
+//! Cuts a stream of [`Frame`]s into MPEG-TS segments that each start on a video keyframe.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use media::{Frame, MediaError, StreamConfig, Track, TsMuxer, TIMESCALE};
+
+/// Target segment duration of the `standard` latency mode.
+pub const STANDARD_TARGET_DURATION: Duration = Duration::from_secs(4);
+/// Target segment duration of the `reduced` latency mode.
+pub const REDUCED_TARGET_DURATION: Duration = Duration::from_secs(2);
+/// A segment is cut even without a keyframe once it is this long, so that an encoder that
+/// never sends one cannot make a segment grow without bound.
+pub const DEFAULT_MAX_SEGMENT_DURATION: Duration = Duration::from_secs(30);
+
+/// The latency modes of the seeds that this segmenter serves (low latency comes with parts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LatencyMode {
+    /// 4 s segments.
+    #[default]
+    Standard,
+    /// 2 s segments.
+    Reduced,
+}
+
+impl LatencyMode {
+    /// The target segment duration of this mode.
+    pub fn target_duration(self) -> Duration {
+        match self {
+            LatencyMode::Standard => STANDARD_TARGET_DURATION,
+            LatencyMode::Reduced => REDUCED_TARGET_DURATION,
+        }
+    }
+}
+
+/// Segmenter settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmenterConfig {
+    /// Cut at the first keyframe at or after this duration.
+    pub target_duration: Duration,
+    /// Cut here even without a keyframe.
+    pub max_segment_duration: Duration,
+}
+
+impl Default for SegmenterConfig {
+    fn default() -> Self {
+        SegmenterConfig::for_latency(LatencyMode::Standard)
+    }
+}
+
+impl SegmenterConfig {
+    /// The settings of a latency mode.
+    pub fn for_latency(mode: LatencyMode) -> Self {
+        SegmenterConfig {
+            target_duration: mode.target_duration(),
+            max_segment_duration: DEFAULT_MAX_SEGMENT_DURATION,
+        }
+    }
+}
+
+/// A closed segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// Media sequence number (0 for the first segment of the stream).
+    pub sequence: u64,
+    /// The source restarted or changed codec configuration before this segment.
+    pub discontinuity: bool,
+    /// PTS of the first frame (90 kHz).
+    pub start_pts: u64,
+    /// Duration in 90 kHz ticks.
+    pub duration: u64,
+    /// Wall clock time at which the first frame was ingested.
+    pub program_date_time: SystemTime,
+    /// Starts with a video keyframe (or is audio-only).
+    pub independent: bool,
+    /// Video frames in the segment.
+    pub video_frames: u32,
+    /// Audio frames in the segment.
+    pub audio_frames: u32,
+    /// The MPEG-TS bytes.
+    pub data: Bytes,
+}
+
+impl Segment {
+    /// Duration in seconds.
+    pub fn duration_secs(&self) -> f64 {
+        self.duration as f64 / TIMESCALE as f64
+    }
+}
+
+#[derive(Debug)]
+struct OpenSegment {
+    sequence: u64,
+    discontinuity: bool,
+    start_pts: u64,
+    end_pts: u64,
+    program_date_time: SystemTime,
+    independent: bool,
+    video_frames: u32,
+    audio_frames: u32,
+    buf: BytesMut,
+}
+
+/// Counters of the segmenter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SegmenterStats {
+    /// Frames dropped while waiting for the first video keyframe of a segment.
+    pub frames_before_keyframe: u64,
+    /// Segments cut without a keyframe because they reached the maximum duration.
+    pub forced_cuts: u64,
+}
+
+/// Keyframe-aligned segmenter of one stream. Feed it the [`StreamConfig`] whenever it changes
+/// and every [`Frame`] with the wall clock at ingest; it returns each segment as it closes.
+#[derive(Debug)]
+pub struct Segmenter {
+    config: SegmenterConfig,
+    muxer: Option<TsMuxer>,
+    open: Option<OpenSegment>,
+    next_sequence: u64,
+    pending_discontinuity: bool,
+    last_video_dts: Option<u64>,
+    video_interval: u64,
+    stats: SegmenterStats,
+}
+
+fn ticks(d: Duration) -> u64 {
+    (d.as_nanos() * u128::from(TIMESCALE) / 1_000_000_000) as u64
+}
+
+impl Segmenter {
+    /// A segmenter with the given settings; nothing is produced until a configuration arrives.
+    pub fn new(config: SegmenterConfig) -> Self {
+        Segmenter {
+            config,
+            muxer: None,
+            open: None,
+            next_sequence: 0,
+            pending_discontinuity: false,
+            last_video_dts: None,
+            video_interval: TIMESCALE / 30,
+            stats: SegmenterStats::default(),
+        }
+    }
+
+    /// What was dropped or forced so far.
+    pub fn stats(&self) -> SegmenterStats {
+        self.stats
+    }
+
+    /// The current track configuration, if one arrived.
+    pub fn stream_config(&self) -> Option<&StreamConfig> {
+        self.muxer.as_ref().map(TsMuxer::config)
+    }
+
+    /// Sets the track configuration. A change after media has been segmented closes the open
+    /// segment (returned) and starts the next one with a discontinuity.
+    pub fn handle_config(&mut self, config: StreamConfig) -> Option<Segment> {
+        if self.stream_config() == Some(&config) {
+            return None;
+        }
+        let closed = self.close(None);
+        if self.next_sequence > 0 {
+            self.pending_discontinuity = true;
+        }
+        self.muxer = Some(TsMuxer::new(config));
+        closed
+    }
+
+    /// The source restarted (an encoder reconnected): close the open segment and mark the
+    /// next one as a discontinuity.
+    pub fn handle_discontinuity(&mut self) -> Option<Segment> {
+        let closed = self.close(None);
+        if self.next_sequence > 0 {
+            self.pending_discontinuity = true;
+        }
+        self.last_video_dts = None;
+        closed
+    }
+
+    /// Adds a frame ingested at `now`; returns the segment this frame closed, if any.
+    pub fn handle_frame(&mut self, frame: &Frame, now: SystemTime) -> Result<Option<Segment>, MediaError> {
+        let Some(muxer) = &self.muxer else {
+            return Err(MediaError::MissingConfig {
+                track: frame.track.name(),
+            });
+        };
+        let has_video = muxer.config().video.is_some();
+        let track_configured = match frame.track {
+            Track::Video => has_video,
+            Track::Audio => muxer.config().audio.is_some(),
+        };
+        if !track_configured {
+            return Err(MediaError::MissingConfig {
+                track: frame.track.name(),
+            });
+        }
+        let is_keyframe = frame.track == Track::Video && frame.keyframe;
+        let random_access = if has_video { is_keyframe } else { true };
+
+        let mut closed = None;
+        match &self.open {
+            None if !random_access => {
+                self.stats.frames_before_keyframe += 1;
+                return Ok(None);
+            }
+            None => {}
+            Some(open) => {
+                let elapsed = frame.pts.saturating_sub(open.start_pts);
+                let cut_here = random_access && (frame.track == Track::Video || !has_video);
+                if cut_here && elapsed >= ticks(self.config.target_duration) {
+                    closed = self.close(Some(frame.pts));
+                } else if elapsed >= ticks(self.config.max_segment_duration)
+                    && (frame.track == Track::Video || !has_video)
+                {
+                    self.stats.forced_cuts += 1;
+                    closed = self.close(Some(frame.pts));
+                }
+            }
+        }
+        if self.open.is_none() {
+            self.open_segment(frame, now, random_access)?;
+        }
+        self.write(frame)?;
+        Ok(closed)
+    }
+
+    /// Closes and returns the open segment (end of stream).
+    pub fn finish(&mut self) -> Option<Segment> {
+        self.close(None)
+    }
+
+    fn open_segment(&mut self, frame: &Frame, now: SystemTime, independent: bool) -> Result<(), MediaError> {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        if let Some(muxer) = &mut self.muxer {
+            muxer.write_tables(&mut buf)?;
+        }
+        self.open = Some(OpenSegment {
+            sequence: self.next_sequence,
+            discontinuity: std::mem::take(&mut self.pending_discontinuity),
+            start_pts: frame.pts,
+            end_pts: frame.pts,
+            program_date_time: now,
+            independent,
+            video_frames: 0,
+            audio_frames: 0,
+            buf,
+        });
+        self.next_sequence += 1;
+        Ok(())
+    }
+
+    fn write(&mut self, frame: &Frame) -> Result<(), MediaError> {
+        let (Some(muxer), Some(open)) = (&mut self.muxer, &mut self.open) else {
+            return Ok(());
+        };
+        muxer.write_frame(frame, &mut open.buf)?;
+        let frame_duration = match frame.track {
+            Track::Video => {
+                if let Some(last) = self.last_video_dts {
+                    let d = frame.dts.saturating_sub(last);
+                    if d > 0 && d < TIMESCALE {
+                        self.video_interval = d;
+                    }
+                }
+                self.last_video_dts = Some(frame.dts);
+                open.video_frames += 1;
+                self.video_interval
+            }
+            Track::Audio => {
+                open.audio_frames += 1;
+                muxer
+                    .config()
+                    .audio
+                    .as_ref()
+                    .map_or(0, |a| a.asc.frame_duration_90k())
+            }
+        };
+        open.end_pts = open.end_pts.max(frame.pts + frame_duration);
+        Ok(())
+    }
+
+    /// Closes the open segment; `next_start` is the PTS of the frame that starts the next one.
+    fn close(&mut self, next_start: Option<u64>) -> Option<Segment> {
+        let open = self.open.take()?;
+        let end = match next_start {
+            Some(next) if next > open.start_pts => next,
+            _ => open.end_pts,
+        };
+        Some(Segment {
+            sequence: open.sequence,
+            discontinuity: open.discontinuity,
+            start_pts: open.start_pts,
+            duration: end.saturating_sub(open.start_pts),
+            program_date_time: open.program_date_time,
+            independent: open.independent,
+            video_frames: open.video_frames,
+            audio_frames: open.audio_frames,
+            data: open.buf.freeze(),
+        })
+    }
+}

@@ -1,0 +1,292 @@
+//! Test support shared by the crates' tests and the benchmarks.
+//!
+//! - [`fixture`]: media clips made by real encoders (`tests/fixtures/generate.sh`, ffmpeg with
+//!   libx264/libx265/AAC), generated once into `target/fixtures` and found from
+//!   `CARGO_MANIFEST_DIR`, never from absolute paths.
+//! - [`require_tool`]: a test that needs ffmpeg or ffprobe fails loudly when it is missing.
+//! - [`ffprobe`]: runs the real player-side tool and returns its JSON.
+//! - [`remux_flv`]: the FLV -> media -> hls pipeline, writing segments and playlists to a
+//!   directory as a player would fetch them.
+#![allow(clippy::unwrap_used)] // test support: a failure here is a failed test
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use hls::{MediaPlaylist, Segment, SegmentInfo, Segmenter, SegmenterConfig, Variant};
+use media::aac::{parse_adts, AudioSpecificConfig};
+use media::flv::{self, FlvReader, TagKind};
+use media::hevc::{self, HevcDecoderConfigurationRecord};
+use media::{DemuxEvent, FlvDemuxer, TIMESCALE};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// Panics with an install hint if `tool` is not on the PATH.
+pub fn require_tool(tool: &str) {
+    let found = Command::new(tool).arg("-version").output().is_ok();
+    assert!(
+        found,
+        "{tool} is required by this test and was not found on PATH: install it (apt-get install -y ffmpeg) \
+         or run .ci/run, which installs everything the tests need"
+    );
+}
+
+static GENERATE: Mutex<()> = Mutex::new(());
+
+/// The directory holding the generated fixtures, generating them on first use.
+pub fn fixtures_dir() -> PathBuf {
+    let root = workspace_root();
+    let script = root.join("tests/fixtures/generate.sh");
+    let stamp_text = format!(
+        "{}\n{}",
+        std::fs::read_to_string(&script).unwrap(),
+        include_str!("lib.rs").len()
+    );
+    let dir = root.join("target/fixtures");
+    let stamp = dir.join(".generated");
+    let _guard = GENERATE.lock().unwrap_or_else(|e| e.into_inner());
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(stamp_text.as_str()) {
+        return dir;
+    }
+    require_tool("ffmpeg");
+    // Generate into a private directory and rename it into place, so that test binaries
+    // running in parallel never see half-written files.
+    let tmp = root.join(format!("target/fixtures.tmp.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let status = Command::new("bash").arg(&script).arg(&tmp).status().unwrap();
+    assert!(status.success(), "{} failed: {status}", script.display());
+    let h265 = std::fs::read(tmp.join("hevc_640x360.h265")).unwrap();
+    let aac = std::fs::read(tmp.join("hevc_audio.aac")).unwrap();
+    std::fs::write(tmp.join("hevc_aac.flv"), build_hevc_flv(&h265, &aac, 30)).unwrap();
+    std::fs::write(tmp.join(".generated"), &stamp_text).unwrap();
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(stamp_text.as_str()) {
+        let _ = std::fs::remove_dir_all(&dir);
+        if std::fs::rename(&tmp, &dir).is_err() {
+            // Another process won the race; its files are the same.
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+    } else {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    dir
+}
+
+/// Path of a generated fixture, e.g. `fixture("avc_aac_720p30.flv")`.
+pub fn fixture(name: &str) -> PathBuf {
+    let path = fixtures_dir().join(name);
+    assert!(path.exists(), "fixture {name} missing in {}", path.display());
+    path
+}
+
+/// Packs an HEVC Annex-B elementary stream (no B-frames, constant `fps`) and an ADTS AAC
+/// stream into an enhanced-RTMP FLV file (video FourCC `hvc1`), interleaved by timestamp.
+pub fn build_hevc_flv(h265: &[u8], adts: &[u8], fps: u32) -> Vec<u8> {
+    let mut tags: Vec<(u32, TagKind, Vec<u8>)> = Vec::new();
+    // Video: group NAL units into access units, collect the parameter sets.
+    let (mut vps, mut sps, mut pps) = (None, None, None);
+    let mut units: Vec<Vec<&[u8]>> = Vec::new();
+    let mut current: Vec<&[u8]> = Vec::new();
+    let mut current_has_vcl = false;
+    for nal in media::annexb::split(h265) {
+        let t = hevc::nal_type(nal).unwrap();
+        let is_vcl = t < 32;
+        let first_slice = is_vcl && nal.get(2).is_some_and(|b| b & 0x80 != 0);
+        let starts_au = (!is_vcl && current_has_vcl && matches!(t, 32..=35 | 39)) || (first_slice && current_has_vcl);
+        if starts_au {
+            units.push(std::mem::take(&mut current));
+            current_has_vcl = false;
+        }
+        match t {
+            hevc::nal::VPS => vps = Some(Bytes::copy_from_slice(nal)),
+            hevc::nal::SPS => sps = Some(Bytes::copy_from_slice(nal)),
+            hevc::nal::PPS => pps = Some(Bytes::copy_from_slice(nal)),
+            hevc::nal::AUD => {}
+            _ => current.push(nal),
+        }
+        current_has_vcl |= is_vcl;
+    }
+    if !current.is_empty() {
+        units.push(current);
+    }
+    let record = HevcDecoderConfigurationRecord::from_parameter_sets(vps.unwrap(), sps.unwrap(), pps.unwrap()).unwrap();
+    let mut header = b"\x90hvc1".to_vec(); // ExHeader, keyframe, SequenceStart
+    header.extend(record.to_bytes());
+    tags.push((0, TagKind::Video, header));
+    for (i, au) in units.iter().enumerate() {
+        let key = au.iter().any(|n| {
+            let t = hevc::nal_type(n).unwrap();
+            (hevc::nal::IRAP_FIRST..=hevc::nal::IRAP_LAST).contains(&t)
+        });
+        // CodedFramesX (3): no composition time, DTS == PTS.
+        let mut body = vec![0x80 | (if key { 0x10 } else { 0x20 }) | 3];
+        body.extend_from_slice(b"hvc1");
+        for n in au {
+            body.extend_from_slice(&(n.len() as u32).to_be_bytes());
+            body.extend_from_slice(n);
+        }
+        tags.push(((i as u64 * 1000 / u64::from(fps)) as u32, TagKind::Video, body));
+    }
+    // Audio.
+    let mut pos = 0;
+    let mut n = 0u64;
+    while pos < adts.len() {
+        let h = parse_adts(&adts[pos..]).unwrap();
+        if n == 0 {
+            let asc = AudioSpecificConfig::new(h.object_type, h.sampling_index, h.channel_config).unwrap();
+            let mut body = vec![0xaf, 0];
+            body.extend_from_slice(&asc.raw);
+            tags.push((0, TagKind::Audio, body));
+        }
+        let rate = u64::from(media::aac::SAMPLE_RATES[usize::from(h.sampling_index)]);
+        let mut body = vec![0xaf, 1];
+        body.extend_from_slice(&adts[pos + h.header_len..pos + h.frame_len]);
+        tags.push(((n * 1024 * 1000 / rate) as u32, TagKind::Audio, body));
+        pos += h.frame_len;
+        n += 1;
+    }
+    tags.sort_by_key(|(ts, kind, _)| (*ts, *kind != TagKind::Video));
+    let mut out = Vec::new();
+    flv::write_header(&mut out, true, true);
+    for (ts, kind, body) in tags {
+        flv::write_tag(&mut out, kind, ts, &body).unwrap();
+    }
+    out
+}
+
+/// What [`remux_flv`] produced.
+#[derive(Debug)]
+pub struct Remuxed {
+    /// The closed segments, in order.
+    pub segments: Vec<Segment>,
+    /// Their playlist (ended).
+    pub playlist: MediaPlaylist,
+    /// The multivariant playlist text.
+    pub multivariant: String,
+    /// FLV bytes read.
+    pub input_bytes: usize,
+}
+
+/// Runs an FLV file through `FlvDemuxer` and `Segmenter` as a live stream would, the wall
+/// clock advancing with the media. Malformed input is a test failure.
+pub fn remux_flv(data: Bytes, config: SegmenterConfig, window: usize) -> Remuxed {
+    let input_bytes = data.len();
+    let mut demuxer = FlvDemuxer::default();
+    let mut segmenter = Segmenter::new(config);
+    let mut playlist = MediaPlaylist::new(config.target_duration, window);
+    let mut segments = Vec::new();
+    let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+    let mut keep = |s: Option<Segment>, playlist: &mut MediaPlaylist| {
+        if let Some(s) = s {
+            playlist.push(SegmentInfo::from(&s));
+            segments.push(s);
+        }
+    };
+    for tag in FlvReader::new(data).unwrap() {
+        let tag = tag.unwrap();
+        match demuxer.handle_tag(tag.kind, tag.timestamp, tag.body).unwrap() {
+            Some(DemuxEvent::Config(c)) => keep(segmenter.handle_config(c), &mut playlist),
+            Some(DemuxEvent::Frame(f)) => {
+                let now = epoch + Duration::from_micros(f.dts * 1_000_000 / TIMESCALE);
+                keep(segmenter.handle_frame(&f, now).unwrap(), &mut playlist);
+            }
+            Some(DemuxEvent::Metadata(_)) | None => {}
+        }
+    }
+    keep(segmenter.finish(), &mut playlist);
+    playlist.end();
+    let stream = segmenter.stream_config().cloned().unwrap_or_default();
+    let (peak, average) = playlist.bandwidth();
+    let multivariant = hls::render_multivariant(&[Variant {
+        bandwidth: peak,
+        average_bandwidth: Some(average),
+        codecs: stream.codecs(),
+        resolution: stream.video.as_ref().map(|v| (v.width, v.height)),
+        frame_rate: stream
+            .video
+            .as_ref()
+            .and_then(|v| v.frame_rate)
+            .or_else(|| playlist.measured_frame_rate()),
+        uri: "stream.m3u8".into(),
+    }]);
+    Remuxed {
+        segments,
+        playlist,
+        multivariant,
+        input_bytes,
+    }
+}
+
+/// Name of a segment file in a directory written by [`write_dir`].
+pub fn segment_name(sequence: u64) -> String {
+    format!("{sequence}.ts")
+}
+
+/// Writes segments, `stream.m3u8` (event/VOD), `live.m3u8` (live window) and `index.m3u8`
+/// (multivariant) into `dir`.
+pub fn write_dir(remuxed: &Remuxed, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for s in &remuxed.segments {
+        std::fs::write(dir.join(segment_name(s.sequence)), &s.data).unwrap();
+    }
+    let uri = |s: &SegmentInfo| segment_name(s.sequence);
+    std::fs::write(dir.join("stream.m3u8"), remuxed.playlist.render_event(uri)).unwrap();
+    std::fs::write(dir.join("live.m3u8"), remuxed.playlist.render_live(uri)).unwrap();
+    std::fs::write(dir.join("index.m3u8"), &remuxed.multivariant).unwrap();
+}
+
+/// A fresh, empty scratch directory under `target/test-output/NAME`.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = workspace_root().join("target/test-output").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `ffprobe -of json` with `args` and returns the parsed output; panics with ffprobe's
+/// stderr if it fails.
+pub fn ffprobe(args: &[&str]) -> serde_json::Value {
+    require_tool("ffprobe");
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-of", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffprobe {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Decodes `input` completely with ffmpeg and returns everything it reported at level
+/// `error` (empty when the media decodes cleanly).
+pub fn ffmpeg_decode_errors(input: &Path) -> String {
+    require_tool("ffmpeg");
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-xerror", "-i"])
+        .arg(input)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        text.push_str(&format!("\nffmpeg exited with {}", out.status));
+    }
+    text
+}
+
+/// Buffer helper for tests that build TS by hand.
+pub fn concat(segments: &[Segment]) -> Bytes {
+    let mut all = BytesMut::new();
+    for s in segments {
+        all.extend_from_slice(&s.data);
+    }
+    all.freeze()
+}
