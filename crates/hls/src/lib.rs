@@ -15,5 +15,7 @@
 pub mod playlist;
 pub mod segmenter;
 
-pub use playlist::{format_date_time, render_multivariant, MediaPlaylist, SegmentInfo, Variant, DEFAULT_WINDOW};
+pub use playlist::{
+    format_date_time, render_multivariant, MediaPlaylist, SegmentInfo, Variant, DEFAULT_WINDOW,
+};
 pub use segmenter::{LatencyMode, Segment, Segmenter, SegmenterConfig, SegmenterStats};

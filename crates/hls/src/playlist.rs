@@ -129,7 +129,11 @@ impl MediaPlaylist {
 
     /// Frames per second measured over all segments, if the stream has video.
     pub fn measured_frame_rate(&self) -> Option<f64> {
-        let frames: u64 = self.segments.iter().map(|s| u64::from(s.video_frames)).sum();
+        let frames: u64 = self
+            .segments
+            .iter()
+            .map(|s| u64::from(s.video_frames))
+            .sum();
         let ticks: u64 = self.segments.iter().map(|s| s.duration).sum();
         (frames > 0 && ticks > 0).then(|| frames as f64 * TIMESCALE as f64 / ticks as f64)
     }
@@ -142,7 +146,9 @@ impl MediaPlaylist {
             .iter()
             .filter(|s| s.discontinuity)
             .count();
-        let media_sequence = window.first().map_or(self.segments.len() as u64, |s| s.sequence);
+        let media_sequence = window
+            .first()
+            .map_or(self.segments.len() as u64, |s| s.sequence);
         self.render(window, media_sequence, discontinuity_sequence, None, uri)
     }
 
@@ -166,7 +172,10 @@ impl MediaPlaylist {
         let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", self.target_duration_secs());
         let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{media_sequence}");
         if discontinuity_sequence > 0 {
-            let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}");
+            let _ = writeln!(
+                out,
+                "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}"
+            );
         }
         if let Some(kind) = playlist_type {
             let _ = writeln!(out, "#EXT-X-PLAYLIST-TYPE:{kind}");
@@ -178,7 +187,11 @@ impl MediaPlaylist {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
             if i == 0 || s.discontinuity {
-                let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", format_date_time(s.program_date_time));
+                let _ = writeln!(
+                    out,
+                    "#EXT-X-PROGRAM-DATE-TIME:{}",
+                    format_date_time(s.program_date_time)
+                );
             }
             let _ = writeln!(out, "#EXTINF:{:.3},", s.duration_secs());
             out.push_str(&uri(s));

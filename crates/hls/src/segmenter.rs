@@ -108,6 +108,8 @@ pub struct SegmenterStats {
     pub frames_before_keyframe: u64,
     /// Segments cut without a keyframe because they reached the maximum duration.
     pub forced_cuts: u64,
+    /// Audio frames dropped while an audio configuration change waited for a keyframe.
+    pub frames_dropped_for_config: u64,
 }
 
 /// Keyframe-aligned segmenter of one stream. Feed it the [`StreamConfig`] whenever it changes
@@ -119,6 +121,7 @@ pub struct Segmenter {
     open: Option<OpenSegment>,
     next_sequence: u64,
     pending_discontinuity: bool,
+    pending_config: Option<StreamConfig>,
     last_video_dts: Option<u64>,
     video_interval: u64,
     stats: SegmenterStats,
@@ -137,6 +140,7 @@ impl Segmenter {
             open: None,
             next_sequence: 0,
             pending_discontinuity: false,
+            pending_config: None,
             last_video_dts: None,
             video_interval: TIMESCALE / 30,
             stats: SegmenterStats::default(),
@@ -153,18 +157,37 @@ impl Segmenter {
         self.muxer.as_ref().map(TsMuxer::config)
     }
 
-    /// Sets the track configuration. A change after media has been segmented closes the open
-    /// segment (returned) and starts the next one with a discontinuity.
+    /// Sets the track configuration.
+    ///
+    /// A new video configuration closes the open segment (returned): the encoder follows it
+    /// with a keyframe that starts the next segment, with a discontinuity. A change of the
+    /// audio track alone waits for the next keyframe, which then starts a new segment early;
+    /// audio frames that the open segment cannot carry meanwhile are dropped and counted.
     pub fn handle_config(&mut self, config: StreamConfig) -> Option<Segment> {
-        if self.stream_config() == Some(&config) {
+        let current = self.muxer.as_ref().map(TsMuxer::config);
+        if current == Some(&config) {
+            self.pending_config = None;
+            return None;
+        }
+        let video_changed = current.is_none_or(|c| c.video != config.video);
+        if self.open.is_some() && !video_changed {
+            self.pending_config = Some(config);
             return None;
         }
         let closed = self.close(None);
+        self.apply_config(config);
+        closed
+    }
+
+    fn apply_config(&mut self, config: StreamConfig) {
+        self.pending_config = None;
+        match &mut self.muxer {
+            Some(muxer) => muxer.set_config(config),
+            None => self.muxer = Some(TsMuxer::new(config)),
+        }
         if self.next_sequence > 0 {
             self.pending_discontinuity = true;
         }
-        self.muxer = Some(TsMuxer::new(config));
-        closed
     }
 
     /// The source restarted (an encoder reconnected): close the open segment and mark the
@@ -179,7 +202,11 @@ impl Segmenter {
     }
 
     /// Adds a frame ingested at `now`; returns the segment this frame closed, if any.
-    pub fn handle_frame(&mut self, frame: &Frame, now: SystemTime) -> Result<Option<Segment>, MediaError> {
+    pub fn handle_frame(
+        &mut self,
+        frame: &Frame,
+        now: SystemTime,
+    ) -> Result<Option<Segment>, MediaError> {
         let Some(muxer) = &self.muxer else {
             return Err(MediaError::MissingConfig {
                 track: frame.track.name(),
@@ -195,6 +222,14 @@ impl Segmenter {
                 track: frame.track.name(),
             });
         }
+        if frame.track == Track::Audio {
+            if let Some(pending) = &self.pending_config {
+                if pending.audio != muxer.config().audio {
+                    self.stats.frames_dropped_for_config += 1;
+                    return Ok(None);
+                }
+            }
+        }
         let is_keyframe = frame.track == Track::Video && frame.keyframe;
         let random_access = if has_video { is_keyframe } else { true };
 
@@ -208,7 +243,8 @@ impl Segmenter {
             Some(open) => {
                 let elapsed = frame.pts.saturating_sub(open.start_pts);
                 let cut_here = random_access && (frame.track == Track::Video || !has_video);
-                if cut_here && elapsed >= ticks(self.config.target_duration) {
+                let target_reached = elapsed >= ticks(self.config.target_duration);
+                if cut_here && (target_reached || self.pending_config.is_some()) {
                     closed = self.close(Some(frame.pts));
                 } else if elapsed >= ticks(self.config.max_segment_duration)
                     && (frame.track == Track::Video || !has_video)
@@ -219,6 +255,9 @@ impl Segmenter {
             }
         }
         if self.open.is_none() {
+            if let Some(config) = self.pending_config.take() {
+                self.apply_config(config);
+            }
             self.open_segment(frame, now, random_access)?;
         }
         self.write(frame)?;
@@ -230,7 +269,12 @@ impl Segmenter {
         self.close(None)
     }
 
-    fn open_segment(&mut self, frame: &Frame, now: SystemTime, independent: bool) -> Result<(), MediaError> {
+    fn open_segment(
+        &mut self,
+        frame: &Frame,
+        now: SystemTime,
+        independent: bool,
+    ) -> Result<(), MediaError> {
         let mut buf = BytesMut::with_capacity(64 * 1024);
         if let Some(muxer) = &mut self.muxer {
             muxer.write_tables(&mut buf)?;
@@ -276,7 +320,12 @@ impl Segmenter {
                     .map_or(0, |a| a.asc.frame_duration_90k())
             }
         };
-        open.end_pts = open.end_pts.max(frame.pts + frame_duration);
+        // The timeline of a stream with video is the video's: trailing audio (encoder priming,
+        // a longer audio track) does not lengthen the last segment.
+        let has_video = muxer.config().video.is_some();
+        if frame.track == Track::Video || !has_video {
+            open.end_pts = open.end_pts.max(frame.pts + frame_duration);
+        }
         Ok(())
     }
 

@@ -171,13 +171,20 @@ pub fn parse_adts(data: &[u8]) -> Result<AdtsFrame> {
         return Err(MediaError::invalid(ADTS, "missing syncword"));
     }
     let header_len = if data[1] & 1 == 0 { 9 } else { 7 };
-    let frame_len = (usize::from(data[3] & 3) << 11) | (usize::from(data[4]) << 3) | usize::from(data[5] >> 5);
+    let frame_len =
+        (usize::from(data[3] & 3) << 11) | (usize::from(data[4]) << 3) | usize::from(data[5] >> 5);
     if frame_len < header_len {
-        return Err(MediaError::invalid(ADTS, format!("frame length {frame_len}")));
+        return Err(MediaError::invalid(
+            ADTS,
+            format!("frame length {frame_len}"),
+        ));
     }
     let sampling_index = (data[2] >> 2) & 0x0f;
     if usize::from(sampling_index) >= SAMPLE_RATES.len() {
-        return Err(MediaError::invalid(ADTS, format!("sampling frequency index {sampling_index}")));
+        return Err(MediaError::invalid(
+            ADTS,
+            format!("sampling frequency index {sampling_index}"),
+        ));
     }
     Ok(AdtsFrame {
         header_len,
@@ -209,14 +216,22 @@ mod tests {
         frame.extend_from_slice(&[0; 100]);
         let parsed = parse_adts(&frame).unwrap();
         assert_eq!((parsed.header_len, parsed.frame_len), (7, 107));
-        assert_eq!((parsed.object_type, parsed.sampling_index, parsed.channel_config), (2, 4, 2));
+        assert_eq!(
+            (
+                parsed.object_type,
+                parsed.sampling_index,
+                parsed.channel_config
+            ),
+            (2, 4, 2)
+        );
         assert!(parse_adts(&frame[..5]).is_err());
     }
 
     #[test]
     fn he_aac_uses_its_lc_core() {
         // object type 5, 24 kHz core (index 6), stereo, extension 48 kHz (index 3), core type 2
-        let asc = AudioSpecificConfig::parse(Bytes::from_static(&[0x2b, 0x11, 0x88, 0x00])).unwrap();
+        let asc =
+            AudioSpecificConfig::parse(Bytes::from_static(&[0x2b, 0x11, 0x88, 0x00])).unwrap();
         assert_eq!(asc.object_type, 5);
         assert_eq!(asc.core_object_type, 2);
         assert_eq!(asc.codec_string(), "mp4a.40.5");

@@ -150,7 +150,10 @@ fn decode_value(r: &mut ByteReader, depth: usize) -> Result<Amf0Value> {
             Amf0Value::Object(decode_properties(r, depth)?)
         }
         other => {
-            return Err(MediaError::invalid(WHAT, format!("unknown type marker {other}")));
+            return Err(MediaError::invalid(
+                WHAT,
+                format!("unknown type marker {other}"),
+            ));
         }
     })
 }
@@ -183,10 +186,7 @@ impl Metadata {
     /// which may be wrapped in `@setDataFrame`); `Ok(None)` for other script data.
     pub fn parse_script_data(data: Bytes) -> Result<Option<Metadata>> {
         let values = decode_all(data)?;
-        let Some(pos) = values
-            .iter()
-            .position(|v| v.as_str() == Some("onMetaData"))
-        else {
+        let Some(pos) = values.iter().position(|v| v.as_str() == Some("onMetaData")) else {
             return Ok(None);
         };
         let Some(props) = values.get(pos + 1) else {
@@ -197,7 +197,11 @@ impl Metadata {
 
     fn from_object(props: &Amf0Value) -> Metadata {
         let num = |k: &str| props.get(k).and_then(Amf0Value::as_f64);
-        let dim = |k: &str| num(k).filter(|v| *v >= 1.0 && *v <= 16384.0).map(|v| v as u32);
+        let dim = |k: &str| {
+            num(k)
+                .filter(|v| *v >= 1.0 && *v <= 16384.0)
+                .map(|v| v as u32)
+        };
         let positive = |k: &str| num(k).filter(|v| *v > 0.0 && *v < 1e7);
         let codec = |k: &str| match props.get(k) {
             Some(Amf0Value::Number(n)) => Some(format!("{n}")),
@@ -211,7 +215,10 @@ impl Metadata {
             video_bitrate_kbps: positive("videodatarate"),
             audio_bitrate_kbps: positive("audiodatarate"),
             audio_sample_rate: positive("audiosamplerate"),
-            encoder: props.get("encoder").and_then(Amf0Value::as_str).map(str::to_owned),
+            encoder: props
+                .get("encoder")
+                .and_then(Amf0Value::as_str)
+                .map(str::to_owned),
             video_codec: codec("videocodecid"),
             audio_codec: codec("audiocodecid"),
         }
@@ -252,7 +259,9 @@ mod tests {
         d.extend_from_slice(&0f64.to_be_bytes());
         d.extend_from_slice(&[0, 0]);
         d.extend_from_slice(&[0, 0, 9]);
-        let m = Metadata::parse_script_data(Bytes::from(d)).unwrap().unwrap();
+        let m = Metadata::parse_script_data(Bytes::from(d))
+            .unwrap()
+            .unwrap();
         assert_eq!(m.width, Some(1280));
         assert_eq!(m.frame_rate, Some(29.97));
         assert_eq!(m.encoder.as_deref(), Some("Lavf59.27.100"));

@@ -185,7 +185,10 @@ pub fn parse_sps(nal_unit: &[u8]) -> Result<SpsInfo> {
             r.se()?;
             let cycle = r.ue()?;
             if cycle > 255 {
-                return Err(MediaError::invalid(SPS, "num_ref_frames_in_pic_order_cnt_cycle"));
+                return Err(MediaError::invalid(
+                    SPS,
+                    "num_ref_frames_in_pic_order_cnt_cycle",
+                ));
             }
             for _ in 0..cycle {
                 r.se()?;
@@ -324,7 +327,9 @@ mod tests {
     #[test]
     fn refuses_empty_and_truncated_records() {
         assert!(AvcDecoderConfigurationRecord::parse(Bytes::new()).is_err());
-        assert!(AvcDecoderConfigurationRecord::parse(Bytes::from_static(&[1, 0x64, 0, 0x1f])).is_err());
+        assert!(
+            AvcDecoderConfigurationRecord::parse(Bytes::from_static(&[1, 0x64, 0, 0x1f])).is_err()
+        );
         // One SPS announced with 0x40 bytes but only 2 present.
         assert!(AvcDecoderConfigurationRecord::parse(Bytes::from_static(&[
             1, 0x64, 0, 0x1f, 0xff, 0xe1, 0x00, 0x40, 0x67, 0x64

@@ -39,7 +39,10 @@ impl<'a> BitReader<'a> {
     }
 
     pub(crate) fn bit(&mut self) -> Result<bool> {
-        let byte = *self.data.get(self.pos / 8).ok_or_else(|| self.truncated())?;
+        let byte = *self
+            .data
+            .get(self.pos / 8)
+            .ok_or_else(|| self.truncated())?;
         let bit = (byte >> (7 - (self.pos % 8))) & 1;
         self.pos += 1;
         Ok(bit == 1)

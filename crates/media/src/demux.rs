@@ -10,7 +10,7 @@ use crate::amf0::Metadata;
 use crate::avc::{self, AvcDecoderConfigurationRecord};
 use crate::error::{MediaError, Result};
 use crate::flv::{self, AudioPacket, FlvVideoCodec, TagKind, VideoPacket};
-use crate::frame::{AudioConfig, Frame, StreamConfig, Track, VideoConfig, VideoCodec};
+use crate::frame::{AudioConfig, Frame, StreamConfig, Track, VideoCodec, VideoConfig};
 use crate::hevc::{self, HevcDecoderConfigurationRecord};
 use crate::timestamp::{TimestampConfig, TimestampMapper};
 
@@ -69,7 +69,12 @@ impl FlvDemuxer {
 
     /// Handles one tag body. `Ok(None)` means the tag carried nothing for the media path (a
     /// repeated sequence header, a command frame, a frame before its configuration).
-    pub fn handle_tag(&mut self, kind: TagKind, timestamp: u32, body: Bytes) -> Result<Option<DemuxEvent>> {
+    pub fn handle_tag(
+        &mut self,
+        kind: TagKind,
+        timestamp: u32,
+        body: Bytes,
+    ) -> Result<Option<DemuxEvent>> {
         match kind {
             TagKind::Video => self.handle_video(timestamp, flv::parse_video_tag(body)?),
             TagKind::Audio => self.handle_audio(timestamp, flv::parse_audio_tag(body)?),
@@ -188,12 +193,17 @@ fn normalize_nal_units(video: &VideoConfig, data: Bytes, length_size: u8) -> Res
                 needed: pos + size - data.len(),
             });
         };
-        let len = prefix.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        let len = prefix
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
         let start = pos + size;
         let Some(unit) = data.get(start..start + len) else {
             return Err(MediaError::invalid(
                 NALU,
-                format!("length {len} runs past the end of the frame ({} bytes left)", data.len() - start),
+                format!(
+                    "length {len} runs past the end of the frame ({} bytes left)",
+                    data.len() - start
+                ),
             ));
         };
         keyframe |= match video.codec {
@@ -213,7 +223,9 @@ fn normalize_nal_units(video: &VideoConfig, data: Bytes, length_size: u8) -> Res
     let mut out = BytesMut::with_capacity(data.len() + count * (4 - size));
     let mut pos = 0;
     while pos < data.len() {
-        let len = data[pos..pos + size].iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        let len = data[pos..pos + size]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
         out.put_u32(len as u32);
         out.put_slice(&data[pos + size..pos + size + len]);
         pos += size + len;
@@ -260,14 +272,25 @@ mod tests {
     fn frames_before_config_are_dropped_and_counted() {
         let mut d = FlvDemuxer::default();
         let frame = Bytes::from_static(&[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]);
-        assert_eq!(d.handle_tag(TagKind::Video, 0, frame.clone()).unwrap(), None);
+        assert_eq!(
+            d.handle_tag(TagKind::Video, 0, frame.clone()).unwrap(),
+            None
+        );
         assert_eq!(d.stats().frames_before_config, 1);
-        let cfg = d.handle_tag(TagKind::Video, 0, avc_sequence_header()).unwrap();
-        let Some(DemuxEvent::Config(cfg)) = cfg else { panic!("no config") };
+        let cfg = d
+            .handle_tag(TagKind::Video, 0, avc_sequence_header())
+            .unwrap();
+        let Some(DemuxEvent::Config(cfg)) = cfg else {
+            panic!("no config")
+        };
         let video = cfg.video.unwrap();
         assert_eq!((video.width, video.height), (320, 240));
         // The same sequence header again is not a change.
-        assert_eq!(d.handle_tag(TagKind::Video, 0, avc_sequence_header()).unwrap(), None);
+        assert_eq!(
+            d.handle_tag(TagKind::Video, 0, avc_sequence_header())
+                .unwrap(),
+            None
+        );
         let Some(DemuxEvent::Frame(f)) = d.handle_tag(TagKind::Video, 0, frame).unwrap() else {
             panic!("no frame")
         };
@@ -278,7 +301,8 @@ mod tests {
     #[test]
     fn nal_length_past_the_end_is_an_error() {
         let mut d = FlvDemuxer::default();
-        d.handle_tag(TagKind::Video, 0, avc_sequence_header()).unwrap();
+        d.handle_tag(TagKind::Video, 0, avc_sequence_header())
+            .unwrap();
         let bad = Bytes::from_static(&[0x17, 1, 0, 0, 0, 0, 0, 0, 9, 0x65]);
         let err = d.handle_tag(TagKind::Video, 0, bad).unwrap_err();
         assert!(err.to_string().contains("runs past the end"), "{err}");
@@ -289,7 +313,11 @@ mod tests {
     #[test]
     fn zero_byte_sequence_headers_are_errors() {
         let mut d = FlvDemuxer::default();
-        assert!(d.handle_tag(TagKind::Video, 0, Bytes::from_static(&[0x17, 0, 0, 0, 0])).is_err());
-        assert!(d.handle_tag(TagKind::Audio, 0, Bytes::from_static(&[0xaf, 0])).is_err());
+        assert!(d
+            .handle_tag(TagKind::Video, 0, Bytes::from_static(&[0x17, 0, 0, 0, 0]))
+            .is_err());
+        assert!(d
+            .handle_tag(TagKind::Audio, 0, Bytes::from_static(&[0xaf, 0]))
+            .is_err());
     }
 }

@@ -198,7 +198,10 @@ pub fn parse_video_tag(body: Bytes) -> Result<VideoPacket> {
         5 => return Err(unsupported_video("On2 VP6 with alpha")),
         6 => return Err(unsupported_video("Screen video v2")),
         other => {
-            return Err(MediaError::invalid(VIDEO, format!("unknown codec id {other}")));
+            return Err(MediaError::invalid(
+                VIDEO,
+                format!("unknown codec id {other}"),
+            ));
         }
     };
     if frame_type == 5 {
@@ -218,7 +221,10 @@ pub fn parse_video_tag(body: Bytes) -> Result<VideoPacket> {
             data: r.rest(),
         }),
         2 => Ok(VideoPacket::EndOfSequence),
-        other => Err(MediaError::invalid(VIDEO, format!("AVC packet type {other}"))),
+        other => Err(MediaError::invalid(
+            VIDEO,
+            format!("AVC packet type {other}"),
+        )),
     }
 }
 
@@ -233,7 +239,10 @@ fn parse_enhanced_video(b: u8, r: &mut ByteReader) -> Result<VideoPacket> {
             })
         }
         7 => {
-            return Err(MediaError::invalid(VIDEO, "enhanced RTMP ModEx packets are not supported"));
+            return Err(MediaError::invalid(
+                VIDEO,
+                "enhanced RTMP ModEx packets are not supported",
+            ));
         }
         _ => {}
     }
@@ -303,7 +312,10 @@ pub fn parse_audio_tag(body: Bytes) -> Result<AudioPacket> {
         10 => match r.u8()? {
             0 => Ok(AudioPacket::SequenceHeader(r.rest())),
             1 => Ok(AudioPacket::Frame(r.rest())),
-            other => Err(MediaError::invalid(AUDIO, format!("AAC packet type {other}"))),
+            other => Err(MediaError::invalid(
+                AUDIO,
+                format!("AAC packet type {other}"),
+            )),
         },
         9 => {
             let packet_type = b & 0x0f;
@@ -341,7 +353,10 @@ pub fn parse_audio_tag(body: Bytes) -> Result<AudioPacket> {
         7 => Err(unsupported_audio("G.711 A-law")),
         8 => Err(unsupported_audio("G.711 mu-law")),
         11 => Err(unsupported_audio("Speex")),
-        other => Err(MediaError::invalid(AUDIO, format!("unknown sound format {other}"))),
+        other => Err(MediaError::invalid(
+            AUDIO,
+            format!("unknown sound format {other}"),
+        )),
     }
 }
 
@@ -355,7 +370,10 @@ mod tests {
         write_header(&mut out, true, true);
         write_tag(&mut out, TagKind::Video, 0x0123_4567, &[0x17, 0, 0, 0, 0]).unwrap();
         write_tag(&mut out, TagKind::Audio, 5, &[0xaf, 1, 9]).unwrap();
-        let tags: Vec<_> = FlvReader::new(Bytes::from(out)).unwrap().collect::<Result<_>>().unwrap();
+        let tags: Vec<_> = FlvReader::new(Bytes::from(out))
+            .unwrap()
+            .collect::<Result<_>>()
+            .unwrap();
         assert_eq!(tags.len(), 2);
         assert_eq!(tags[0].timestamp, 0x0123_4567);
         assert_eq!(tags[1].kind, TagKind::Audio);
@@ -366,17 +384,28 @@ mod tests {
     fn truncated_file_is_an_error() {
         let mut out = Vec::new();
         write_header(&mut out, false, true);
-        write_tag(&mut out, TagKind::Video, 0, &[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]).unwrap();
+        write_tag(
+            &mut out,
+            TagKind::Video,
+            0,
+            &[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65],
+        )
+        .unwrap();
         out.truncate(out.len() - 6);
         let mut reader = FlvReader::new(Bytes::from(out)).unwrap();
-        assert!(matches!(reader.next(), Some(Err(MediaError::Truncated { .. }))));
+        assert!(matches!(
+            reader.next(),
+            Some(Err(MediaError::Truncated { .. }))
+        ));
         assert!(reader.next().is_none());
     }
 
     #[test]
     fn video_tags() {
-        let p = parse_video_tag(Bytes::from_static(&[0x27, 1, 0xff, 0xff, 0xfe, 0, 0, 0, 1, 0x41]))
-            .unwrap();
+        let p = parse_video_tag(Bytes::from_static(&[
+            0x27, 1, 0xff, 0xff, 0xfe, 0, 0, 0, 1, 0x41,
+        ]))
+        .unwrap();
         assert_eq!(
             p,
             VideoPacket::Frame {
@@ -386,9 +415,15 @@ mod tests {
                 data: Bytes::from_static(&[0, 0, 0, 1, 0x41]),
             }
         );
-        let hevc = parse_video_tag(Bytes::from_static(&[0x90, b'h', b'v', b'c', b'1', 1, 2, 3]))
-            .unwrap();
-        assert!(matches!(hevc, VideoPacket::SequenceHeader { codec: FlvVideoCodec::Hevc, .. }));
+        let hevc =
+            parse_video_tag(Bytes::from_static(&[0x90, b'h', b'v', b'c', b'1', 1, 2, 3])).unwrap();
+        assert!(matches!(
+            hevc,
+            VideoPacket::SequenceHeader {
+                codec: FlvVideoCodec::Hevc,
+                ..
+            }
+        ));
         let err = parse_video_tag(Bytes::from_static(&[0x90, b'a', b'v', b'0', b'1'])).unwrap_err();
         assert!(err.to_string().contains("AV1"), "{err}");
         let err = parse_video_tag(Bytes::from_static(&[0x12, 0])).unwrap_err();

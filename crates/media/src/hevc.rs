@@ -168,7 +168,11 @@ impl HevcDecoderConfigurationRecord {
         out.extend_from_slice(&[0, 0]);
         out.push(0x0f | (self.nalu_length_size - 1)); // 1 temporal layer, nested
         out.push(3);
-        for (nal_type, set) in [(nal::VPS, &self.vps), (nal::SPS, &self.sps), (nal::PPS, &self.pps)] {
+        for (nal_type, set) in [
+            (nal::VPS, &self.vps),
+            (nal::SPS, &self.sps),
+            (nal::PPS, &self.pps),
+        ] {
             out.push(0x80 | nal_type);
             out.extend_from_slice(&(set.len() as u16).to_be_bytes());
             for unit in set {
@@ -291,7 +295,13 @@ pub fn parse_sps(nal_unit: &[u8]) -> Result<HevcSpsInfo> {
         crop_x = sub_w * (u64::from(left) + u64::from(right));
         crop_y = sub_h * (u64::from(top) + u64::from(bottom));
     }
-    if full_w == 0 || full_h == 0 || crop_x >= full_w || crop_y >= full_h || full_w > 16888 || full_h > 16888 {
+    if full_w == 0
+        || full_h == 0
+        || crop_x >= full_w
+        || crop_y >= full_h
+        || full_w > 16888
+        || full_h > 16888
+    {
         return Err(MediaError::invalid(SPS, "picture size out of range"));
     }
     let bit_depth_luma_minus8 = r.ue()?;

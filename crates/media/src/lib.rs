@@ -16,8 +16,8 @@
 #![forbid(unsafe_code)]
 
 pub mod aac;
-pub mod annexb;
 pub mod amf0;
+pub mod annexb;
 pub mod avc;
 mod bits;
 pub mod demux;

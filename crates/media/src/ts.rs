@@ -12,8 +12,9 @@ use mpeg2ts::pes::PesHeader;
 use mpeg2ts::time::{ClockReference, Timestamp};
 use mpeg2ts::ts::payload::{self, Pat, Pes, Pmt};
 use mpeg2ts::ts::{
-    AdaptationField, ContinuityCounter, EsInfo, Pid, ProgramAssociation, TsHeader, TsPacket,
-    TsPayload, VersionNumber, WriteTsPacket, TsPacketWriter, TransportScramblingControl,
+    AdaptationField, ContinuityCounter, EsInfo, Pid, ProgramAssociation,
+    TransportScramblingControl, TsHeader, TsPacket, TsPacketWriter, TsPayload, VersionNumber,
+    WriteTsPacket,
 };
 
 use crate::demux::nal_units;
@@ -70,6 +71,12 @@ impl TsMuxer {
             audio_cc: ContinuityCounter::new(),
             packets: 0,
         }
+    }
+
+    /// Switches to new tracks. Continuity counters carry on, so that a player reading across
+    /// the change sees no lost packets; the next [`TsMuxer::write_tables`] announces them.
+    pub fn set_config(&mut self, config: StreamConfig) {
+        self.config = config;
     }
 
     /// The tracks being muxed.
@@ -129,7 +136,11 @@ impl TsMuxer {
         let mut es_info = Vec::new();
         if let Some(v) = &self.config.video {
             es_info.push(EsInfo {
-                stream_type: if v.is_hevc() { StreamType::H265 } else { StreamType::H264 },
+                stream_type: if v.is_hevc() {
+                    StreamType::H265
+                } else {
+                    StreamType::H264
+                },
                 elementary_pid: pid(VIDEO_PID),
                 descriptors: vec![],
             });
@@ -184,7 +195,11 @@ impl TsMuxer {
         let total: usize = pieces.iter().map(|p| p.len()).sum();
         let with_dts = is_video && frame.pts != frame.dts;
         let header = PesHeader {
-            stream_id: StreamId::new(if is_video { StreamId::VIDEO_MIN } else { StreamId::AUDIO_MIN }),
+            stream_id: StreamId::new(if is_video {
+                StreamId::VIDEO_MIN
+            } else {
+                StreamId::AUDIO_MIN
+            }),
             priority: false,
             data_alignment_indicator: true,
             copyright: false,
@@ -213,7 +228,9 @@ impl TsMuxer {
             transport_private_data: vec![],
             extension: None,
         });
-        let af_len = adaptation_field.as_ref().map_or(0, |a| 2 + if a.pcr.is_some() { 6 } else { 0 });
+        let af_len = adaptation_field
+            .as_ref()
+            .map_or(0, |a| 2 + if a.pcr.is_some() { 6 } else { 0 });
         let (pid_value, cc) = if is_video {
             (VIDEO_PID, &mut self.video_cc)
         } else {
@@ -236,7 +253,11 @@ impl TsMuxer {
         self.write_packet(out, &first)?;
         while !cursor.is_done() {
             let n = cursor.fill(&mut buf);
-            let cc = if is_video { &mut self.video_cc } else { &mut self.audio_cc };
+            let cc = if is_video {
+                &mut self.video_cc
+            } else {
+                &mut self.audio_cc
+            };
             let packet = TsPacket {
                 header: Self::header(pid_value, cc),
                 adaptation_field: None,

@@ -24,7 +24,10 @@ use media::{DemuxEvent, FlvDemuxer, TIMESCALE};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Panics with an install hint if `tool` is not on the PATH.
@@ -59,7 +62,11 @@ pub fn fixtures_dir() -> PathBuf {
     // running in parallel never see half-written files.
     let tmp = root.join(format!("target/fixtures.tmp.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let status = Command::new("bash").arg(&script).arg(&tmp).status().unwrap();
+    let status = Command::new("bash")
+        .arg(&script)
+        .arg(&tmp)
+        .status()
+        .unwrap();
     assert!(status.success(), "{} failed: {status}", script.display());
     let h265 = std::fs::read(tmp.join("hevc_640x360.h265")).unwrap();
     let aac = std::fs::read(tmp.join("hevc_audio.aac")).unwrap();
@@ -80,7 +87,11 @@ pub fn fixtures_dir() -> PathBuf {
 /// Path of a generated fixture, e.g. `fixture("avc_aac_720p30.flv")`.
 pub fn fixture(name: &str) -> PathBuf {
     let path = fixtures_dir().join(name);
-    assert!(path.exists(), "fixture {name} missing in {}", path.display());
+    assert!(
+        path.exists(),
+        "fixture {name} missing in {}",
+        path.display()
+    );
     path
 }
 
@@ -97,7 +108,8 @@ pub fn build_hevc_flv(h265: &[u8], adts: &[u8], fps: u32) -> Vec<u8> {
         let t = hevc::nal_type(nal).unwrap();
         let is_vcl = t < 32;
         let first_slice = is_vcl && nal.get(2).is_some_and(|b| b & 0x80 != 0);
-        let starts_au = (!is_vcl && current_has_vcl && matches!(t, 32..=35 | 39)) || (first_slice && current_has_vcl);
+        let starts_au = (!is_vcl && current_has_vcl && matches!(t, 32..=35 | 39))
+            || (first_slice && current_has_vcl);
         if starts_au {
             units.push(std::mem::take(&mut current));
             current_has_vcl = false;
@@ -114,10 +126,16 @@ pub fn build_hevc_flv(h265: &[u8], adts: &[u8], fps: u32) -> Vec<u8> {
     if !current.is_empty() {
         units.push(current);
     }
-    let record = HevcDecoderConfigurationRecord::from_parameter_sets(vps.unwrap(), sps.unwrap(), pps.unwrap()).unwrap();
+    let record = HevcDecoderConfigurationRecord::from_parameter_sets(
+        vps.unwrap(),
+        sps.unwrap(),
+        pps.unwrap(),
+    )
+    .unwrap();
     let mut header = b"\x90hvc1".to_vec(); // ExHeader, keyframe, SequenceStart
     header.extend(record.to_bytes());
-    tags.push((0, TagKind::Video, header));
+    // Sequence headers go first, as every FLV muxer and RTMP encoder sends them.
+    let mut headers = vec![(TagKind::Video, header)];
     for (i, au) in units.iter().enumerate() {
         let key = au.iter().any(|n| {
             let t = hevc::nal_type(n).unwrap();
@@ -130,7 +148,11 @@ pub fn build_hevc_flv(h265: &[u8], adts: &[u8], fps: u32) -> Vec<u8> {
             body.extend_from_slice(&(n.len() as u32).to_be_bytes());
             body.extend_from_slice(n);
         }
-        tags.push(((i as u64 * 1000 / u64::from(fps)) as u32, TagKind::Video, body));
+        tags.push((
+            (i as u64 * 1000 / u64::from(fps)) as u32,
+            TagKind::Video,
+            body,
+        ));
     }
     // Audio.
     let mut pos = 0;
@@ -138,10 +160,11 @@ pub fn build_hevc_flv(h265: &[u8], adts: &[u8], fps: u32) -> Vec<u8> {
     while pos < adts.len() {
         let h = parse_adts(&adts[pos..]).unwrap();
         if n == 0 {
-            let asc = AudioSpecificConfig::new(h.object_type, h.sampling_index, h.channel_config).unwrap();
+            let asc = AudioSpecificConfig::new(h.object_type, h.sampling_index, h.channel_config)
+                .unwrap();
             let mut body = vec![0xaf, 0];
             body.extend_from_slice(&asc.raw);
-            tags.push((0, TagKind::Audio, body));
+            headers.push((TagKind::Audio, body));
         }
         let rate = u64::from(media::aac::SAMPLE_RATES[usize::from(h.sampling_index)]);
         let mut body = vec![0xaf, 1];
@@ -153,6 +176,9 @@ pub fn build_hevc_flv(h265: &[u8], adts: &[u8], fps: u32) -> Vec<u8> {
     tags.sort_by_key(|(ts, kind, _)| (*ts, *kind != TagKind::Video));
     let mut out = Vec::new();
     flv::write_header(&mut out, true, true);
+    for (kind, body) in headers {
+        flv::write_tag(&mut out, kind, 0, &body).unwrap();
+    }
     for (ts, kind, body) in tags {
         flv::write_tag(&mut out, kind, ts, &body).unwrap();
     }
@@ -189,7 +215,10 @@ pub fn remux_flv(data: Bytes, config: SegmenterConfig, window: usize) -> Remuxed
     };
     for tag in FlvReader::new(data).unwrap() {
         let tag = tag.unwrap();
-        match demuxer.handle_tag(tag.kind, tag.timestamp, tag.body).unwrap() {
+        match demuxer
+            .handle_tag(tag.kind, tag.timestamp, tag.body)
+            .unwrap()
+        {
             Some(DemuxEvent::Config(c)) => keep(segmenter.handle_config(c), &mut playlist),
             Some(DemuxEvent::Frame(f)) => {
                 let now = epoch + Duration::from_micros(f.dts * 1_000_000 / TIMESCALE);
