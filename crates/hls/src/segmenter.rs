@@ -212,6 +212,14 @@ impl Segmenter {
                 track: frame.track.name(),
             });
         };
+        if frame.track == Track::Audio {
+            if let Some(pending) = &self.pending_config {
+                if pending.audio != muxer.config().audio {
+                    self.stats.frames_dropped_for_config += 1;
+                    return Ok(None);
+                }
+            }
+        }
         let has_video = muxer.config().video.is_some();
         let track_configured = match frame.track {
             Track::Video => has_video,
@@ -221,14 +229,6 @@ impl Segmenter {
             return Err(MediaError::MissingConfig {
                 track: frame.track.name(),
             });
-        }
-        if frame.track == Track::Audio {
-            if let Some(pending) = &self.pending_config {
-                if pending.audio != muxer.config().audio {
-                    self.stats.frames_dropped_for_config += 1;
-                    return Ok(None);
-                }
-            }
         }
         let is_keyframe = frame.track == Track::Video && frame.keyframe;
         let random_access = if has_video { is_keyframe } else { true };
@@ -347,5 +347,174 @@ impl Segmenter {
             audio_frames: open.audio_frames,
             data: open.buf.freeze(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use media::aac::AudioSpecificConfig;
+    use media::avc::AvcDecoderConfigurationRecord;
+    use media::{AudioConfig, VideoConfig};
+
+    use super::*;
+
+    fn video_config(level: u8) -> Arc<VideoConfig> {
+        let rec = AvcDecoderConfigurationRecord {
+            profile: 0x42,
+            compatibility: 0xc0,
+            level,
+            nalu_length_size: 4,
+            sps: vec![Bytes::from_static(&[
+                0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+                0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x62, 0xe4, 0x80,
+            ])],
+            pps: vec![Bytes::from_static(&[0x68, 0xcb, 0x83, 0xcb, 0x20])],
+        };
+        Arc::new(VideoConfig::from_avc(rec).unwrap())
+    }
+
+    fn audio_config() -> Arc<AudioConfig> {
+        Arc::new(AudioConfig {
+            asc: AudioSpecificConfig::new(2, 3, 2).unwrap(),
+        })
+    }
+
+    fn video(ms: u64, keyframe: bool) -> Frame {
+        let nal: &'static [u8] = if keyframe {
+            &[0, 0, 0, 2, 0x65, 0x88]
+        } else {
+            &[0, 0, 0, 2, 0x41, 0x9a]
+        };
+        Frame {
+            track: Track::Video,
+            pts: 90_000 + ms * 90,
+            dts: 90_000 + ms * 90,
+            keyframe,
+            data: Bytes::from_static(nal),
+        }
+    }
+
+    fn audio(ms: u64) -> Frame {
+        Frame {
+            track: Track::Audio,
+            pts: 90_000 + ms * 90,
+            dts: 90_000 + ms * 90,
+            keyframe: true,
+            data: Bytes::from_static(&[0x21, 0x10, 0x04]),
+        }
+    }
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH
+    }
+
+    fn run(seg: &mut Segmenter, frames: impl IntoIterator<Item = Frame>) -> Vec<Segment> {
+        frames
+            .into_iter()
+            .filter_map(|f| seg.handle_frame(&f, now()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn frames_without_config_are_refused() {
+        let mut seg = Segmenter::new(SegmenterConfig::default());
+        assert!(matches!(
+            seg.handle_frame(&video(0, true), now()),
+            Err(MediaError::MissingConfig { track: "video" })
+        ));
+        seg.handle_config(StreamConfig {
+            video: Some(video_config(0x1e)),
+            audio: None,
+        });
+        assert!(seg.handle_frame(&audio(0), now()).is_err());
+    }
+
+    #[test]
+    fn waits_for_a_keyframe_and_cuts_at_the_first_one_after_the_target() {
+        let mut seg = Segmenter::new(SegmenterConfig::default());
+        seg.handle_config(StreamConfig {
+            video: Some(video_config(0x1e)),
+            audio: Some(audio_config()),
+        });
+        // 100 ms frames, keyframe every 1.5 s, the stream joins mid-GOP at 200 ms.
+        let frames = (2..=100).flat_map(|i| [video(i * 100, i % 15 == 0), audio(i * 100 + 10)]);
+        let mut segments = run(&mut seg, frames);
+        segments.extend(seg.finish());
+        assert_eq!(seg.stats().frames_before_keyframe, 26);
+        let starts: Vec<u64> = segments
+            .iter()
+            .map(|s| (s.start_pts - 90_000) / 90)
+            .collect();
+        assert_eq!(starts, vec![1500, 6000]);
+        assert_eq!(segments[0].duration, 4500 * 90);
+        assert_eq!(segments[1].duration, 4100 * 90);
+        assert!(segments.iter().all(|s| s.independent && !s.discontinuity));
+        assert_eq!(segments[0].data.len() % 188, 0);
+    }
+
+    #[test]
+    fn forced_cut_without_keyframes() {
+        let mut seg = Segmenter::new(SegmenterConfig {
+            target_duration: Duration::from_secs(2),
+            max_segment_duration: Duration::from_secs(5),
+        });
+        seg.handle_config(StreamConfig {
+            video: Some(video_config(0x1e)),
+            audio: None,
+        });
+        let segments = run(&mut seg, (0..80).map(|i| video(i * 100, i == 0)));
+        assert_eq!(segments.len(), 1);
+        assert_eq!(segments[0].duration, 5000 * 90);
+        assert_eq!(seg.stats().forced_cuts, 1);
+        let rest = seg.finish().unwrap();
+        assert!(!rest.independent);
+    }
+
+    #[test]
+    fn late_audio_config_starts_a_new_segment_at_the_next_keyframe() {
+        let mut seg = Segmenter::new(SegmenterConfig::default());
+        seg.handle_config(StreamConfig {
+            video: Some(video_config(0x1e)),
+            audio: None,
+        });
+        run(&mut seg, (0..10).map(|i| video(i * 100, i == 0)));
+        let both = StreamConfig {
+            video: Some(video_config(0x1e)),
+            audio: Some(audio_config()),
+        };
+        assert!(seg.handle_config(both.clone()).is_none());
+        assert!(seg.handle_frame(&audio(1000), now()).unwrap().is_none());
+        assert_eq!(seg.stats().frames_dropped_for_config, 1);
+        // The next keyframe cuts early (1.5 s < target) and applies the new tracks.
+        let closed = run(&mut seg, (10..16).map(|i| video(i * 100, i == 15)));
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].duration, 1500 * 90);
+        assert_eq!(seg.stream_config(), Some(&both));
+        seg.handle_frame(&audio(1510), now()).unwrap();
+        let next = seg.finish().unwrap();
+        assert!(next.discontinuity);
+        assert_eq!(next.audio_frames, 1);
+    }
+
+    #[test]
+    fn new_video_config_closes_the_segment_with_a_discontinuity() {
+        let mut seg = Segmenter::new(SegmenterConfig::default());
+        seg.handle_config(StreamConfig {
+            video: Some(video_config(0x1e)),
+            audio: None,
+        });
+        run(&mut seg, (0..10).map(|i| video(i * 100, i == 0)));
+        let closed = seg.handle_config(StreamConfig {
+            video: Some(video_config(0x1f)),
+            audio: None,
+        });
+        assert_eq!(closed.unwrap().video_frames, 10);
+        run(&mut seg, (10..20).map(|i| video(i * 100, i == 10)));
+        let next = seg.finish().unwrap();
+        assert!(next.discontinuity);
+        assert_eq!(next.sequence, 1);
     }
 }
