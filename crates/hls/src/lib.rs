@@ -12,9 +12,11 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod packager;
 pub mod playlist;
 pub mod segmenter;
 
+pub use packager::Packager;
 pub use playlist::{
     format_date_time, render_multivariant, MediaPlaylist, SegmentInfo, Variant, DEFAULT_WINDOW,
 };

@@ -86,6 +86,11 @@ impl MediaPlaylist {
         self.ended = true;
     }
 
+    /// The target duration this playlist was created with.
+    pub fn configured_target_duration(&self) -> Duration {
+        self.target_duration
+    }
+
     /// Whether the stream has ended.
     pub fn is_ended(&self) -> bool {
         self.ended

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use hls::{MediaPlaylist, Segment, SegmentInfo, Segmenter, SegmenterConfig, Variant};
+use hls::{MediaPlaylist, Packager, Segment, SegmentInfo, SegmenterConfig};
 use media::aac::{parse_adts, AudioSpecificConfig};
 use media::flv::{self, FlvReader, TagKind};
 use media::hevc::{self, HevcDecoderConfigurationRecord};
@@ -194,60 +194,31 @@ pub struct Remuxed {
     pub playlist: MediaPlaylist,
     /// The multivariant playlist text.
     pub multivariant: String,
-    /// FLV bytes read.
-    pub input_bytes: usize,
 }
 
-/// Runs an FLV file through `FlvDemuxer` and `Segmenter` as a live stream would, the wall
+/// Runs an FLV file through `FlvDemuxer` and `Packager` as a live stream would, the wall
 /// clock advancing with the media. Malformed input is a test failure.
 pub fn remux_flv(data: Bytes, config: SegmenterConfig, window: usize) -> Remuxed {
-    let input_bytes = data.len();
     let mut demuxer = FlvDemuxer::default();
-    let mut segmenter = Segmenter::new(config);
-    let mut playlist = MediaPlaylist::new(config.target_duration, window);
+    let mut packager = Packager::new(config, window);
     let mut segments = Vec::new();
     let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-    let mut keep = |s: Option<Segment>, playlist: &mut MediaPlaylist| {
-        if let Some(s) = s {
-            playlist.push(SegmentInfo::from(&s));
-            segments.push(s);
-        }
-    };
     for tag in FlvReader::new(data).unwrap() {
         let tag = tag.unwrap();
-        match demuxer
-            .handle_tag(tag.kind, tag.timestamp, tag.body)
-            .unwrap()
-        {
-            Some(DemuxEvent::Config(c)) => keep(segmenter.handle_config(c), &mut playlist),
-            Some(DemuxEvent::Frame(f)) => {
-                let now = epoch + Duration::from_micros(f.dts * 1_000_000 / TIMESCALE);
-                keep(segmenter.handle_frame(&f, now).unwrap(), &mut playlist);
-            }
-            Some(DemuxEvent::Metadata(_)) | None => {}
+        if let Some(event) = demuxer.handle_tag(tag.kind, tag.timestamp, tag.body).unwrap() {
+            let dts = match &event {
+                DemuxEvent::Frame(f) => f.dts,
+                _ => 0,
+            };
+            let now = epoch + Duration::from_micros(dts * 1_000_000 / TIMESCALE);
+            segments.extend(packager.handle_event(event, now).unwrap());
         }
     }
-    keep(segmenter.finish(), &mut playlist);
-    playlist.end();
-    let stream = segmenter.stream_config().cloned().unwrap_or_default();
-    let (peak, average) = playlist.bandwidth();
-    let multivariant = hls::render_multivariant(&[Variant {
-        bandwidth: peak,
-        average_bandwidth: Some(average),
-        codecs: stream.codecs(),
-        resolution: stream.video.as_ref().map(|v| (v.width, v.height)),
-        frame_rate: stream
-            .video
-            .as_ref()
-            .and_then(|v| v.frame_rate)
-            .or_else(|| playlist.measured_frame_rate()),
-        uri: "stream.m3u8".into(),
-    }]);
+    segments.extend(packager.finish());
     Remuxed {
         segments,
-        playlist,
-        multivariant,
-        input_bytes,
+        multivariant: packager.multivariant("stream.m3u8"),
+        playlist: packager.playlist().clone(),
     }
 }
 

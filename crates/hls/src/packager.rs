@@ -1,0 +1,101 @@
+//! One rendition's packaging state: the [`Segmenter`] and the [`MediaPlaylist`] it feeds, and
+//! the multivariant playlist that describes it. What a live stream's session owns, and what
+//! `onair remux` drives from a file.
+
+use std::time::{Duration, SystemTime};
+
+use media::{DemuxEvent, Frame, MediaError, StreamConfig};
+
+use crate::playlist::{render_multivariant, MediaPlaylist, SegmentInfo, Variant};
+use crate::segmenter::{Segment, Segmenter, SegmenterConfig};
+
+/// Segmenter plus playlist of one stream.
+#[derive(Debug)]
+pub struct Packager {
+    segmenter: Segmenter,
+    playlist: MediaPlaylist,
+}
+
+impl Packager {
+    /// A packager cutting segments per `config`, listing `window` segments in the live playlist.
+    pub fn new(config: SegmenterConfig, window: usize) -> Self {
+        Packager {
+            segmenter: Segmenter::new(config),
+            playlist: MediaPlaylist::new(config.target_duration, window),
+        }
+    }
+
+    /// The segmenter (for its statistics and current configuration).
+    pub fn segmenter(&self) -> &Segmenter {
+        &self.segmenter
+    }
+
+    /// The media playlist so far.
+    pub fn playlist(&self) -> &MediaPlaylist {
+        &self.playlist
+    }
+
+    fn keep(&mut self, segment: Option<Segment>) -> Option<Segment> {
+        if let Some(s) = &segment {
+            self.playlist.push(SegmentInfo::from(s));
+        }
+        segment
+    }
+
+    /// Handles what the demuxer produced at wall clock `now`; returns a segment that closed.
+    /// Metadata is the caller's business and ignored here.
+    pub fn handle_event(&mut self, event: DemuxEvent, now: SystemTime) -> Result<Option<Segment>, MediaError> {
+        match event {
+            DemuxEvent::Config(config) => Ok(self.handle_config(config)),
+            DemuxEvent::Frame(frame) => self.handle_frame(&frame, now),
+            DemuxEvent::Metadata(_) => Ok(None),
+        }
+    }
+
+    /// See [`Segmenter::handle_config`].
+    pub fn handle_config(&mut self, config: StreamConfig) -> Option<Segment> {
+        let closed = self.segmenter.handle_config(config);
+        self.keep(closed)
+    }
+
+    /// See [`Segmenter::handle_frame`].
+    pub fn handle_frame(&mut self, frame: &Frame, now: SystemTime) -> Result<Option<Segment>, MediaError> {
+        let closed = self.segmenter.handle_frame(frame, now)?;
+        Ok(self.keep(closed))
+    }
+
+    /// See [`Segmenter::handle_discontinuity`].
+    pub fn handle_discontinuity(&mut self) -> Option<Segment> {
+        let closed = self.segmenter.handle_discontinuity();
+        self.keep(closed)
+    }
+
+    /// Closes the open segment and ends the playlist (`EXT-X-ENDLIST`).
+    pub fn finish(&mut self) -> Option<Segment> {
+        let closed = self.segmenter.finish();
+        let closed = self.keep(closed);
+        self.playlist.end();
+        closed
+    }
+
+    /// The multivariant playlist with one variant pointing at `media_playlist_uri`: measured
+    /// bandwidth, codecs, resolution and frame rate (from the bitstream, else measured).
+    pub fn multivariant(&self, media_playlist_uri: &str) -> String {
+        let stream = self.segmenter.stream_config().cloned().unwrap_or_default();
+        let (peak, average) = self.playlist.bandwidth();
+        let video = stream.video.as_ref();
+        render_multivariant(&[Variant {
+            bandwidth: peak,
+            average_bandwidth: Some(average),
+            codecs: stream.codecs(),
+            resolution: video.map(|v| (v.width, v.height)),
+            frame_rate: video.and_then(|v| v.frame_rate.or_else(|| self.playlist.measured_frame_rate())),
+            uri: media_playlist_uri.to_owned(),
+        }])
+    }
+
+    /// The target duration this packager cuts at.
+    pub fn target_duration(&self) -> Duration {
+        self.playlist.configured_target_duration()
+    }
+}
