@@ -44,7 +44,11 @@ impl Packager {
 
     /// Handles what the demuxer produced at wall clock `now`; returns a segment that closed.
     /// Metadata is the caller's business and ignored here.
-    pub fn handle_event(&mut self, event: DemuxEvent, now: SystemTime) -> Result<Option<Segment>, MediaError> {
+    pub fn handle_event(
+        &mut self,
+        event: DemuxEvent,
+        now: SystemTime,
+    ) -> Result<Option<Segment>, MediaError> {
         match event {
             DemuxEvent::Config(config) => Ok(self.handle_config(config)),
             DemuxEvent::Frame(frame) => self.handle_frame(&frame, now),
@@ -59,7 +63,11 @@ impl Packager {
     }
 
     /// See [`Segmenter::handle_frame`].
-    pub fn handle_frame(&mut self, frame: &Frame, now: SystemTime) -> Result<Option<Segment>, MediaError> {
+    pub fn handle_frame(
+        &mut self,
+        frame: &Frame,
+        now: SystemTime,
+    ) -> Result<Option<Segment>, MediaError> {
         let closed = self.segmenter.handle_frame(frame, now)?;
         Ok(self.keep(closed))
     }
@@ -89,7 +97,8 @@ impl Packager {
             average_bandwidth: Some(average),
             codecs: stream.codecs(),
             resolution: video.map(|v| (v.width, v.height)),
-            frame_rate: video.and_then(|v| v.frame_rate.or_else(|| self.playlist.measured_frame_rate())),
+            frame_rate: video
+                .and_then(|v| v.frame_rate.or_else(|| self.playlist.measured_frame_rate())),
             uri: media_playlist_uri.to_owned(),
         }])
     }

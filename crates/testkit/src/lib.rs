@@ -205,7 +205,10 @@ pub fn remux_flv(data: Bytes, config: SegmenterConfig, window: usize) -> Remuxed
     let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
     for tag in FlvReader::new(data).unwrap() {
         let tag = tag.unwrap();
-        if let Some(event) = demuxer.handle_tag(tag.kind, tag.timestamp, tag.body).unwrap() {
+        if let Some(event) = demuxer
+            .handle_tag(tag.kind, tag.timestamp, tag.body)
+            .unwrap()
+        {
             let dts = match &event {
                 DemuxEvent::Frame(f) => f.dts,
                 _ => 0,
