@@ -251,21 +251,33 @@ impl TsMuxer {
             })),
         };
         self.write_packet(out, &first)?;
+        // Continuation packets are ~99% of all packets: written here directly from the
+        // slices into the output (one copy of the payload), not through `mpeg2ts`.
         while !cursor.is_done() {
-            let n = cursor.fill(&mut buf);
             let cc = if is_video {
                 &mut self.video_cc
             } else {
                 &mut self.audio_cc
             };
-            let packet = TsPacket {
-                header: Self::header(pid_value, cc),
-                adaptation_field: None,
-                payload: Some(TsPayload::PesContinuation(
-                    payload::Bytes::new(&buf[..n]).map_err(ts_error)?,
-                )),
-            };
-            self.write_packet(out, &packet)?;
+            let counter = cc.as_u8();
+            cc.increment();
+            let n = cursor.remaining().min(TS_PAYLOAD);
+            out.reserve(TsPacket::SIZE);
+            out.put_u8(TsPacket::SYNC_BYTE);
+            out.put_u16(pid_value); // no transport error, no payload unit start, priority 0
+            if n == TS_PAYLOAD {
+                out.put_u8(0x10 | counter); // payload only
+            } else {
+                out.put_u8(0x30 | counter); // adaptation field (stuffing) + payload
+                let af_len = TS_PAYLOAD - n - 1;
+                out.put_u8(af_len as u8);
+                if af_len > 0 {
+                    out.put_u8(0); // no flags
+                    out.put_bytes(0xff, af_len - 1);
+                }
+            }
+            cursor.copy_to(out, n);
+            self.packets += 1;
         }
         Ok(())
     }
@@ -317,6 +329,7 @@ struct Pieces<'a, 'b> {
     pieces: &'b [&'a [u8]],
     index: usize,
     offset: usize,
+    remaining: usize,
 }
 
 impl<'a, 'b> Pieces<'a, 'b> {
@@ -325,6 +338,7 @@ impl<'a, 'b> Pieces<'a, 'b> {
             pieces,
             index: 0,
             offset: 0,
+            remaining: pieces.iter().map(|p| p.len()).sum(),
         };
         p.skip_empty();
         p
@@ -341,6 +355,23 @@ impl<'a, 'b> Pieces<'a, 'b> {
         self.index >= self.pieces.len()
     }
 
+    fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    /// Appends the next `n` bytes (at most what remains) to `out`.
+    fn copy_to(&mut self, out: &mut BytesMut, mut n: usize) {
+        while n > 0 && !self.is_done() {
+            let piece = &self.pieces[self.index][self.offset..];
+            let take = piece.len().min(n);
+            out.put_slice(&piece[..take]);
+            n -= take;
+            self.offset += take;
+            self.remaining -= take;
+            self.skip_empty();
+        }
+    }
+
     /// Copies as much as fits into `buf`; returns how much was copied.
     fn fill(&mut self, buf: &mut [u8]) -> usize {
         let mut written = 0;
@@ -350,6 +381,7 @@ impl<'a, 'b> Pieces<'a, 'b> {
             buf[written..written + n].copy_from_slice(&piece[..n]);
             written += n;
             self.offset += n;
+            self.remaining -= n;
             self.skip_empty();
         }
         written
