@@ -1,0 +1,124 @@
+//! The contract between an ingest listener (RTMP, RTMPS, SRT) and the session manager.
+//!
+//! Admission is a request with an answer (house style 2): the listener turns the protocol's
+//! publish request into a [`PublishRequest`] and awaits [`Admission::publish`]. A rejected
+//! publisher gets the protocol's own error and is closed. An accepted one gets a
+//! [`PublishGrant`]: it sends what its demuxer produces through [`IngestSender`] and stops
+//! when the grant's `kick` token is cancelled (stream disabled, key reset, shutdown).
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use media::DemuxEvent;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Events buffered between one publisher and its session. When the session falls this far
+/// behind, the publisher's connection waits (backpressure reaches the encoder through TCP)
+/// instead of memory growing.
+pub const INGEST_CHANNEL_CAPACITY: usize = 1024;
+
+/// The ingest protocols. `as_str` gives the seeds' `active_ingest_protocol` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IngestProtocol {
+    /// RTMP on the plain port.
+    Rtmp,
+    /// RTMP over TLS.
+    Rtmps,
+    /// SRT.
+    Srt,
+}
+
+impl IngestProtocol {
+    /// `rtmp` (for RTMP and RTMPS, as the seeds report both) or `srt`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IngestProtocol::Rtmp | IngestProtocol::Rtmps => "rtmp",
+            IngestProtocol::Srt => "srt",
+        }
+    }
+}
+
+/// A publisher asks to go live.
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    /// The stream key as the encoder sent it.
+    pub stream_key: String,
+    /// How it connected.
+    pub protocol: IngestProtocol,
+    /// The encoder's address.
+    pub peer: SocketAddr,
+}
+
+/// Why a publisher was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishRejection {
+    /// No live stream has this stream key.
+    #[error("unknown stream key")]
+    UnknownStreamKey,
+    /// The live stream is disabled.
+    #[error("live stream is disabled")]
+    Disabled,
+    /// Another encoder is already publishing to this live stream.
+    #[error("live stream already has a publisher")]
+    AlreadyPublishing,
+    /// The gateway is shutting down.
+    #[error("server is shutting down")]
+    ShuttingDown,
+    /// The store or another internal part failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What a publisher sends to its session.
+#[derive(Debug, Clone)]
+pub enum IngestEvent {
+    /// Output of the connection's demuxer.
+    Media(DemuxEvent),
+}
+
+/// The sending half of a publisher's channel to its session. Dropping it tells the session
+/// that the publisher has gone.
+#[derive(Debug, Clone)]
+pub struct IngestSender {
+    tx: mpsc::Sender<IngestEvent>,
+}
+
+impl IngestSender {
+    /// A bounded channel of [`INGEST_CHANNEL_CAPACITY`] events.
+    pub fn channel() -> (IngestSender, mpsc::Receiver<IngestEvent>) {
+        let (tx, rx) = mpsc::channel(INGEST_CHANNEL_CAPACITY);
+        (IngestSender { tx }, rx)
+    }
+
+    /// Sends an event, waiting while the session is behind. `Err` means the session is gone
+    /// and the publisher should disconnect.
+    pub async fn send(&self, event: IngestEvent) -> Result<(), SessionGone> {
+        self.tx.send(event).await.map_err(|_| SessionGone)
+    }
+}
+
+/// The session no longer accepts media from this publisher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the live stream session has ended")]
+pub struct SessionGone;
+
+/// An accepted publisher.
+#[derive(Debug)]
+pub struct PublishGrant {
+    /// The live stream being published (for logs; never the key).
+    pub live_stream_id: String,
+    /// Where media goes.
+    pub media: IngestSender,
+    /// Cancelled when the publisher must disconnect (disable, key reset, deletion, shutdown).
+    pub kick: CancellationToken,
+}
+
+/// Admits publishers: implemented by the session manager, and by test doubles.
+pub trait Admission: Clone + Send + Sync + 'static {
+    /// Decides on a publish request.
+    fn publish(
+        &self,
+        request: PublishRequest,
+    ) -> impl Future<Output = Result<PublishGrant, PublishRejection>> + Send;
+}
