@@ -1,1 +1,140 @@
-//! placeholder
+//! # OnAir playback
+//!
+//! HLS delivery over HTTP by playback ID, on the shared HTTP listener:
+//!
+//! | path | what |
+//! | --- | --- |
+//! | `GET /{PLAYBACK_ID}.m3u8` | multivariant playlist |
+//! | `GET /{PLAYBACK_ID}/stream.m3u8` | live media playlist (sliding window) |
+//! | `GET /{PLAYBACK_ID}/{N}.ts` | segment `N` of the live window, from memory |
+//!
+//! A known playback ID whose live stream is not active (or has no playable segment yet)
+//! answers `412 Precondition Failed`; unknown IDs and paths answer `404`. Every response
+//! carries `Access-Control-Allow-Origin: *`. Playlists are cacheable for one second
+//! (`max-age=1`), segments forever (`immutable`: a segment number is never reused within
+//! a live session).
+#![forbid(unsafe_code)]
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use session::manager::{PlaybackTarget, SessionManager};
+use session::LiveView;
+use tower_http::cors::{Any, CorsLayer};
+
+/// `Content-Type` of playlists.
+pub const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
+/// `Content-Type` of segments.
+pub const SEGMENT_CONTENT_TYPE: &str = "video/mp2t";
+/// `Cache-Control` of playlists: short, they change every segment.
+pub const PLAYLIST_CACHE_CONTROL: &str = "public, max-age=1";
+/// `Cache-Control` of segments: they never change.
+pub const SEGMENT_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+
+/// The playback routes, to merge into the HTTP listener's router.
+pub fn router(manager: SessionManager) -> Router {
+    Router::new()
+        .route("/{file}", get(multivariant))
+        .route("/{playback_id}/{file}", get(media))
+        .layer(CorsLayer::new().allow_origin(Any).allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+        ]))
+        .with_state(manager)
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn not_found() -> Response {
+    text(StatusCode::NOT_FOUND, "not found\n")
+}
+
+fn not_active() -> Response {
+    text(
+        StatusCode::PRECONDITION_FAILED,
+        "the live stream is not active\n",
+    )
+}
+
+fn body(content_type: &'static str, cache: &'static str, data: Bytes) -> Response {
+    let mut response = data.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    response
+}
+
+/// Playback IDs are URL-safe alphanumerics; anything else cannot exist.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 255
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+async fn live_view(
+    manager: &SessionManager,
+    playback_id: &str,
+) -> Result<std::sync::Arc<LiveView>, Response> {
+    if !valid_id(playback_id) {
+        return Err(not_found());
+    }
+    match manager.playback(playback_id).await {
+        PlaybackTarget::Live(view) => Ok(view),
+        PlaybackTarget::NotActive => Err(not_active()),
+        PlaybackTarget::Unknown => Err(not_found()),
+    }
+}
+
+async fn multivariant(State(manager): State<SessionManager>, Path(file): Path<String>) -> Response {
+    let Some(playback_id) = file.strip_suffix(".m3u8") else {
+        return not_found();
+    };
+    let view = match live_view(&manager, playback_id).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match view.multivariant(playback_id) {
+        Some(text) => body(
+            PLAYLIST_CONTENT_TYPE,
+            PLAYLIST_CACHE_CONTROL,
+            Bytes::from(text),
+        ),
+        None => not_active(),
+    }
+}
+
+async fn media(
+    State(manager): State<SessionManager>,
+    Path((playback_id, file)): Path<(String, String)>,
+) -> Response {
+    let view = match live_view(&manager, &playback_id).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if file == "stream.m3u8" {
+        return match view.media_playlist() {
+            Some(p) => body(PLAYLIST_CONTENT_TYPE, PLAYLIST_CACHE_CONTROL, p),
+            None => not_active(),
+        };
+    }
+    let Some(sequence) = file.strip_suffix(".ts").and_then(|n| n.parse::<u64>().ok()) else {
+        return not_found();
+    };
+    match view.segment(sequence) {
+        Some(data) => body(SEGMENT_CONTENT_TYPE, SEGMENT_CACHE_CONTROL, data),
+        None => not_found(),
+    }
+}

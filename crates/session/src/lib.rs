@@ -5,8 +5,13 @@
 #![forbid(unsafe_code)]
 
 pub mod ingest;
+pub mod live;
+pub mod manager;
+mod store_glue;
 
 pub use ingest::{
     Admission, IngestEvent, IngestProtocol, IngestSender, PublishGrant, PublishRejection,
     PublishRequest,
 };
+pub use live::LiveView;
+pub use manager::{PlaybackTarget, SessionConfig, SessionManager};

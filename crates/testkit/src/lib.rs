@@ -10,6 +10,9 @@
 #![allow(clippy::unwrap_used)] // test support: a failure here is a failed test
 #![forbid(unsafe_code)]
 
+pub mod gateway;
+pub mod http;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;

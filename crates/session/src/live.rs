@@ -1,0 +1,134 @@
+//! What viewers read while a stream is live: the current playlists and the segments of the
+//! live window, served from memory. Written by the stream's session actor, read by the HTTP
+//! handlers; a `std::sync::Mutex` guards it and is never held across an `.await`.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+
+/// Segments kept in memory beyond the live window, for players a little behind the edge.
+pub const EXTRA_SEGMENTS: usize = 2;
+
+/// The in-memory live edge of one stream.
+#[derive(Debug, Default)]
+pub struct LiveView {
+    inner: Mutex<LiveInner>,
+}
+
+#[derive(Debug, Default)]
+struct LiveInner {
+    /// Multivariant playlist without its final URI line.
+    multivariant_head: String,
+    media_playlist: Bytes,
+    segments: VecDeque<(u64, Bytes)>,
+    ready: bool,
+    ended: bool,
+}
+
+impl LiveView {
+    /// An empty view: nothing playable yet.
+    pub fn new() -> Self {
+        LiveView::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LiveInner> {
+        // A panic while holding this lock cannot leave it inconsistent (plain assignments).
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether at least one segment is playable.
+    pub fn is_ready(&self) -> bool {
+        self.lock().ready
+    }
+
+    /// Whether the stream has ended (its playlist carries `EXT-X-ENDLIST`).
+    pub fn is_ended(&self) -> bool {
+        self.lock().ended
+    }
+
+    /// The multivariant playlist for `playback_id` (its media playlist is
+    /// `{playback_id}/stream.m3u8`), once a segment is playable.
+    pub fn multivariant(&self, playback_id: &str) -> Option<String> {
+        let inner = self.lock();
+        inner
+            .ready
+            .then(|| format!("{}{playback_id}/stream.m3u8\n", inner.multivariant_head))
+    }
+
+    /// The live media playlist, once a segment is playable.
+    pub fn media_playlist(&self) -> Option<Bytes> {
+        let inner = self.lock();
+        inner.ready.then(|| inner.media_playlist.clone())
+    }
+
+    /// A segment of the live window by media sequence number.
+    pub fn segment(&self, sequence: u64) -> Option<Bytes> {
+        let inner = self.lock();
+        inner
+            .segments
+            .iter()
+            .find(|(s, _)| *s == sequence)
+            .map(|(_, data)| data.clone())
+    }
+
+    /// Publishes a new segment and the playlists that list it; keeps `keep` segments.
+    pub(crate) fn publish(
+        &self,
+        sequence: u64,
+        data: Bytes,
+        media_playlist: String,
+        multivariant: &str,
+        keep: usize,
+    ) {
+        let head = multivariant
+            .strip_suffix("stream.m3u8\n")
+            .unwrap_or(multivariant)
+            .to_owned();
+        let mut inner = self.lock();
+        inner.segments.push_back((sequence, data));
+        while inner.segments.len() > keep {
+            inner.segments.pop_front();
+        }
+        inner.media_playlist = Bytes::from(media_playlist);
+        inner.multivariant_head = head;
+        inner.ready = true;
+    }
+
+    /// Replaces the media playlist (e.g. with `EXT-X-ENDLIST` at the end).
+    pub(crate) fn end(&self, media_playlist: Option<String>) {
+        let mut inner = self.lock();
+        if let Some(p) = media_playlist {
+            inner.media_playlist = Bytes::from(p);
+        }
+        inner.ended = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serves_nothing_until_the_first_segment() {
+        let view = LiveView::new();
+        assert!(view.media_playlist().is_none());
+        assert!(view.multivariant("pid").is_none());
+        for seq in 0..5 {
+            view.publish(
+                seq,
+                Bytes::from(vec![seq as u8; 4]),
+                format!("#EXTM3U\n{seq}\n"),
+                "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nstream.m3u8\n",
+                3,
+            );
+        }
+        assert_eq!(
+            view.multivariant("abc").unwrap(),
+            "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nabc/stream.m3u8\n"
+        );
+        assert!(view.segment(1).is_none());
+        assert_eq!(view.segment(4).unwrap().as_ref(), &[4, 4, 4, 4]);
+        assert_eq!(view.media_playlist().unwrap().as_ref(), b"#EXTM3U\n4\n");
+    }
+}

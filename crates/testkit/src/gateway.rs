@@ -1,0 +1,151 @@
+//! Runs the real `onair serve` binary for end-to-end tests: every listener on `127.0.0.1:0`,
+//! a private data directory, the addresses read back from the startup lines, and SIGTERM on
+//! drop.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    child: Child,
+    binary: PathBuf,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// RTMP listener.
+    pub rtmp: Option<SocketAddr>,
+    /// RTMPS listener (with `--dev-tls`).
+    pub rtmps: Option<SocketAddr>,
+    /// HTTP listener.
+    pub http: Option<SocketAddr>,
+    /// Stdout lines after `ready`, as they come.
+    pub stdout: mpsc::Receiver<String>,
+    stderr_path: PathBuf,
+}
+
+fn listening(line: &str, name: &str) -> Option<SocketAddr> {
+    let rest = line.strip_prefix(name)?.strip_prefix(" listening on ")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+impl Gateway {
+    /// Starts `binary serve` with a fresh data directory `target/test-output/NAME`, RTMP,
+    /// RTMPS (dev certificate) and HTTP on ephemeral loopback ports, plus `extra` arguments.
+    pub fn start(binary: &Path, name: &str, extra: &[&str]) -> Gateway {
+        let data_dir = crate::scratch_dir(name);
+        let stderr_path = data_dir.join("onair.log");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let mut child = Command::new(binary)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args([
+                "serve",
+                "--rtmp-addr",
+                "127.0.0.1:0",
+                "--rtmps-addr",
+                "127.0.0.1:0",
+                "--dev-tls",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--access-token",
+                "test-token:test-secret-0123456789",
+            ])
+            .args(extra)
+            .env("RUST_LOG", "info,rtmp=debug,session=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut gateway = Gateway {
+            child,
+            binary: binary.to_path_buf(),
+            data_dir,
+            rtmp: None,
+            rtmps: None,
+            http: None,
+            stdout: rx,
+            stderr_path,
+        };
+        loop {
+            let line = match gateway.stdout.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) => line,
+                Err(_) => panic!("onair serve did not become ready:\n{}", gateway.log()),
+            };
+            gateway.rtmp = gateway.rtmp.or_else(|| listening(&line, "rtmp"));
+            gateway.rtmps = gateway.rtmps.or_else(|| listening(&line, "rtmps"));
+            gateway.http = gateway.http.or_else(|| listening(&line, "http"));
+            if line == "ready" {
+                break;
+            }
+        }
+        gateway
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Runs `onair --data-dir DIR ARGS...` (the CLI, against the same data directory) and
+    /// returns its stdout parsed as JSON; panics with stderr if it fails.
+    pub fn cli(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.cli_raw(args);
+        assert!(
+            out.status.success(),
+            "onair {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Runs the CLI and returns its raw output.
+    pub fn cli_raw(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.binary)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Sends SIGTERM and waits for the exit status (panics after 20 s).
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        panic!(
+            "onair serve did not stop within 20 s of SIGTERM:\n{}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
