@@ -1,1 +1,226 @@
-//! placeholder
+//! OnAir's metadata store: live streams, their playback IDs, and API access tokens.
+//!
+//! This is the only crate that talks to the database. Everything above it (the REST API, the
+//! session manager admitting publishers, HLS playback resolving playback IDs, the CLI) goes
+//! through the [`Store`] trait, whose methods speak in domain types ([`LiveStream`],
+//! [`PlaybackId`], [`AccessToken`], ...) and return [`StoreError`]. The resource types
+//! serialize to exactly the JSON objects of the hosted API the gateway imitates, so the API
+//! layer wraps them in `{"data": ...}` and adds nothing.
+//!
+//! # Backends
+//!
+//! [`SqliteStore`] is the default backend: one `onair.db` file in the data directory, in WAL
+//! mode with a 5 s busy timeout, so a running server and the `onair` CLI can use the same
+//! file at the same time. Queries are checked at run time (no `DATABASE_URL` at build time)
+//! and written in portable SQL (`$1` placeholders, `ON CONFLICT`, no SQLite-only functions);
+//! migrations live in one folder per dialect (`migrations/sqlite/`) and run at open. A
+//! Postgres backend is another implementation of [`Store`] with its own migrations folder;
+//! callers do not change.
+//!
+//! # Usage
+//!
+//! ```no_run
+//! use store::{NewLiveStream, SqliteStore, Store, StatusChange, IngestProtocol};
+//!
+//! # async fn demo() -> Result<(), store::StoreError> {
+//! let store = SqliteStore::open(std::path::Path::new("./data")).await?;
+//! let stream = store.create_live_stream(NewLiveStream::default()).await?;
+//! // An encoder connects with the stream key:
+//! if let Some(found) = store.find_live_stream_by_stream_key(&stream.stream_key).await? {
+//!     store.set_status(&found.id, StatusChange::Active(IngestProtocol::Rtmp)).await?;
+//! }
+//! println!("{}", serde_json::to_string(&stream).unwrap_or_default());
+//! # Ok(()) }
+//! ```
+//!
+//! # Conventions
+//!
+//! - Looking up something that may not exist answers `Ok(None)` (or `Ok(false)` for deletes);
+//!   [`StoreError::NotFound`] is for operations that need another row to exist.
+//! - Parameters are validated before anything is written; a bad value is
+//!   [`StoreError::InvalidField`] naming the API field.
+//! - Secrets never appear in `Debug` output, logs, or (for access tokens) the database.
+
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+
+mod access_token;
+mod error;
+mod ids;
+mod live_stream;
+mod sqlite;
+
+pub use access_token::{
+    AccessToken, EnsureOutcome, IssuedAccessToken, Permissions, ENSURED_TOKEN_NAME,
+    MAX_TOKEN_ID_LEN, MAX_TOKEN_SECRET_LEN,
+};
+pub use error::{OptionExt, StoreError};
+pub use live_stream::{
+    EmbeddedSubtitle, IngestProtocol, LatencyMode, LiveStream, LiveStreamChanges, LiveStreamPatch,
+    LiveStreamSettings, LiveStreamStatus, NewLiveStream, PlaybackId, PlaybackPolicy, StatusChange,
+    DEFAULT_MAX_CONTINUOUS_DURATION, DEFAULT_RECONNECT_WINDOW_LOW_LATENCY,
+    DEFAULT_RECONNECT_WINDOW_STANDARD, MAX_PASSTHROUGH_CHARS, MAX_PLAYBACK_POLICIES_PER_REQUEST,
+    MAX_RECONNECT_WINDOW, MAX_URL_LEN, MIN_MAX_CONTINUOUS_DURATION,
+};
+pub use sqlite::{SqliteStore, DB_FILE_NAME, DEFAULT_BUSY_TIMEOUT};
+
+/// Largest page size [`Store::list_live_streams`] accepts.
+pub const MAX_LIST_LIMIT: u32 = 1000;
+
+/// The store's operations, independent of the database behind them.
+///
+/// Every method is `async` and its future is `Send`, so handlers on a multi-threaded runtime
+/// can await them. Implementations are cheap to share (`SqliteStore` is a pooled handle and
+/// `Clone`).
+pub trait Store: Send + Sync + 'static {
+    // ---- live streams ----
+
+    /// Validates `params` ([`NewLiveStream::validate`]) and creates a live stream with a new
+    /// ID, stream key and SRT passphrase, status idle, and one playback ID per requested
+    /// policy (one public playback ID by default).
+    fn create_live_stream(
+        &self,
+        params: NewLiveStream,
+    ) -> impl Future<Output = Result<LiveStream, StoreError>> + Send;
+
+    /// The live stream with this ID.
+    fn get_live_stream(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<LiveStream>, StoreError>> + Send;
+
+    /// One page of live streams, newest first. `page` starts at 1; `limit` is
+    /// 1..=[`MAX_LIST_LIMIT`]; `status` filters when given.
+    fn list_live_streams(
+        &self,
+        page: u32,
+        limit: u32,
+        status: Option<LiveStreamStatus>,
+    ) -> impl Future<Output = Result<Vec<LiveStream>, StoreError>> + Send;
+
+    /// Deletes a live stream and its playback IDs; `false` if there was none.
+    fn delete_live_stream(&self, id: &str)
+        -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The live stream an encoder publishing with `stream_key` belongs to (any status: the
+    /// caller decides what a disabled stream means).
+    fn find_live_stream_by_stream_key(
+        &self,
+        stream_key: &str,
+    ) -> impl Future<Output = Result<Option<LiveStream>, StoreError>> + Send;
+
+    /// Replaces the stream key (and the SRT passphrase, the other ingest credential); the old
+    /// key stops matching immediately. `None` if there is no such live stream.
+    fn reset_stream_key(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<LiveStream>, StoreError>> + Send;
+
+    /// Applies a status transition (see [`StatusChange`]) and returns the stream as it now
+    /// is. Activating a disabled stream is [`StoreError::Conflict`]; going idle leaves a
+    /// disabled stream disabled.
+    fn set_status(
+        &self,
+        id: &str,
+        change: StatusChange,
+    ) -> impl Future<Output = Result<Option<LiveStream>, StoreError>> + Send;
+
+    /// Disables a live stream (no new broadcasts; clears the ingest protocol).
+    fn disable_live_stream(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<LiveStream>, StoreError>> + Send;
+
+    /// Enables a disabled live stream (it becomes idle); other statuses are left as they are.
+    fn enable_live_stream(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<LiveStream>, StoreError>> + Send;
+
+    /// Validates `patch` ([`LiveStreamPatch::validate`]) and applies it.
+    fn update_live_stream(
+        &self,
+        id: &str,
+        patch: LiveStreamPatch,
+    ) -> impl Future<Output = Result<Option<LiveStream>, StoreError>> + Send;
+
+    // ---- playback IDs ----
+
+    /// Adds a playback ID to a live stream; [`StoreError::NotFound`] if the stream does not
+    /// exist.
+    fn add_playback_id(
+        &self,
+        live_stream_id: &str,
+        policy: PlaybackPolicy,
+    ) -> impl Future<Output = Result<PlaybackId, StoreError>> + Send;
+
+    /// A playback ID of this live stream.
+    fn get_playback_id(
+        &self,
+        live_stream_id: &str,
+        playback_id: &str,
+    ) -> impl Future<Output = Result<Option<PlaybackId>, StoreError>> + Send;
+
+    /// Removes a playback ID of this live stream; `false` if it had none with that ID.
+    fn delete_playback_id(
+        &self,
+        live_stream_id: &str,
+        playback_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Resolves a playback URL: the live stream a playback ID belongs to, and the ID itself.
+    fn find_by_playback_id(
+        &self,
+        playback_id: &str,
+    ) -> impl Future<Output = Result<Option<(LiveStream, PlaybackId)>, StoreError>> + Send;
+
+    // ---- access tokens ----
+
+    /// Creates a token with a new ID and secret. The secret is returned once and only its
+    /// salted hash is stored.
+    fn create_access_token(
+        &self,
+        name: &str,
+        permissions: Permissions,
+    ) -> impl Future<Output = Result<IssuedAccessToken, StoreError>> + Send;
+
+    /// Makes sure the token `id` exists, authenticates with `secret`, has `permissions` and
+    /// is not revoked (how `ONAIR_ACCESS_TOKEN=ID:SECRET` works). Idempotent.
+    fn ensure_access_token(
+        &self,
+        id: &str,
+        secret: &str,
+        permissions: Permissions,
+    ) -> impl Future<Output = Result<EnsureOutcome, StoreError>> + Send;
+
+    /// The permissions of token `id` if `secret` is its secret and it is not revoked.
+    fn verify_access_token(
+        &self,
+        id: &str,
+        secret: &str,
+    ) -> impl Future<Output = Result<Option<Permissions>, StoreError>> + Send;
+
+    /// One token, without its secret.
+    fn get_access_token(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<AccessToken>, StoreError>> + Send;
+
+    /// Every token (revoked ones included), oldest first.
+    fn list_access_tokens(
+        &self,
+    ) -> impl Future<Output = Result<Vec<AccessToken>, StoreError>> + Send;
+
+    /// Revokes a token; `false` if there is no token with that ID.
+    fn revoke_access_token(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// How many tokens are usable (not revoked): zero means the server should create one.
+    fn count_access_tokens(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,950 @@
+//! The SQLite backend.
+//!
+//! One database file, `onair.db`, in the data directory. WAL journaling lets readers proceed
+//! while one writer writes; the busy timeout makes a second process (the CLI next to a
+//! running server) wait for the write lock instead of failing. Every write transaction
+//! starts with a write, so SQLite never has to upgrade a read lock (which fails immediately
+//! instead of waiting).
+//!
+//! The SQL below sticks to what SQLite and Postgres both accept (`$n` placeholders, bound
+//! booleans, `ON CONFLICT ... DO UPDATE`, `LIMIT/OFFSET`), and the row structs decode through
+//! sqlx's backend-generic `FromRow`, so a Postgres backend can reuse both.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::FromRow;
+
+use crate::access_token::{self, AccessToken, EnsureOutcome, IssuedAccessToken, Permissions};
+use crate::error::db_err;
+use crate::ids;
+use crate::live_stream::{
+    parse_policy, IngestProtocol, LatencyMode, LiveStream, LiveStreamPatch, LiveStreamStatus,
+    NewLiveStream, PlaybackId, PlaybackPolicy, StatusChange,
+};
+use crate::{Store, StoreError, MAX_LIST_LIMIT};
+
+/// Name of the database file inside the data directory.
+pub const DB_FILE_NAME: &str = "onair.db";
+/// How long a statement waits for another connection's (or process's) write lock.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pooled connections per process: SQLite has one writer at a time anyway; a few
+/// connections let reads proceed beside it.
+const MAX_CONNECTIONS: u32 = 4;
+/// Attempts at inserting a new random ID/key before a collision is reported (a collision of
+/// 128+ random bits does not happen in practice; this only keeps the code honest).
+const INSERT_ATTEMPTS: usize = 3;
+/// Attempts at running migrations: two processes opening a fresh database at once race on
+/// the migrations table; the loser retries and finds the work done.
+const MIGRATE_ATTEMPTS: u32 = 4;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Columns of `live_streams` decoded into [`LiveStreamRow`], in one place.
+macro_rules! live_stream_columns {
+    () => {
+        "id, created_at, stream_key, status, new_asset_settings, passthrough, \
+         reconnect_window, latency_mode, max_continuous_duration, audio_only, test, \
+         srt_passphrase, active_ingest_protocol, use_slate_for_standard_latency, \
+         reconnect_slate_url, recent_asset_ids, active_asset_id, simulcast_targets, \
+         embedded_subtitles"
+    };
+}
+
+const ACCESS_TOKEN_COLUMNS: &str =
+    "id, name, secret_salt, secret_hash, can_read, can_write, created_at, revoked";
+
+/// The SQLite-backed [`Store`]. Cheap to clone (a pooled handle).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pub(crate) pool: SqlitePool,
+    path: Option<PathBuf>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `data_dir/onair.db` and brings its schema up to date.
+    ///
+    /// Creates `data_dir` if it does not exist. Safe to call from several processes at
+    /// once on the same directory.
+    pub async fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        tokio::fs::create_dir_all(data_dir).await.map_err(|e| {
+            StoreError::Database(format!(
+                "creating data directory {}: {e}",
+                data_dir.display()
+            ))
+        })?;
+        let path = data_dir.join(DB_FILE_NAME);
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL is durable in WAL mode except for the last transactions on power loss.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(DEFAULT_BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Database(format!("opening {}: {e}", path.display())))?;
+        store_opened(SqliteStore {
+            pool,
+            path: Some(path),
+        })
+        .await
+    }
+
+    /// A private in-memory database (for tests): gone when the store is dropped.
+    pub async fn open_in_memory() -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(db_err)?
+            .foreign_keys(true);
+        // One connection that never closes: an in-memory database lives only as long as a
+        // connection to it.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(db_err)?;
+        store_opened(SqliteStore { pool, path: None }).await
+    }
+
+    /// The database file, or `None` for an in-memory store.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Closes every connection (and checkpoints the WAL); use at shutdown.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut attempt = 1;
+        loop {
+            match MIGRATOR.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < MIGRATE_ATTEMPTS => {
+                    tracing::debug!(attempt, error = %e, "migration failed, retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(StoreError::Database(format!("migrating: {e}"))),
+            }
+        }
+    }
+
+    /// One live stream selected by `sql` (which binds `key` as `$1`), with its playback IDs,
+    /// read from one snapshot.
+    async fn load_live_stream(
+        &self,
+        sql: &'static str,
+        key: &str,
+    ) -> Result<Option<LiveStream>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let row: Option<LiveStreamRow> = sqlx::query_as(sql)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let stream = match row {
+            None => None,
+            Some(row) => {
+                let mut playback_ids =
+                    playback_ids_of(&mut tx, std::slice::from_ref(&row.id)).await?;
+                let ids = playback_ids.remove(&row.id).unwrap_or_default();
+                Some(row.into_live_stream(ids)?)
+            }
+        };
+        tx.commit().await.map_err(db_err)?;
+        Ok(stream)
+    }
+
+    async fn insert_live_stream(&self, s: &LiveStream) -> Result<(), StoreError> {
+        let new_asset_settings = s.new_asset_settings.as_ref().map(to_json).transpose()?;
+        let recent_asset_ids = to_json(&s.recent_asset_ids)?;
+        let simulcast_targets = to_json(&s.simulcast_targets)?;
+        let embedded_subtitles = to_json(&s.embedded_subtitles)?;
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO live_streams (id, created_at, stream_key, status, new_asset_settings, \
+             passthrough, reconnect_window, latency_mode, max_continuous_duration, audio_only, \
+             test, srt_passphrase, active_ingest_protocol, use_slate_for_standard_latency, \
+             reconnect_slate_url, recent_asset_ids, active_asset_id, simulcast_targets, \
+             embedded_subtitles, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17, $18, $19, $20)",
+        )
+        .bind(&s.id)
+        .bind(s.created_at)
+        .bind(&s.stream_key)
+        .bind(s.status.as_str())
+        .bind(new_asset_settings)
+        .bind(&s.passthrough)
+        .bind(i64::from(s.reconnect_window))
+        .bind(s.latency_mode.as_str())
+        .bind(i64::from(s.max_continuous_duration))
+        .bind(s.audio_only)
+        .bind(s.test)
+        .bind(&s.srt_passphrase)
+        .bind(s.active_ingest_protocol.map(IngestProtocol::as_str))
+        .bind(s.use_slate_for_standard_latency)
+        .bind(&s.reconnect_slate_url)
+        .bind(recent_asset_ids)
+        .bind(&s.active_asset_id)
+        .bind(simulcast_targets)
+        .bind(embedded_subtitles)
+        .bind(s.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        for p in &s.playback_ids {
+            sqlx::query(
+                "INSERT INTO playback_ids (id, live_stream_id, policy, created_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&p.id)
+            .bind(&s.id)
+            .bind(p.policy.as_str())
+            .bind(s.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+}
+
+impl Store for SqliteStore {
+    async fn create_live_stream(&self, params: NewLiveStream) -> Result<LiveStream, StoreError> {
+        let settings = params.validate()?;
+        let mut attempt = 1;
+        loop {
+            let stream = LiveStream {
+                id: ids::live_stream_id(),
+                stream_key: ids::stream_key(),
+                status: LiveStreamStatus::Idle,
+                playback_ids: settings
+                    .playback_policies
+                    .iter()
+                    .map(|&policy| PlaybackId {
+                        id: ids::playback_id(),
+                        policy,
+                    })
+                    .collect(),
+                created_at: now_unix(),
+                new_asset_settings: settings.new_asset_settings.clone(),
+                passthrough: settings.passthrough.clone(),
+                reconnect_window: settings.reconnect_window,
+                latency_mode: settings.latency_mode,
+                max_continuous_duration: settings.max_continuous_duration,
+                audio_only: settings.audio_only,
+                test: settings.test,
+                srt_passphrase: ids::srt_passphrase(),
+                active_ingest_protocol: None,
+                use_slate_for_standard_latency: settings.use_slate_for_standard_latency,
+                reconnect_slate_url: settings.reconnect_slate_url.clone(),
+                recent_asset_ids: Vec::new(),
+                active_asset_id: None,
+                simulcast_targets: Vec::new(),
+                embedded_subtitles: settings.embedded_subtitles.clone(),
+            };
+            match self.insert_live_stream(&stream).await {
+                Ok(()) => {
+                    tracing::debug!(live_stream_id = %stream.id, "live stream created");
+                    return Ok(stream);
+                }
+                Err(StoreError::Conflict(_)) if attempt < INSERT_ATTEMPTS => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn get_live_stream(&self, id: &str) -> Result<Option<LiveStream>, StoreError> {
+        self.load_live_stream(
+            concat!(
+                "SELECT ",
+                live_stream_columns!(),
+                " FROM live_streams WHERE id = $1"
+            ),
+            id,
+        )
+        .await
+    }
+
+    async fn list_live_streams(
+        &self,
+        page: u32,
+        limit: u32,
+        status: Option<LiveStreamStatus>,
+    ) -> Result<Vec<LiveStream>, StoreError> {
+        if page == 0 {
+            return Err(StoreError::invalid("page", "pages start at 1"));
+        }
+        if limit == 0 || limit > MAX_LIST_LIMIT {
+            return Err(StoreError::invalid(
+                "limit",
+                format!("must be between 1 and {MAX_LIST_LIMIT}"),
+            ));
+        }
+        let offset = i64::from(page - 1) * i64::from(limit);
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let query = match status {
+            Some(status) => sqlx::query_as::<_, LiveStreamRow>(concat!(
+                "SELECT ",
+                live_stream_columns!(),
+                " FROM live_streams WHERE status = $1 ORDER BY seq DESC LIMIT $2 OFFSET $3"
+            ))
+            .bind(status.as_str()),
+            None => sqlx::query_as::<_, LiveStreamRow>(concat!(
+                "SELECT ",
+                live_stream_columns!(),
+                " FROM live_streams ORDER BY seq DESC LIMIT $1 OFFSET $2"
+            )),
+        };
+        let rows = query
+            .bind(i64::from(limit))
+            .bind(offset)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let mut playback_ids = playback_ids_of(&mut tx, &ids).await?;
+        tx.commit().await.map_err(db_err)?;
+        rows.into_iter()
+            .map(|row| {
+                let ids = playback_ids.remove(&row.id).unwrap_or_default();
+                row.into_live_stream(ids)
+            })
+            .collect()
+    }
+
+    async fn delete_live_stream(&self, id: &str) -> Result<bool, StoreError> {
+        // Playback IDs go with it (ON DELETE CASCADE).
+        let done = sqlx::query("DELETE FROM live_streams WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let deleted = done.rows_affected() > 0;
+        if deleted {
+            tracing::debug!(live_stream_id = %id, "live stream deleted");
+        }
+        Ok(deleted)
+    }
+
+    async fn find_live_stream_by_stream_key(
+        &self,
+        stream_key: &str,
+    ) -> Result<Option<LiveStream>, StoreError> {
+        self.load_live_stream(
+            concat!(
+                "SELECT ",
+                live_stream_columns!(),
+                " FROM live_streams WHERE stream_key = $1"
+            ),
+            stream_key,
+        )
+        .await
+    }
+
+    async fn reset_stream_key(&self, id: &str) -> Result<Option<LiveStream>, StoreError> {
+        let mut attempt = 1;
+        let done = loop {
+            let result = sqlx::query(
+                "UPDATE live_streams SET stream_key = $2, srt_passphrase = $3, updated_at = $4 \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(ids::stream_key())
+            .bind(ids::srt_passphrase())
+            .bind(now_unix())
+            .execute(&self.pool)
+            .await
+            .map_err(db_err);
+            match result {
+                Ok(done) => break done,
+                Err(StoreError::Conflict(_)) if attempt < INSERT_ATTEMPTS => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        };
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        tracing::debug!(live_stream_id = %id, "stream key reset");
+        self.get_live_stream(id).await
+    }
+
+    async fn set_status(
+        &self,
+        id: &str,
+        change: StatusChange,
+    ) -> Result<Option<LiveStream>, StoreError> {
+        let now = now_unix();
+        let query = match change {
+            // Neither idle nor active may overwrite "disabled": only enable does that.
+            StatusChange::Idle => sqlx::query(
+                "UPDATE live_streams SET status = $2, active_ingest_protocol = NULL, \
+                 updated_at = $3 WHERE id = $1 AND status <> $4",
+            )
+            .bind(id)
+            .bind(LiveStreamStatus::Idle.as_str())
+            .bind(now)
+            .bind(LiveStreamStatus::Disabled.as_str()),
+            StatusChange::Active(protocol) => sqlx::query(
+                "UPDATE live_streams SET status = $2, active_ingest_protocol = $3, \
+                 updated_at = $4 WHERE id = $1 AND status <> $5",
+            )
+            .bind(id)
+            .bind(LiveStreamStatus::Active.as_str())
+            .bind(protocol.as_str())
+            .bind(now)
+            .bind(LiveStreamStatus::Disabled.as_str()),
+            StatusChange::Disabled => sqlx::query(
+                "UPDATE live_streams SET status = $2, active_ingest_protocol = NULL, \
+                 updated_at = $3 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(LiveStreamStatus::Disabled.as_str())
+            .bind(now),
+        };
+        let changed = query
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected()
+            > 0;
+        let stream = self.get_live_stream(id).await?;
+        if let (false, StatusChange::Active(_), Some(s)) = (changed, change, &stream) {
+            if s.status == LiveStreamStatus::Disabled {
+                return Err(StoreError::Conflict(format!(
+                    "live stream {id} is disabled"
+                )));
+            }
+        }
+        Ok(stream)
+    }
+
+    async fn disable_live_stream(&self, id: &str) -> Result<Option<LiveStream>, StoreError> {
+        self.set_status(id, StatusChange::Disabled).await
+    }
+
+    async fn enable_live_stream(&self, id: &str) -> Result<Option<LiveStream>, StoreError> {
+        sqlx::query(
+            "UPDATE live_streams SET status = $2, updated_at = $3 WHERE id = $1 AND status = $4",
+        )
+        .bind(id)
+        .bind(LiveStreamStatus::Idle.as_str())
+        .bind(now_unix())
+        .bind(LiveStreamStatus::Disabled.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        self.get_live_stream(id).await
+    }
+
+    async fn update_live_stream(
+        &self,
+        id: &str,
+        patch: LiveStreamPatch,
+    ) -> Result<Option<LiveStream>, StoreError> {
+        let changes = patch.validate()?;
+        let mut sets: Vec<(&'static str, Value)> = Vec::new();
+        if let Some(mode) = changes.latency_mode {
+            sets.push(("latency_mode", Value::Text(Some(mode.as_str().to_owned()))));
+        }
+        if let Some(w) = changes.reconnect_window {
+            sets.push(("reconnect_window", Value::Int(i64::from(w))));
+        }
+        if let Some(d) = changes.max_continuous_duration {
+            sets.push(("max_continuous_duration", Value::Int(i64::from(d))));
+        }
+        if let Some(p) = changes.passthrough {
+            sets.push(("passthrough", Value::Text(p)));
+        }
+        if let Some(b) = changes.use_slate_for_standard_latency {
+            sets.push(("use_slate_for_standard_latency", Value::Bool(b)));
+        }
+        if let Some(url) = changes.reconnect_slate_url {
+            sets.push(("reconnect_slate_url", Value::Text(url)));
+        }
+        if let Some(settings) = changes.new_asset_settings {
+            let json = settings.as_ref().map(to_json).transpose()?;
+            sets.push(("new_asset_settings", Value::Text(json)));
+        }
+        sets.push(("updated_at", Value::Int(now_unix())));
+
+        // Column names come from the fixed list above, never from input.
+        let mut sql = String::from("UPDATE live_streams SET ");
+        for (i, (column, _)) in sets.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let _ = write!(sql, "{column} = ${}", i + 2);
+        }
+        sql.push_str(" WHERE id = $1");
+        let mut query = sqlx::query(&sql).bind(id);
+        for (_, value) in sets {
+            query = match value {
+                Value::Int(n) => query.bind(n),
+                Value::Text(t) => query.bind(t),
+                Value::Bool(b) => query.bind(b),
+            };
+        }
+        let done = query.execute(&self.pool).await.map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.get_live_stream(id).await
+    }
+
+    async fn add_playback_id(
+        &self,
+        live_stream_id: &str,
+        policy: PlaybackPolicy,
+    ) -> Result<PlaybackId, StoreError> {
+        let playback_id = PlaybackId {
+            id: ids::playback_id(),
+            policy,
+        };
+        // Inserting through a SELECT makes "the live stream exists" part of the same statement.
+        let done = sqlx::query(
+            "INSERT INTO playback_ids (id, live_stream_id, policy, created_at) \
+             SELECT $1, id, $2, $3 FROM live_streams WHERE id = $4",
+        )
+        .bind(&playback_id.id)
+        .bind(policy.as_str())
+        .bind(now_unix())
+        .bind(live_stream_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("live stream", live_stream_id));
+        }
+        Ok(playback_id)
+    }
+
+    async fn get_playback_id(
+        &self,
+        live_stream_id: &str,
+        playback_id: &str,
+    ) -> Result<Option<PlaybackId>, StoreError> {
+        let row: Option<PlaybackIdRow> = sqlx::query_as(
+            "SELECT id, live_stream_id, policy FROM playback_ids \
+             WHERE id = $1 AND live_stream_id = $2",
+        )
+        .bind(playback_id)
+        .bind(live_stream_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.map(PlaybackIdRow::into_playback_id).transpose()
+    }
+
+    async fn delete_playback_id(
+        &self,
+        live_stream_id: &str,
+        playback_id: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM playback_ids WHERE id = $1 AND live_stream_id = $2")
+            .bind(playback_id)
+            .bind(live_stream_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn find_by_playback_id(
+        &self,
+        playback_id: &str,
+    ) -> Result<Option<(LiveStream, PlaybackId)>, StoreError> {
+        let row: Option<PlaybackIdRow> =
+            sqlx::query_as("SELECT id, live_stream_id, policy FROM playback_ids WHERE id = $1")
+                .bind(playback_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let live_stream_id = row.live_stream_id.clone();
+        let playback_id = row.into_playback_id()?;
+        // None if the stream was deleted in between.
+        Ok(self
+            .get_live_stream(&live_stream_id)
+            .await?
+            .map(|stream| (stream, playback_id)))
+    }
+
+    async fn create_access_token(
+        &self,
+        name: &str,
+        permissions: Permissions,
+    ) -> Result<IssuedAccessToken, StoreError> {
+        access_token::validate_name(name)?;
+        permissions.validate()?;
+        let secret = ids::access_token_secret();
+        let salt = ids::salt();
+        let hash = access_token::hash_secret(&salt, &secret);
+        let mut attempt = 1;
+        loop {
+            let token = AccessToken {
+                id: ids::access_token_id(),
+                name: name.to_owned(),
+                permissions,
+                created_at: now_unix(),
+                revoked: false,
+            };
+            let result = sqlx::query(
+                "INSERT INTO access_tokens (id, name, secret_salt, secret_hash, can_read, \
+                 can_write, created_at, revoked) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&token.id)
+            .bind(&token.name)
+            .bind(&salt)
+            .bind(&hash)
+            .bind(permissions.read)
+            .bind(permissions.write)
+            .bind(token.created_at)
+            .bind(false)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err);
+            match result {
+                Ok(_) => {
+                    tracing::info!(token_id = %token.id, name = %token.name, "access token created");
+                    return Ok(IssuedAccessToken { token, secret });
+                }
+                Err(StoreError::Conflict(_)) if attempt < INSERT_ATTEMPTS => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn ensure_access_token(
+        &self,
+        id: &str,
+        secret: &str,
+        permissions: Permissions,
+    ) -> Result<EnsureOutcome, StoreError> {
+        access_token::validate_token_id(id)?;
+        access_token::validate_secret(secret)?;
+        permissions.validate()?;
+        let existing = self.access_token_row(id).await?;
+        if let Some(row) = &existing {
+            if !row.revoked
+                && row.permissions() == permissions
+                && access_token::secret_matches(&row.secret_salt, &row.secret_hash, secret)
+            {
+                return Ok(EnsureOutcome::Unchanged);
+            }
+        }
+        let salt = ids::salt();
+        let hash = access_token::hash_secret(&salt, secret);
+        sqlx::query(
+            "INSERT INTO access_tokens (id, name, secret_salt, secret_hash, can_read, can_write, \
+             created_at, revoked) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (id) DO UPDATE SET secret_salt = excluded.secret_salt, \
+             secret_hash = excluded.secret_hash, can_read = excluded.can_read, \
+             can_write = excluded.can_write, revoked = excluded.revoked",
+        )
+        .bind(id)
+        .bind(access_token::ENSURED_TOKEN_NAME)
+        .bind(&salt)
+        .bind(&hash)
+        .bind(permissions.read)
+        .bind(permissions.write)
+        .bind(now_unix())
+        .bind(false)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let outcome = if existing.is_some() {
+            EnsureOutcome::Updated
+        } else {
+            EnsureOutcome::Created
+        };
+        tracing::info!(token_id = %id, ?outcome, "access token ensured");
+        Ok(outcome)
+    }
+
+    async fn verify_access_token(
+        &self,
+        id: &str,
+        secret: &str,
+    ) -> Result<Option<Permissions>, StoreError> {
+        match self.access_token_row(id).await? {
+            Some(row) => {
+                let matches =
+                    access_token::secret_matches(&row.secret_salt, &row.secret_hash, secret);
+                Ok((matches && !row.revoked).then(|| row.permissions()))
+            }
+            None => {
+                // Hash anyway, so an unknown ID takes as long as a wrong secret.
+                let _ = access_token::secret_matches(UNKNOWN_SALT, UNKNOWN_HASH, secret);
+                Ok(None)
+            }
+        }
+    }
+
+    async fn get_access_token(&self, id: &str) -> Result<Option<AccessToken>, StoreError> {
+        Ok(self
+            .access_token_row(id)
+            .await?
+            .map(AccessTokenRow::into_access_token))
+    }
+
+    async fn list_access_tokens(&self) -> Result<Vec<AccessToken>, StoreError> {
+        let sql = format!("SELECT {ACCESS_TOKEN_COLUMNS} FROM access_tokens ORDER BY seq");
+        let rows: Vec<AccessTokenRow> = sqlx::query_as(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(AccessTokenRow::into_access_token)
+            .collect())
+    }
+
+    async fn revoke_access_token(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE access_tokens SET revoked = $2 WHERE id = $1")
+            .bind(id)
+            .bind(true)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let found = done.rows_affected() > 0;
+        if found {
+            tracing::info!(token_id = %id, "access token revoked");
+        }
+        Ok(found)
+    }
+
+    async fn count_access_tokens(&self) -> Result<u64, StoreError> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM access_tokens WHERE revoked = $1")
+                .bind(false)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+}
+
+impl SqliteStore {
+    async fn access_token_row(&self, id: &str) -> Result<Option<AccessTokenRow>, StoreError> {
+        let sql = format!("SELECT {ACCESS_TOKEN_COLUMNS} FROM access_tokens WHERE id = $1");
+        sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+}
+
+/// Runs the migrations on a freshly opened store.
+async fn store_opened(store: SqliteStore) -> Result<SqliteStore, StoreError> {
+    store.migrate().await?;
+    tracing::debug!(path = ?store.path, "store opened");
+    Ok(store)
+}
+
+const UNKNOWN_SALT: &str = "00000000000000000000000000000000";
+const UNKNOWN_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// A value bound in a dynamically built `UPDATE`.
+enum Value {
+    Int(i64),
+    Text(Option<String>),
+    Bool(bool),
+}
+
+/// Playback IDs of the given live streams, grouped by live stream, oldest first.
+async fn playback_ids_of(
+    conn: &mut SqliteConnection,
+    live_stream_ids: &[String],
+) -> Result<HashMap<String, Vec<PlaybackId>>, StoreError> {
+    let mut grouped: HashMap<String, Vec<PlaybackId>> = HashMap::new();
+    if live_stream_ids.is_empty() {
+        return Ok(grouped);
+    }
+    let mut sql = String::from(
+        "SELECT id, live_stream_id, policy FROM playback_ids WHERE live_stream_id IN (",
+    );
+    for i in 1..=live_stream_ids.len() {
+        if i > 1 {
+            sql.push_str(", ");
+        }
+        let _ = write!(sql, "${i}");
+    }
+    sql.push_str(") ORDER BY seq");
+    let mut query = sqlx::query_as::<_, PlaybackIdRow>(&sql);
+    for id in live_stream_ids {
+        query = query.bind(id);
+    }
+    let rows = query.fetch_all(&mut *conn).await.map_err(db_err)?;
+    for row in rows {
+        let live_stream_id = row.live_stream_id.clone();
+        grouped
+            .entry(live_stream_id)
+            .or_default()
+            .push(row.into_playback_id()?);
+    }
+    Ok(grouped)
+}
+
+#[derive(FromRow)]
+struct LiveStreamRow {
+    id: String,
+    created_at: i64,
+    stream_key: String,
+    status: String,
+    new_asset_settings: Option<String>,
+    passthrough: Option<String>,
+    reconnect_window: i64,
+    latency_mode: String,
+    max_continuous_duration: i64,
+    audio_only: bool,
+    test: bool,
+    srt_passphrase: String,
+    active_ingest_protocol: Option<String>,
+    use_slate_for_standard_latency: bool,
+    reconnect_slate_url: Option<String>,
+    recent_asset_ids: String,
+    active_asset_id: Option<String>,
+    simulcast_targets: String,
+    embedded_subtitles: String,
+}
+
+impl LiveStreamRow {
+    fn into_live_stream(self, playback_ids: Vec<PlaybackId>) -> Result<LiveStream, StoreError> {
+        Ok(LiveStream {
+            status: stored_enum("status", &self.status, LiveStreamStatus::parse)?,
+            latency_mode: stored_enum("latency_mode", &self.latency_mode, LatencyMode::parse)?,
+            active_ingest_protocol: self
+                .active_ingest_protocol
+                .as_deref()
+                .map(|p| stored_enum("active_ingest_protocol", p, IngestProtocol::parse))
+                .transpose()?,
+            new_asset_settings: self
+                .new_asset_settings
+                .as_deref()
+                .map(|s| from_json("new_asset_settings", s))
+                .transpose()?,
+            reconnect_window: stored_u32("reconnect_window", self.reconnect_window)?,
+            max_continuous_duration: stored_u32(
+                "max_continuous_duration",
+                self.max_continuous_duration,
+            )?,
+            recent_asset_ids: from_json("recent_asset_ids", &self.recent_asset_ids)?,
+            simulcast_targets: from_json("simulcast_targets", &self.simulcast_targets)?,
+            embedded_subtitles: from_json("embedded_subtitles", &self.embedded_subtitles)?,
+            id: self.id,
+            created_at: self.created_at,
+            stream_key: self.stream_key,
+            playback_ids,
+            passthrough: self.passthrough,
+            audio_only: self.audio_only,
+            test: self.test,
+            srt_passphrase: self.srt_passphrase,
+            use_slate_for_standard_latency: self.use_slate_for_standard_latency,
+            reconnect_slate_url: self.reconnect_slate_url,
+            active_asset_id: self.active_asset_id,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct PlaybackIdRow {
+    id: String,
+    live_stream_id: String,
+    policy: String,
+}
+
+impl PlaybackIdRow {
+    fn into_playback_id(self) -> Result<PlaybackId, StoreError> {
+        let policy =
+            parse_policy("policy", &self.policy).map_err(|_| corrupt("policy", &self.policy))?;
+        Ok(PlaybackId {
+            id: self.id,
+            policy,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct AccessTokenRow {
+    id: String,
+    name: String,
+    secret_salt: String,
+    secret_hash: String,
+    can_read: bool,
+    can_write: bool,
+    created_at: i64,
+    revoked: bool,
+}
+
+impl AccessTokenRow {
+    fn permissions(&self) -> Permissions {
+        Permissions {
+            read: self.can_read,
+            write: self.can_write,
+        }
+    }
+
+    fn into_access_token(self) -> AccessToken {
+        AccessToken {
+            permissions: self.permissions(),
+            id: self.id,
+            name: self.name,
+            created_at: self.created_at,
+            revoked: self.revoked,
+        }
+    }
+}
+
+fn corrupt(column: &str, value: &str) -> StoreError {
+    StoreError::Database(format!("stored {column} is invalid: {value:?}"))
+}
+
+fn stored_enum<T>(
+    column: &str,
+    value: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T, StoreError> {
+    parse(value).ok_or_else(|| corrupt(column, value))
+}
+
+fn stored_u32(column: &str, value: i64) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| corrupt(column, &value.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Database(format!("stored {column} is invalid JSON: {e}")))
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Database(format!("encoding JSON column: {e}")))
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
