@@ -1,0 +1,282 @@
+//! Configuration: the TOML file (`config/onair.toml` documents every key), merged under the
+//! command-line flags and `ONAIR_*` environment variables, validated once before anything binds.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use hls::{LatencyMode, SegmenterConfig};
+use media::timestamp::TimestampConfig;
+
+/// Default RTMP listener.
+pub const DEFAULT_RTMP_ADDR: &str = "0.0.0.0:5222";
+/// Default RTMPS listener.
+pub const DEFAULT_RTMPS_ADDR: &str = "0.0.0.0:443";
+/// Default HTTP listener (API and playback).
+pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+
+/// Segment target duration by latency mode (the seeds' `latency_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Latency {
+    /// 4 s segments.
+    Standard,
+    /// 2 s segments.
+    Reduced,
+}
+
+impl From<Latency> for LatencyMode {
+    fn from(l: Latency) -> Self {
+        match l {
+            Latency::Standard => LatencyMode::Standard,
+            Latency::Reduced => LatencyMode::Reduced,
+        }
+    }
+}
+
+/// The configuration file (`config/onair.toml` documents every key).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listeners: ListenersFileConfig,
+    tls: TlsFileConfig,
+    hls: HlsFileConfig,
+    timestamps: TimestampFileConfig,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ListenersFileConfig {
+    rtmp: Option<String>,
+    rtmps: Option<String>,
+    http: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct TlsFileConfig {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    dev_tls: Option<bool>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct HlsFileConfig {
+    latency_mode: Latency,
+    live_window: usize,
+    max_segment_duration_secs: u64,
+}
+
+impl Default for HlsFileConfig {
+    fn default() -> Self {
+        HlsFileConfig {
+            latency_mode: Latency::Standard,
+            live_window: hls::DEFAULT_WINDOW,
+            max_segment_duration_secs: hls::segmenter::DEFAULT_MAX_SEGMENT_DURATION.as_secs(),
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct TimestampFileConfig {
+    max_forward_jump_ms: i64,
+    max_backward_jump_ms: i64,
+}
+
+impl Default for TimestampFileConfig {
+    fn default() -> Self {
+        TimestampFileConfig {
+            max_forward_jump_ms: media::timestamp::DEFAULT_MAX_FORWARD_JUMP_MS,
+            max_backward_jump_ms: media::timestamp::DEFAULT_MAX_BACKWARD_JUMP_MS,
+        }
+    }
+}
+
+/// Validated settings of the media pipeline.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineSettings {
+    pub segmenter: SegmenterConfig,
+    pub window: usize,
+    pub timestamps: TimestampConfig,
+}
+
+impl FileConfig {
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
+    }
+
+    pub fn pipeline(&self, latency_flag: Option<Latency>) -> Result<PipelineSettings> {
+        let mode = latency_flag.unwrap_or(self.hls.latency_mode);
+        let mut segmenter = SegmenterConfig::for_latency(mode.into());
+        if self.hls.live_window == 0 {
+            bail!("hls.live_window must be at least 1");
+        }
+        segmenter.max_segment_duration = Duration::from_secs(self.hls.max_segment_duration_secs);
+        if segmenter.max_segment_duration < segmenter.target_duration {
+            bail!(
+                "hls.max_segment_duration_secs ({}) must not be below the target duration ({} s)",
+                self.hls.max_segment_duration_secs,
+                segmenter.target_duration.as_secs()
+            );
+        }
+        let t = &self.timestamps;
+        if t.max_forward_jump_ms < 1 || t.max_backward_jump_ms < 1 {
+            bail!("timestamps.max_forward_jump_ms and max_backward_jump_ms must be positive");
+        }
+        Ok(PipelineSettings {
+            segmenter,
+            window: self.hls.live_window,
+            timestamps: TimestampConfig {
+                max_forward_jump_ms: t.max_forward_jump_ms,
+                max_backward_jump_ms: t.max_backward_jump_ms,
+            },
+        })
+    }
+}
+
+/// Flags of `onair serve` (each also an environment variable).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// RTMP listener address, or `off` [default: 0.0.0.0:5222].
+    #[arg(long, env = "ONAIR_RTMP_ADDR")]
+    pub rtmp_addr: Option<String>,
+    /// RTMPS listener address, or `off` [default: 0.0.0.0:443; needs --tls-cert/--tls-key or --dev-tls].
+    #[arg(long, env = "ONAIR_RTMPS_ADDR")]
+    pub rtmps_addr: Option<String>,
+    /// HTTP listener (API and HLS playback), or `off` [default: 0.0.0.0:8080].
+    #[arg(long, env = "ONAIR_HTTP_ADDR")]
+    pub http_addr: Option<String>,
+    /// PEM certificate chain for RTMPS.
+    #[arg(long, env = "ONAIR_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for RTMPS.
+    #[arg(long, env = "ONAIR_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve RTMPS with a generated self-signed certificate (development only).
+    #[arg(long, env = "ONAIR_DEV_TLS")]
+    pub dev_tls: bool,
+    /// Make sure this access token (`ID:SECRET`) exists with read and write permission.
+    #[arg(long, env = "ONAIR_ACCESS_TOKEN", hide_env_values = true)]
+    pub access_token: Option<String>,
+}
+
+/// Where RTMPS gets its certificate.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    /// Certificate and key files.
+    Files { cert: PathBuf, key: PathBuf },
+    /// A generated self-signed certificate.
+    Dev,
+}
+
+/// Validated settings of `onair serve`.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub data_dir: PathBuf,
+    pub rtmp_addr: Option<SocketAddr>,
+    pub rtmps_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
+    pub tls: Option<TlsSource>,
+    pub access_token: Option<(String, String)>,
+    pub pipeline: PipelineSettings,
+}
+
+fn listener(
+    name: &str,
+    flag: Option<&str>,
+    file: Option<&str>,
+    default: &str,
+) -> Result<Option<SocketAddr>> {
+    let value = flag.or(file).unwrap_or(default).trim();
+    if value.is_empty()
+        || value.eq_ignore_ascii_case("off")
+        || value.eq_ignore_ascii_case("disabled")
+    {
+        return Ok(None);
+    }
+    value.parse().map(Some).with_context(|| {
+        format!("--{name}-addr: {value:?} is not an address like 0.0.0.0:5222 (or `off`)")
+    })
+}
+
+impl FileConfig {
+    /// The data directory: flag, else file, else `./data`.
+    pub fn data_dir(&self, flag: Option<&Path>) -> PathBuf {
+        flag.map(Path::to_path_buf)
+            .or_else(|| self.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+    }
+
+    /// Merges flags over the file and validates everything `serve` needs.
+    pub fn serve(&self, args: &ServeArgs, data_dir_flag: Option<&Path>) -> Result<ServeSettings> {
+        let l = &self.listeners;
+        let rtmp_addr = listener(
+            "rtmp",
+            args.rtmp_addr.as_deref(),
+            l.rtmp.as_deref(),
+            DEFAULT_RTMP_ADDR,
+        )?;
+        let mut rtmps_addr = listener(
+            "rtmps",
+            args.rtmps_addr.as_deref(),
+            l.rtmps.as_deref(),
+            DEFAULT_RTMPS_ADDR,
+        )?;
+        let http_addr = listener(
+            "http",
+            args.http_addr.as_deref(),
+            l.http.as_deref(),
+            DEFAULT_HTTP_ADDR,
+        )?;
+        let cert = args.tls_cert.clone().or_else(|| self.tls.cert.clone());
+        let key = args.tls_key.clone().or_else(|| self.tls.key.clone());
+        let dev = args.dev_tls || self.tls.dev_tls.unwrap_or(false);
+        let tls = match (cert, key, dev) {
+            (Some(cert), Some(key), _) => Some(TlsSource::Files { cert, key }),
+            (Some(_), None, _) | (None, Some(_), _) => {
+                bail!("--tls-cert and --tls-key go together")
+            }
+            (None, None, true) => Some(TlsSource::Dev),
+            (None, None, false) => None,
+        };
+        if tls.is_none() && rtmps_addr.is_some() {
+            // Not an error: RTMPS is simply off until a certificate is configured.
+            tracing::warn!(
+                "RTMPS is off: give --tls-cert and --tls-key (or --dev-tls) to enable it"
+            );
+            rtmps_addr = None;
+        }
+        let access_token = match &args.access_token {
+            None => None,
+            Some(value) => {
+                let Some((id, secret)) = value.split_once(':') else {
+                    bail!("--access-token / ONAIR_ACCESS_TOKEN must be ID:SECRET");
+                };
+                if id.is_empty() || secret.len() < 16 {
+                    bail!("--access-token / ONAIR_ACCESS_TOKEN: the ID must not be empty and the secret must have at least 16 characters");
+                }
+                Some((id.to_owned(), secret.to_owned()))
+            }
+        };
+        Ok(ServeSettings {
+            data_dir: self.data_dir(data_dir_flag),
+            rtmp_addr,
+            rtmps_addr,
+            http_addr,
+            tls,
+            access_token,
+            pipeline: self.pipeline(None)?,
+        })
+    }
+}

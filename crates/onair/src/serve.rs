@@ -1,0 +1,189 @@
+//! `onair serve`: binds every listener (failing before serving anything if one cannot be
+//! bound), wires ingest -> sessions -> playback, and shuts down cleanly on SIGINT/SIGTERM:
+//! listeners stop, publishers are disconnected, every open segment is closed and written.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use session::{SessionConfig, SessionManager};
+use store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::{ServeSettings, TlsSource};
+
+/// How long shutdown waits for sessions to write their last segment.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Runs the gateway until SIGINT or SIGTERM.
+pub fn run(settings: ServeSettings) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(settings))
+}
+
+async fn bind(name: &str, addr: Option<SocketAddr>) -> Result<Option<TcpListener>> {
+    let Some(addr) = addr else {
+        println!("{name} off");
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{name}: cannot listen on {addr}"))?;
+    Ok(Some(listener))
+}
+
+async fn serve(settings: ServeSettings) -> Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+    let store = store::SqliteStore::open(&settings.data_dir)
+        .await
+        .with_context(|| format!("opening the database in {}", settings.data_dir.display()))?;
+    ensure_access_token(&store, settings.access_token.as_ref()).await?;
+
+    let tls = match &settings.tls {
+        None => None,
+        Some(TlsSource::Files { cert, key }) => {
+            Some(rtmp::load_tls_acceptor(cert, key).context("loading the RTMPS certificate")?)
+        }
+        Some(TlsSource::Dev) => Some(
+            rtmp::dev_tls_acceptor(&["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .context("generating a development certificate")?,
+        ),
+    };
+    let rtmp_listener = bind("rtmp", settings.rtmp_addr).await?;
+    let rtmps_listener = bind("rtmps", settings.rtmps_addr).await?;
+    let http_listener = bind("http", settings.http_addr).await?;
+
+    let shutdown = CancellationToken::new();
+    let mut session_config = SessionConfig::new(&settings.data_dir);
+    session_config.live_window = settings.pipeline.window;
+    session_config.max_segment_duration = settings.pipeline.segmenter.max_segment_duration;
+    let manager = SessionManager::new(store, session_config, shutdown.clone());
+    let tasks = TaskTracker::new();
+    let rtmp_config = rtmp::RtmpConfig::default();
+
+    println!("data directory {}", settings.data_dir.display());
+    if let Some(listener) = rtmp_listener {
+        let addr = listener.local_addr()?;
+        println!("rtmp listening on {addr} (publish to rtmp://{addr}/app with the stream key)");
+        tasks.spawn(rtmp::serve(
+            listener,
+            None,
+            manager.clone(),
+            rtmp_config.clone(),
+            shutdown.clone(),
+        ));
+    }
+    if let (Some(listener), Some(tls)) = (rtmps_listener, tls) {
+        let addr = listener.local_addr()?;
+        println!("rtmps listening on {addr} (publish to rtmps://{addr}/app with the stream key)");
+        tasks.spawn(rtmp::serve(
+            listener,
+            Some(tls),
+            manager.clone(),
+            rtmp_config.clone(),
+            shutdown.clone(),
+        ));
+    }
+    if let Some(listener) = http_listener {
+        let addr = listener.local_addr()?;
+        println!("http listening on {addr} (play http://{addr}/PLAYBACK_ID.m3u8)");
+        let app = playback::router(manager.clone());
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+            {
+                warn!(error = %e, "http listener failed");
+            }
+        });
+    }
+    println!("ready");
+
+    wait_for_signal().await;
+    info!("shutting down: closing listeners, disconnecting publishers, writing open segments");
+    shutdown.cancel();
+    tasks.close();
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        tasks.wait().await;
+        manager.wait().await;
+    })
+    .await;
+    if drained.is_err() {
+        warn!("shutdown grace period of {SHUTDOWN_GRACE:?} elapsed; exiting anyway");
+    }
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// `ONAIR_ACCESS_TOKEN=ID:SECRET` makes sure that token exists; without it, the first start
+/// creates one and prints it once.
+async fn ensure_access_token(
+    store: &store::SqliteStore,
+    token: Option<&(String, String)>,
+) -> Result<()> {
+    if let Some((id, secret)) = token {
+        store
+            .ensure_access_token(id, secret, store::Permissions::READ_WRITE)
+            .await
+            .context("creating the access token from ONAIR_ACCESS_TOKEN")?;
+        return Ok(());
+    }
+    if store
+        .count_access_tokens()
+        .await
+        .context("counting access tokens")?
+        == 0
+    {
+        let issued = store
+            .create_access_token("default", store::Permissions::READ_WRITE)
+            .await
+            .context("creating the first access token")?;
+        println!(
+            "created access token (shown once): ONAIR_ACCESS_TOKEN={}:{}",
+            issued.token.id, issued.secret
+        );
+    }
+    Ok(())
+}

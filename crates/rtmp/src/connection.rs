@@ -1,0 +1,409 @@
+//! The IO driver of one connection (house style 3): one task, `select!` over the socket, the
+//! grant's kick token and shutdown; the protocol itself is the sans-IO
+//! [`ServerProtocol`](crate::protocol::ServerProtocol).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use media::flv::TagKind;
+use media::FlvDemuxer;
+use session::{
+    Admission, IngestEvent, IngestProtocol, PublishGrant, PublishRejection, PublishRequest,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{timeout, timeout_at, Instant};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::RtmpConfig;
+use crate::error::{ConnectionError, ProtocolError};
+use crate::protocol::{ProtocolEvent, ServerProtocol};
+
+/// Bytes read from the socket at a time.
+const READ_BUFFER: usize = 32 * 1024;
+
+/// How long the last replies (an error status, TLS close_notify) may take to leave.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// What a connection task needs, shared by all connections of a listener.
+pub(crate) struct Listener<A> {
+    pub(crate) admission: A,
+    pub(crate) config: RtmpConfig,
+    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) protocol: IngestProtocol,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The protocol name in logs.
+pub(crate) fn protocol_name(protocol: IngestProtocol) -> &'static str {
+    match protocol {
+        IngestProtocol::Rtmps => "rtmps",
+        IngestProtocol::Rtmp => "rtmp",
+        IngestProtocol::Srt => "srt",
+    }
+}
+
+/// At most the first 4 characters of a stream key, and never more than half of it.
+pub(crate) fn redact(key: &str) -> String {
+    let shown = (key.chars().count() / 2).min(4);
+    let mut out: String = key.chars().take(shown).collect();
+    out.push('…');
+    out
+}
+
+/// Runs one accepted connection to its end and logs how it ended.
+pub(crate) async fn run<A: Admission>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<Listener<A>>,
+) {
+    let span = tracing::info_span!(
+        "rtmp_connection",
+        %peer,
+        protocol = protocol_name(listener.protocol),
+        live_stream_id = tracing::field::Empty,
+    );
+    async move {
+        tracing::debug!("accepted");
+        let deadline = Instant::now() + listener.config.handshake_timeout;
+        let (result, summary) = match listener.tls.clone() {
+            None => Connection::new(tcp, peer, &listener).run(deadline).await,
+            Some(acceptor) => {
+                let accepted: Result<_, ConnectionError> = tokio::select! {
+                    biased;
+                    _ = listener.shutdown.cancelled() => Err(ConnectionError::Shutdown),
+                    r = timeout_at(deadline, accept_tls(&acceptor, tcp)) => match r {
+                        Err(_) => Err(ConnectionError::HandshakeTimeout(
+                            listener.config.handshake_timeout,
+                        )),
+                        Ok(accepted) => accepted,
+                    },
+                };
+                match accepted {
+                    Ok(stream) => Connection::new(stream, peer, &listener).run(deadline).await,
+                    Err(e) => (Err(e), None),
+                }
+            }
+        };
+        log_end(result, summary);
+    }
+    .instrument(span)
+    .await;
+}
+
+/// The TLS handshake, after a look at the first byte: an encoder configured with `rtmp://`
+/// and the RTMPS port sends RTMP's version byte 3 where a ClientHello (0x16) belongs, and
+/// deserves a clearer log line than a TLS decoding error.
+async fn accept_tls(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, ConnectionError> {
+    let mut first = [0u8; 1];
+    if tcp.peek(&mut first).await? == 1 && first[0] == 3 {
+        return Err(ConnectionError::PlainRtmpOnTlsPort);
+    }
+    acceptor.accept(tcp).await.map_err(ConnectionError::Tls)
+}
+
+/// How a connection ended without error.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// The peer closed the connection.
+    PeerClosed,
+    /// The peer ended its publish (`deleteStream`).
+    PublishFinished,
+}
+
+fn log_end(result: Result<End, ConnectionError>, summary: Option<Summary>) {
+    let published = summary.as_ref().filter(|s| s.published);
+    match (result, published) {
+        (Ok(end), Some(s)) => tracing::info!(
+            how = ?end,
+            events = s.events,
+            bytes = s.bytes,
+            seconds = s.seconds,
+            "publisher disconnected"
+        ),
+        (Ok(end), None) => tracing::debug!(how = ?end, "connection closed"),
+        (Err(e @ (ConnectionError::Media(_) | ConnectionError::Protocol(_))), Some(s)) => {
+            tracing::warn!(
+                error = %e,
+                events = s.events,
+                bytes = s.bytes,
+                seconds = s.seconds,
+                "publisher disconnected: bad input"
+            );
+        }
+        (Err(e), Some(s)) => tracing::info!(
+            reason = %e,
+            events = s.events,
+            bytes = s.bytes,
+            seconds = s.seconds,
+            "publisher disconnected"
+        ),
+        (
+            Err(
+                e @ (ConnectionError::Protocol(ProtocolError::NotRtmp { .. })
+                | ConnectionError::PlainRtmpOnTlsPort),
+            ),
+            None,
+        ) => {
+            tracing::info!(error = %e, "closed a connection that is not RTMP");
+        }
+        (
+            Err(
+                e @ (ConnectionError::HandshakeTimeout(_)
+                | ConnectionError::Tls(_)
+                | ConnectionError::Protocol(ProtocolError::Handshake(_))),
+            ),
+            None,
+        ) => tracing::debug!(error = %e, "closed during the handshake"),
+        (Err(e @ (ConnectionError::Media(_) | ConnectionError::Protocol(_))), None) => {
+            tracing::warn!(error = %e, "closed: bad input from the peer");
+        }
+        (Err(e), None) => tracing::info!(reason = %e, "connection closed"),
+    }
+}
+
+/// What a connection did, for the closing log line.
+#[derive(Debug)]
+struct Summary {
+    published: bool,
+    events: u64,
+    bytes: u64,
+    seconds: u64,
+}
+
+struct Connection<'a, S, A> {
+    stream: S,
+    peer: SocketAddr,
+    listener: &'a Listener<A>,
+    protocol: ServerProtocol,
+    demuxer: FlvDemuxer,
+    grant: Option<PublishGrant>,
+    /// The grant's kick token; a token nobody cancels until then.
+    kick: CancellationToken,
+    established_at: Option<Instant>,
+    events: u64,
+    bytes: u64,
+}
+
+impl<'a, S, A> Connection<'a, S, A>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    A: Admission,
+{
+    fn new(stream: S, peer: SocketAddr, listener: &'a Listener<A>) -> Self {
+        Connection {
+            stream,
+            peer,
+            listener,
+            protocol: ServerProtocol::new(&listener.config),
+            demuxer: FlvDemuxer::default(),
+            grant: None,
+            kick: CancellationToken::new(),
+            established_at: None,
+            events: 0,
+            bytes: 0,
+        }
+    }
+
+    async fn run(
+        mut self,
+        handshake_deadline: Instant,
+    ) -> (Result<End, ConnectionError>, Option<Summary>) {
+        let started = Instant::now();
+        let result = self.run_inner(handshake_deadline).await;
+        if !matches!(result, Err(ConnectionError::Io(_))) {
+            // Best effort: the last replies (an error status) and a clean close (TLS
+            // close_notify, TCP FIN).
+            let _ = timeout(CLOSE_GRACE, async {
+                if let Some(bytes) = self.protocol.take_output() {
+                    self.stream.write_all(&bytes).await?;
+                }
+                self.stream.shutdown().await
+            })
+            .await;
+        }
+        let summary = Summary {
+            published: self.grant.is_some(),
+            events: self.events,
+            bytes: self.bytes,
+            seconds: started.elapsed().as_secs(),
+        };
+        (result, Some(summary))
+    }
+
+    async fn run_inner(&mut self, handshake_deadline: Instant) -> Result<End, ConnectionError> {
+        let mut buf = vec![0u8; READ_BUFFER];
+        loop {
+            let config = &self.listener.config;
+            let now = Instant::now();
+            let (deadline, on_timeout) = match (self.established_at, &self.grant) {
+                (None, _) => (
+                    handshake_deadline,
+                    ConnectionError::HandshakeTimeout(config.handshake_timeout),
+                ),
+                (Some(at), None) if at + config.publish_timeout < now + config.idle_timeout => (
+                    at + config.publish_timeout,
+                    ConnectionError::PublishTimeout(config.publish_timeout),
+                ),
+                _ => (
+                    now + config.idle_timeout,
+                    ConnectionError::IdleTimeout(config.idle_timeout),
+                ),
+            };
+            let n = tokio::select! {
+                biased;
+                _ = self.listener.shutdown.cancelled() => return Err(ConnectionError::Shutdown),
+                _ = self.kick.cancelled() => return Err(ConnectionError::Kicked),
+                r = timeout_at(deadline, self.stream.read(&mut buf)) => match r {
+                    Err(_) => return Err(on_timeout),
+                    Ok(Ok(0)) => return Ok(End::PeerClosed),
+                    Ok(Ok(n)) => n,
+                    Ok(Err(e)) => return Err(ConnectionError::Io(e)),
+                },
+            };
+            self.bytes += n as u64;
+            self.protocol.handle_input(&buf[..n])?;
+            if self.established_at.is_none() && self.protocol.is_established() {
+                self.established_at = Some(Instant::now());
+                tracing::debug!("RTMP handshake complete");
+            }
+            self.flush().await?;
+            while let Some(event) = self.protocol.poll_event()? {
+                match event {
+                    ProtocolEvent::PublishRequested { stream_key, app } => {
+                        self.admit(stream_key, app).await?;
+                    }
+                    ProtocolEvent::Media {
+                        kind,
+                        timestamp,
+                        body,
+                    } => self.forward(kind, timestamp, body).await?,
+                    ProtocolEvent::PublishFinished => {
+                        self.flush().await?;
+                        return Ok(End::PublishFinished);
+                    }
+                }
+                self.flush().await?;
+            }
+            self.flush().await?;
+        }
+    }
+
+    /// Sends what the protocol has to send, giving up on shutdown, kick or a peer that does
+    /// not read for the idle timeout.
+    async fn flush(&mut self) -> Result<(), ConnectionError> {
+        while let Some(bytes) = self.protocol.take_output() {
+            let idle = self.listener.config.idle_timeout;
+            let stream = &mut self.stream;
+            tokio::select! {
+                biased;
+                _ = self.listener.shutdown.cancelled() => return Err(ConnectionError::Shutdown),
+                _ = self.kick.cancelled() => return Err(ConnectionError::Kicked),
+                r = timeout(idle, async {
+                    stream.write_all(&bytes).await?;
+                    stream.flush().await
+                }) => match r {
+                    Err(_) => return Err(ConnectionError::IdleTimeout(idle)),
+                    Ok(r) => r?,
+                },
+            }
+        }
+        Ok(())
+    }
+
+    async fn admit(&mut self, stream_key: String, app: String) -> Result<(), ConnectionError> {
+        tracing::info!(key = %redact(&stream_key), app = %app, "publish requested");
+        let request = PublishRequest {
+            stream_key,
+            protocol: self.listener.protocol,
+            peer: self.peer,
+        };
+        let decision = tokio::select! {
+            biased;
+            _ = self.listener.shutdown.cancelled() => return Err(ConnectionError::Shutdown),
+            decision = self.listener.admission.publish(request) => decision,
+        };
+        match decision {
+            Ok(grant) => {
+                tracing::Span::current().record("live_stream_id", grant.live_stream_id.as_str());
+                self.protocol.accept_publish()?;
+                self.kick = grant.kick.clone();
+                self.grant = Some(grant);
+                tracing::info!("publishing");
+                Ok(())
+            }
+            Err(rejection) => {
+                let (code, description) = rejection_status(&rejection);
+                self.protocol.reject_publish(code, description)?;
+                Err(ConnectionError::Rejected(rejection))
+            }
+        }
+    }
+
+    async fn forward(
+        &mut self,
+        kind: TagKind,
+        timestamp: u32,
+        body: Bytes,
+    ) -> Result<(), ConnectionError> {
+        let event = match self.demuxer.handle_tag(kind, timestamp, body) {
+            Ok(Some(event)) => event,
+            Ok(None) => return Ok(()),
+            Err(e) if kind == TagKind::Script => {
+                tracing::debug!(error = %e, "ignoring malformed metadata");
+                return Ok(());
+            }
+            Err(e) => return Err(ConnectionError::Media(e)),
+        };
+        let Some(grant) = &self.grant else {
+            return Ok(());
+        };
+        // Awaiting the bounded channel is the backpressure: while the session is behind, this
+        // connection stops reading and TCP slows the encoder down.
+        tokio::select! {
+            biased;
+            _ = self.listener.shutdown.cancelled() => return Err(ConnectionError::Shutdown),
+            _ = self.kick.cancelled() => return Err(ConnectionError::Kicked),
+            sent = grant.media.send(IngestEvent::Media(event)) => {
+                sent.map_err(|_| ConnectionError::SessionGone)?;
+            }
+        }
+        self.events += 1;
+        Ok(())
+    }
+}
+
+/// The RTMP status code and description sent for a rejection (never the key itself).
+fn rejection_status(rejection: &PublishRejection) -> (&'static str, &'static str) {
+    match rejection {
+        PublishRejection::UnknownStreamKey => ("NetStream.Publish.BadName", "unknown stream key"),
+        PublishRejection::Disabled => ("NetStream.Publish.BadName", "live stream is disabled"),
+        PublishRejection::AlreadyPublishing => (
+            "NetStream.Publish.BadName",
+            "live stream already has a publisher",
+        ),
+        PublishRejection::ShuttingDown => ("NetStream.Publish.Denied", "server is shutting down"),
+        PublishRejection::Internal(_) => ("NetStream.Publish.Denied", "internal error"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_keys() {
+        assert_eq!(redact("good-key"), "good…");
+        assert_eq!(redact("sk_1234567890abcdef"), "sk_1…");
+        assert_eq!(redact("abc"), "a…");
+        assert_eq!(redact(""), "…");
+        assert_eq!(redact("ключ-ключ"), "ключ…");
+    }
+}

@@ -1,0 +1,105 @@
+//! The accept loop: one task per connection, a connection limit, structured shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use session::{Admission, IngestProtocol};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::RtmpConfig;
+use crate::connection::{self, protocol_name, Listener};
+
+/// Pause after a failed `accept` (out of file descriptors, for example) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How often, at most, refused connections are logged while the limit is reached.
+const LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Accepts RTMP publishers on `listener` until `shutdown` is cancelled, then waits for its
+/// connections to close (each one stops at once on shutdown).
+///
+/// With `tls: Some`, this is the RTMPS listener: connections are TLS first and publish
+/// requests carry [`IngestProtocol::Rtmps`]. Each connection runs in its own task; a peer's
+/// error, timeout or panic ends only that connection. Connections beyond
+/// [`RtmpConfig::max_connections`] are closed as soon as they are accepted.
+pub async fn serve<A: Admission>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    admission: A,
+    config: RtmpConfig,
+    shutdown: CancellationToken,
+) {
+    let protocol = if tls.is_some() {
+        IngestProtocol::Rtmps
+    } else {
+        IngestProtocol::Rtmp
+    };
+    let name = protocol_name(protocol);
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!(%addr, protocol = name, "listening for publishers"),
+        Err(e) => tracing::warn!(error = %e, protocol = name, "listening (address unknown)"),
+    }
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let max_connections = config.max_connections;
+    let shared = Arc::new(Listener {
+        admission,
+        config,
+        tls,
+        protocol,
+        shutdown: shutdown.clone(),
+    });
+    let tracker = TaskTracker::new();
+    let mut refused = 0u64;
+    let mut last_refusal_log: Option<Instant> = None;
+    loop {
+        let (tcp, peer) = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, protocol = name, "accept failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                    }
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            refused += 1;
+            if last_refusal_log.is_none_or(|t| t.elapsed() >= LIMIT_LOG_INTERVAL) {
+                tracing::warn!(
+                    %peer,
+                    protocol = name,
+                    max_connections,
+                    refused,
+                    "connection limit reached: closing new connections"
+                );
+                last_refusal_log = Some(Instant::now());
+            }
+            drop(tcp);
+            continue;
+        };
+        // Replies are small and latency matters more than packet count.
+        let _ = tcp.set_nodelay(true);
+        let shared = Arc::clone(&shared);
+        tracker.spawn(async move {
+            connection::run(tcp, peer, shared).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracker.close();
+    let open = tracker.len();
+    if open > 0 {
+        tracing::info!(protocol = name, open, "waiting for connections to close");
+    }
+    tracker.wait().await;
+    tracing::info!(protocol = name, "listener stopped");
+}
