@@ -1,5 +1,5 @@
-//! A minimal HTTP/1.1 client for tests (GET only, `Connection: close`), so tests see exactly
-//! the status, headers and bytes the server sent.
+//! A minimal HTTP/1.1 client for tests (`Connection: close`), so tests see exactly the
+//! status, headers and bytes the server sent.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
