@@ -150,6 +150,12 @@ pub(crate) enum SessionEvent {
 pub(crate) struct CommandSession {
     session: ServerSession,
     feed: ChunkSerializer,
+    /// The message streams rml_rtmp has created and not deleted, mirrored here because it
+    /// does not say (it numbers them 1, 2, 3... per `createStream`; a unit test checks the
+    /// mirror against its `_result`). A publish elsewhere would fail only at accept time,
+    /// after admission was asked.
+    streams: Vec<u32>,
+    next_stream_id: u32,
 }
 
 impl std::fmt::Debug for CommandSession {
@@ -183,7 +189,12 @@ impl CommandSession {
             .map_err(session_error)?;
         // Raises the chunk size of rml_rtmp's deserializer; it produces nothing to send.
         guarded("session feed", || session.handle_input(&packet.bytes))?.map_err(session_error)?;
-        let mut this = CommandSession { session, feed };
+        let mut this = CommandSession {
+            session,
+            feed,
+            streams: Vec::new(),
+            next_stream_id: 1,
+        };
         this.absorb(results, out);
         Ok(this)
     }
@@ -209,7 +220,24 @@ impl CommandSession {
         let session = &mut self.session;
         let results =
             guarded("command", || session.handle_input(&packet.bytes))?.map_err(session_error)?;
+        match command.name.as_str() {
+            "createStream" => {
+                self.streams.push(self.next_stream_id);
+                self.next_stream_id = self.next_stream_id.wrapping_add(1);
+            }
+            "deleteStream" => {
+                if let Some(id) = command.args.first().and_then(|a| a.as_f64()) {
+                    self.streams.retain(|s| f64::from(*s) != id);
+                }
+            }
+            _ => {}
+        }
         Ok(self.absorb(results, out))
+    }
+
+    /// Whether `stream_id` was created by `createStream` and not deleted.
+    pub(crate) fn has_stream(&self, stream_id: u32) -> bool {
+        self.streams.contains(&stream_id)
     }
 
     /// Accepts a connect or publish request; appends the replies to `out`.
@@ -378,6 +406,42 @@ mod tests {
             &mut out,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn stream_ids_mirror_rml_rtmp() {
+        use crate::chunk::{ChunkDecoder, ChunkLimits};
+        let mut out = BytesMut::new();
+        let mut s = CommandSession::new(4096, 2_500_000, &mut out).unwrap();
+        let events = s.handle_command(0, &connect(), &mut out).unwrap();
+        let [SessionEvent::ConnectRequested { request, .. }] = &events[..] else {
+            panic!("{events:?}");
+        };
+        s.accept(*request, &mut out).unwrap();
+        let create = command("createStream", 2.0, Amf0Value::Null, vec![]);
+        for _ in 0..3 {
+            s.handle_command(0, &create, &mut out).unwrap();
+        }
+        let delete = command(
+            "deleteStream",
+            3.0,
+            Amf0Value::Null,
+            vec![Amf0Value::Number(2.0)],
+        );
+        s.handle_command(0, &delete, &mut out).unwrap();
+        let mut decoder = ChunkDecoder::new(ChunkLimits::default());
+        decoder.push(&out);
+        let mut ids = Vec::new();
+        while let Some(m) = decoder.poll_message().unwrap() {
+            if m.type_id == 20 {
+                let c = Command::decode(20, m.payload).unwrap();
+                if c.transaction_id == 2.0 {
+                    ids.push(c.args[0].as_f64().unwrap() as u32);
+                }
+            }
+        }
+        assert_eq!(ids, [1, 2, 3]);
+        assert!(s.has_stream(1) && !s.has_stream(2) && s.has_stream(3) && !s.has_stream(4));
     }
 
     #[test]

@@ -9,6 +9,10 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// publish). Keeps peers that talk but never publish from holding connection slots.
 pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The session manager must answer a publish request within this time; otherwise the
+/// publisher is refused (`NetStream.Publish.Denied`) rather than left waiting.
+pub const DEFAULT_ADMISSION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A connection that receives no byte for this long is closed. Encoders send media many times
 /// a second, so a silent publisher is a dead one (a half-open TCP connection, a frozen encoder).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,6 +50,8 @@ pub struct RtmpConfig {
     pub handshake_timeout: Duration,
     /// See [`DEFAULT_PUBLISH_TIMEOUT`].
     pub publish_timeout: Duration,
+    /// See [`DEFAULT_ADMISSION_TIMEOUT`].
+    pub admission_timeout: Duration,
     /// See [`DEFAULT_IDLE_TIMEOUT`].
     pub idle_timeout: Duration,
     /// See [`DEFAULT_MAX_CONNECTIONS`].
@@ -69,6 +75,7 @@ impl Default for RtmpConfig {
         RtmpConfig {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
+            admission_timeout: DEFAULT_ADMISSION_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
@@ -87,6 +94,7 @@ impl RtmpConfig {
         let positive = [
             ("handshake_timeout", self.handshake_timeout.is_zero()),
             ("publish_timeout", self.publish_timeout.is_zero()),
+            ("admission_timeout", self.admission_timeout.is_zero()),
             ("idle_timeout", self.idle_timeout.is_zero()),
         ];
         for (name, zero) in positive {

@@ -325,10 +325,16 @@ where
             protocol: self.listener.protocol,
             peer: self.peer,
         };
+        let limit = self.listener.config.admission_timeout;
         let decision = tokio::select! {
             biased;
             _ = self.listener.shutdown.cancelled() => return Err(ConnectionError::Shutdown),
-            decision = self.listener.admission.publish(request) => decision,
+            decision = timeout(limit, self.listener.admission.publish(request)) => decision,
+        };
+        let Ok(decision) = decision else {
+            self.protocol
+                .reject_publish("NetStream.Publish.Denied", "internal error")?;
+            return Err(ConnectionError::AdmissionTimeout(limit));
         };
         match decision {
             Ok(grant) => {

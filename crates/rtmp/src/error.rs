@@ -143,6 +143,9 @@ pub enum ConnectionError {
     /// Audio or video the gateway cannot carry (an unsupported codec, a malformed frame).
     #[error("media: {0}")]
     Media(#[from] MediaError),
+    /// Admission did not answer in time; the publisher was refused.
+    #[error("admission did not answer within {0:?}")]
+    AdmissionTimeout(std::time::Duration),
     /// Admission refused the publisher.
     #[error("publish refused: {0}")]
     Rejected(PublishRejection),

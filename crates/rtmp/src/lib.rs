@@ -46,8 +46,8 @@
 //!
 //! - TLS and RTMP handshakes must complete within 5 s; a peer whose first byte is not RTMP's
 //!   version 3 (an HTTP request, a TLS ClientHello on the plain port) is closed at once.
-//! - After the handshake, a publish request must come within 15 s; afterwards any 30 s
-//!   without a byte closes the connection.
+//! - After the handshake, a publish request must come within 15 s and admission must answer
+//!   it within 10 s; afterwards any 30 s without a byte closes the connection.
 //! - At most 1000 connections per listener; more are closed on accept.
 //! - Messages up to 8 MiB, at most 16 MiB of incomplete messages per connection, at most 64
 //!   chunk stream ids; any chunk size the protocol allows (payloads stream into their
@@ -85,8 +85,10 @@
 //!   stream go straight to the demuxer (rml_rtmp can also panic on a short `@setDataFrame`).
 //!
 //! Calls into rml_rtmp are additionally wrapped in `catch_unwind`, so a panic left in it ends
-//! one connection with an error. A fuzz target (`fuzz/`, `cargo +nightly fuzz run
-//! server_protocol`) feeds arbitrary bytes to [`protocol::ServerProtocol`].
+//! one connection with an error. Two fuzz targets live in `crates/rtmp/fuzz` (outside the
+//! workspace, nightly): `cargo +nightly fuzz run server_protocol` feeds arbitrary bytes after
+//! a handshake to [`protocol::ServerProtocol`], `chunk_decoder` to [`chunk::ChunkDecoder`]
+//! with its bounds asserted.
 #![forbid(unsafe_code)]
 
 mod adapter;
@@ -100,10 +102,10 @@ mod server;
 mod tls;
 
 pub use config::{
-    RtmpConfig, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CHUNK_SIZE,
-    DEFAULT_MAX_CHUNK_STREAMS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_MAX_PENDING_BYTES, DEFAULT_OUTGOING_CHUNK_SIZE, DEFAULT_PUBLISH_TIMEOUT,
-    DEFAULT_WINDOW_ACK_SIZE,
+    RtmpConfig, DEFAULT_ADMISSION_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CHUNK_SIZE, DEFAULT_MAX_CHUNK_STREAMS, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PENDING_BYTES, DEFAULT_OUTGOING_CHUNK_SIZE,
+    DEFAULT_PUBLISH_TIMEOUT, DEFAULT_WINDOW_ACK_SIZE,
 };
 pub use error::{ConnectionError, ProtocolError, TlsError};
 pub use protocol::{ProtocolEvent, ServerProtocol};

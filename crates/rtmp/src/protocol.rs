@@ -393,6 +393,11 @@ impl ServerProtocol {
                         "a second publish on one connection",
                     ));
                 }
+                if !e.session.has_stream(stream_id) {
+                    return Err(ProtocolError::Violation(
+                        "publish on a stream that was not created",
+                    ));
+                }
                 command.normalise();
                 for event in self.pass_to_session(stream_id, &command)? {
                     if let SessionEvent::PublishRequested { request, name, .. } = event {

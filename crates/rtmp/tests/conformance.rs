@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::client::{amf, chunks, status_code, RawClient};
-use common::{clip_tags, demux_tags, TestServer, GOOD_KEY};
+use common::{clip_tags, demux_tags, TestServer, GOOD_KEY, SLOW_KEY};
 use media::flv::{FlvTag, TagKind};
 use media::{DemuxEvent, Frame, Track};
 use rtmp::RtmpConfig;
@@ -558,5 +558,27 @@ async fn plain_rtmp_on_the_rtmps_port_is_closed_quickly() {
     c0c1.extend_from_slice(&[0u8; 1536]);
     client.send(&c0c1).await;
     assert!(client.closed_within(Duration::from_millis(500)).await);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_that_does_not_answer_refuses_the_publisher() {
+    let config = RtmpConfig {
+        admission_timeout: Duration::from_millis(300),
+        ..RtmpConfig::default()
+    };
+    let server = TestServer::start(None, config).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client.handshake().await;
+    client.connect_app("app").await;
+    let msid = client.create_stream().await;
+    let started = std::time::Instant::now();
+    let reply = client.publish(msid, SLOW_KEY, "live").await;
+    assert_eq!(
+        status_code(&reply).as_deref(),
+        Some("NetStream.Publish.Denied")
+    );
+    assert!(client.closed_within(Duration::from_secs(2)).await);
+    assert!(started.elapsed() < Duration::from_secs(2));
     server.stop().await;
 }

@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
                     } else {
                         protocol.reject_publish("NetStream.Publish.BadName", "fuzz")
                     };
-                    assert!(answer.is_ok());
+                    assert!(answer.is_ok(), "{answer:?}");
                 }
                 Ok(Some(ProtocolEvent::Media { body, .. })) => {
                     assert!(body.len() <= config.max_message_size);

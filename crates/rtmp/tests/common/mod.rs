@@ -26,6 +26,9 @@ use tokio_util::sync::CancellationToken;
 /// The key the test admission accepts.
 pub const GOOD_KEY: &str = "good-key";
 
+/// A key the test admission never answers.
+pub const SLOW_KEY: &str = "slow-key";
+
 /// Logs to the test output when `RUST_LOG` is set (e.g. `RUST_LOG=rtmp=debug`).
 pub fn init_logging() {
     static ONCE: Once = Once::new();
@@ -99,7 +102,8 @@ impl Publish {
     }
 }
 
-/// Accepts [`GOOD_KEY`], refuses everything else as unknown, records everything.
+/// Accepts [`GOOD_KEY`], never answers [`SLOW_KEY`], refuses everything else as unknown,
+/// records everything.
 #[derive(Debug, Clone, Default)]
 pub struct TestAdmission {
     pub requests: Arc<Mutex<Vec<PublishRequest>>>,
@@ -135,6 +139,9 @@ impl TestAdmission {
 impl Admission for TestAdmission {
     async fn publish(&self, request: PublishRequest) -> Result<PublishGrant, PublishRejection> {
         self.requests.lock().unwrap().push(request.clone());
+        if request.stream_key == SLOW_KEY {
+            std::future::pending::<()>().await;
+        }
         if request.stream_key != GOOD_KEY {
             return Err(PublishRejection::UnknownStreamKey);
         }
