@@ -1,1 +1,223 @@
-//! placeholder
+//! # OnAir REST API
+//!
+//! The `/video/v1` resources of the hosted live-streaming API the gateway stands in for, so
+//! that code and official SDKs written against it work with only the base URL and the
+//! credentials changed. This crate is the HTTP layer only: it authenticates, checks and
+//! limits requests, and turns them into calls on the [`store`] (metadata) and the
+//! [`session::SessionManager`] (kicking live encoders); it owns no data except the
+//! simulcast targets (see below) and the rate-limit buckets.
+//!
+//! ```no_run
+//! # async fn demo(sessions: session::SessionManager) -> std::io::Result<()> {
+//! let state = api::ApiState::new(sessions, api::ApiConfig::default());
+//! let app = api::router(state); // merge with the playback router on the same listener
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+//!
+//! ## Routes
+//!
+//! | method and path (under `/video/v1`) | answer |
+//! | --- | --- |
+//! | `POST /live-streams` | `201`, the live stream |
+//! | `GET /live-streams?page=&limit=&status=&stream_key=` | `200`, a page of live streams, newest first |
+//! | `GET /live-streams/{id}` | `200`, the live stream |
+//! | `PATCH /live-streams/{id}` | `200`, the updated live stream |
+//! | `DELETE /live-streams/{id}` | `204`; a live encoder is disconnected |
+//! | `POST /live-streams/{id}/reset-stream-key` | `201`, the live stream with its new key; the encoder on the old key is disconnected |
+//! | `PUT /live-streams/{id}/complete` | `200 {"data": {}}`; the encoder is disconnected and the stream is idle |
+//! | `PUT /live-streams/{id}/disable` | `200 {"data": {}}`; the encoder is disconnected, new ones are refused |
+//! | `PUT /live-streams/{id}/enable` | `200 {"data": {}}` |
+//! | `POST /live-streams/{id}/playback-ids` | `201`, `{"id", "policy"}` |
+//! | `GET /live-streams/{id}/playback-ids/{playback_id}` | `200`, `{"id", "policy"}` |
+//! | `DELETE /live-streams/{id}/playback-ids/{playback_id}` | `204` |
+//! | `POST /live-streams/{id}/simulcast-targets` | `201`, `{"id", "url", "stream_key", "passthrough", "status": "idle"}` |
+//! | `GET /live-streams/{id}/simulcast-targets/{target_id}` | `200`, the target |
+//! | `DELETE /live-streams/{id}/simulcast-targets/{target_id}` | `204` |
+//! | `GET /playback-ids/{playback_id}` | `200`, `{"id", "policy", "object": {"type": "live_stream", "id"}}` |
+//!
+//! Every success is wrapped like the hosted API: `{"data": ...}`; every response (errors
+//! included) has `Cache-Control: no-store`, as they carry stream keys. Request bodies are the
+//! seeds' fields ([`store::NewLiveStream`], [`store::LiveStreamPatch`]); unknown fields are
+//! ignored, as the hosted API accepts fields this gateway does not implement.
+//!
+//! Simulcast targets (in a create body or through their routes) are validated and kept **in
+//! memory** in this crate until the store has operations for them: they are returned in the
+//! live stream's `simulcast_targets`, always `idle` (nothing restreams yet), and are lost on
+//! restart.
+//!
+//! ## Authentication
+//!
+//! HTTP basic auth with an access token: `Authorization: Basic base64(TOKEN_ID:SECRET)`,
+//! checked with [`store::Store::verify_access_token`]. `GET` and `HEAD` need the read
+//! permission, every other method the write permission. Missing, malformed or wrong
+//! credentials get `401` with `WWW-Authenticate: Basic realm="OnAir"`; a valid token without
+//! the permission gets `403`. Unknown paths under `/video/v1` also require authentication
+//! (then `404`), so they reveal nothing to anonymous callers.
+//!
+//! ## Errors
+//!
+//! Every error is `{"error": {"type": "...", "messages": ["..."]}}` ([`ApiError`]): `400
+//! invalid_parameters` (malformed JSON, a non-JSON `Content-Type`, a body that is not an
+//! object, a value of the wrong type, an unknown enum value or an out-of-range number; the
+//! message names the field), `401 unauthorized`, `403 forbidden`, `404 not_found`, `405
+//! method_not_allowed`, `408 request_timeout`, `413 payload_too_large`, `429
+//! too_many_requests` (with `Retry-After`) and `500 internal_error` (details only in the log).
+//!
+//! ## Limits
+//!
+//! Bodies are limited to [`ApiConfig::max_body_bytes`] (64 KiB by default), whether declared
+//! with `Content-Length` or sent chunked; each request has [`ApiConfig::request_timeout`].
+//! Each access token has two token buckets, one for `POST` (sustained 1 request/s, burst 10
+//! by default) and one for every other method (5/s, burst 50), like the seeds' rate limits.
+//! The limiter lives in memory, per process, behind a sync mutex never held across an
+//! `.await`; buckets that have refilled are pruned every minute and their number is capped.
+//!
+//! ## Mounting
+//!
+//! [`router`] answers only its own paths: its middleware is installed per route, and it sets
+//! no fallback, so the binary can `merge` it with the playback router on one listener.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::http::{header, HeaderValue};
+use axum::routing::{any, get, post, put};
+use axum::Router;
+use session::SessionManager;
+use store::SqliteStore;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+mod auth;
+mod body;
+mod config;
+mod error;
+mod extract;
+mod gate;
+mod handlers;
+mod rate_limit;
+mod simulcast;
+
+pub use config::{
+    ApiConfig, RateLimit, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RATE_LIMIT_BUCKETS,
+    DEFAULT_OTHER_BURST, DEFAULT_OTHER_RATE_PER_SECOND, DEFAULT_POST_BURST,
+    DEFAULT_POST_RATE_PER_SECOND, DEFAULT_REQUEST_TIMEOUT,
+};
+pub use error::{ApiError, ConfigError, WWW_AUTHENTICATE_VALUE};
+pub use handlers::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
+pub use simulcast::{MAX_TARGETS_PER_LIVE_STREAM, MAX_TARGET_STREAM_KEY_LEN};
+
+/// The prefix every route of this crate is under.
+pub const PATH_PREFIX: &str = "/video/v1";
+
+/// What the handlers share: the store, the session manager, the configuration, the rate
+/// limiter and the simulcast targets. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    sessions: SessionManager,
+    config: ApiConfig,
+    limiter: rate_limit::RateLimiter,
+    simulcast: simulcast::SimulcastTargets,
+}
+
+impl ApiState {
+    /// The API over `sessions` and its store. `config` should have passed
+    /// [`ApiConfig::validate`]; a zero bucket count is raised to one.
+    pub fn new(sessions: SessionManager, config: ApiConfig) -> Self {
+        let limiter = rate_limit::RateLimiter::new(
+            config.post_rate_limit,
+            config.other_rate_limit,
+            config.max_rate_limit_buckets,
+            Instant::now(),
+        );
+        ApiState {
+            inner: Arc::new(Inner {
+                sessions,
+                config,
+                limiter,
+                simulcast: simulcast::SimulcastTargets::default(),
+            }),
+        }
+    }
+
+    /// The metadata store (the session manager's).
+    pub fn store(&self) -> &SqliteStore {
+        self.inner.sessions.store()
+    }
+
+    /// The session manager.
+    pub fn sessions(&self) -> &SessionManager {
+        &self.inner.sessions
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ApiConfig {
+        &self.inner.config
+    }
+
+    fn limiter(&self) -> &rate_limit::RateLimiter {
+        &self.inner.limiter
+    }
+
+    fn simulcast(&self) -> &simulcast::SimulcastTargets {
+        &self.inner.simulcast
+    }
+}
+
+/// The API's routes under [`PATH_PREFIX`], ready to serve or to merge with other routers.
+pub fn router(state: ApiState) -> Router {
+    use handlers as h;
+    const LS: &str = "/video/v1/live-streams/{live_stream_id}";
+    Router::new()
+        .route(
+            "/video/v1/live-streams",
+            get(h::list_live_streams).post(h::create_live_stream),
+        )
+        .route(
+            LS,
+            get(h::get_live_stream)
+                .patch(h::update_live_stream)
+                .delete(h::delete_live_stream),
+        )
+        .route(&format!("{LS}/reset-stream-key"), post(h::reset_stream_key))
+        .route(&format!("{LS}/complete"), put(h::complete_live_stream))
+        .route(&format!("{LS}/disable"), put(h::disable_live_stream))
+        .route(&format!("{LS}/enable"), put(h::enable_live_stream))
+        .route(&format!("{LS}/playback-ids"), post(h::create_playback_id))
+        .route(
+            &format!("{LS}/playback-ids/{{playback_id}}"),
+            get(h::get_playback_id).delete(h::delete_playback_id),
+        )
+        .route(
+            &format!("{LS}/simulcast-targets"),
+            post(h::create_simulcast_target),
+        )
+        .route(
+            &format!("{LS}/simulcast-targets/{{simulcast_target_id}}"),
+            get(h::get_simulcast_target).delete(h::delete_simulcast_target),
+        )
+        .route(
+            "/video/v1/playback-ids/{playback_id}",
+            get(h::lookup_playback_id),
+        )
+        .route("/video/v1/{*rest}", any(h::unknown_route))
+        .method_not_allowed_fallback(h::method_not_allowed)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            gate::gate,
+        ))
+        // Responses carry stream keys: no proxy or client may keep them. Outermost, so that
+        // the gate's refusals get the header too.
+        .route_layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,368 @@
+//! The route handlers: live streams, their playback IDs and simulcast targets, and playback
+//! ID lookup. Each answers `{"data": ...}` like the hosted API, or an [`ApiError`].
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use serde_json::json;
+use store::{
+    LiveStream, LiveStreamPatch, LiveStreamStatus, NewLiveStream, PlaybackPolicy, StatusChange,
+    Store,
+};
+
+use crate::body::{decode, integral_floats, optional_string, read_object};
+use crate::error::ApiError;
+use crate::extract::{ApiPath, ApiQuery};
+use crate::simulcast::NewTarget;
+use crate::ApiState;
+
+/// Default page size of list endpoints (the seeds' `limit` default).
+pub const DEFAULT_PAGE_LIMIT: u32 = 10;
+/// Largest page size of list endpoints (the seeds' `limit` maximum).
+pub const MAX_PAGE_LIMIT: u32 = 100;
+
+/// Fields the hosted API types as JSON numbers that the store keeps in whole seconds.
+const WHOLE_SECONDS_FIELDS: &[&str] = &["reconnect_window", "max_continuous_duration"];
+
+type ApiResult = Result<Response, ApiError>;
+
+/// `{"data": value}` with `status`.
+fn data(status: StatusCode, value: impl Serialize) -> ApiResult {
+    Ok((status, Json(json!({ "data": value }))).into_response())
+}
+
+/// `{"data": {}}`: what complete, disable and enable answer.
+fn empty_data() -> ApiResult {
+    data(StatusCode::OK, json!({}))
+}
+
+fn no_content() -> ApiResult {
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+impl ApiState {
+    /// A live stream with its simulcast targets filled in.
+    fn present(&self, mut stream: LiveStream) -> LiveStream {
+        self.simulcast().fill(&mut stream);
+        stream
+    }
+
+    async fn live_stream(&self, id: &str) -> Result<LiveStream, ApiError> {
+        self.store()
+            .get_live_stream(id)
+            .await?
+            .ok_or_else(ApiError::live_stream_not_found)
+    }
+}
+
+// ---- live streams ----
+
+/// `POST /live-streams`
+pub(crate) async fn create_live_stream(
+    State(api): State<ApiState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let mut object = read_object(&headers, body, api.config().max_body_bytes).await?;
+    integral_floats(&mut object, WHOLE_SECONDS_FIELDS);
+    let targets = NewTarget::list_from_body(&object)?;
+    let params: NewLiveStream = decode(object)?;
+    // Validate before anything is written, so a bad request creates nothing.
+    params.validate()?;
+    let stream = api.store().create_live_stream(params).await?;
+    api.simulcast().add(&stream.id, targets)?;
+    tracing::info!(live_stream_id = %stream.id, "live stream created");
+    data(StatusCode::CREATED, api.present(stream))
+}
+
+fn parse_page_param(
+    query: &HashMap<String, String>,
+    name: &'static str,
+    default: u32,
+    max: u32,
+) -> Result<u32, ApiError> {
+    let Some(raw) = query.get(name) else {
+        return Ok(default);
+    };
+    raw.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            ApiError::InvalidParameters(format!(
+                "invalid {name}: must be an integer between 1 and {max}, got {raw:?}"
+            ))
+        })
+}
+
+/// `GET /live-streams?page=&limit=&status=&stream_key=`
+pub(crate) async fn list_live_streams(
+    State(api): State<ApiState>,
+    ApiQuery(query): ApiQuery<HashMap<String, String>>,
+) -> ApiResult {
+    let page = parse_page_param(&query, "page", 1, u32::MAX)?;
+    let limit = parse_page_param(&query, "limit", DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT)?;
+    let status = query
+        .get("status")
+        .map(|s| {
+            LiveStreamStatus::parse(s).ok_or_else(|| {
+                ApiError::InvalidParameters(format!(
+                    "invalid status: unknown status {s:?} (expected active, idle or disabled)"
+                ))
+            })
+        })
+        .transpose()?;
+    let streams = match query.get("stream_key") {
+        // At most one live stream has a given key: it is the whole first page.
+        Some(key) => {
+            let found = api.store().find_live_stream_by_stream_key(key).await?;
+            found
+                .filter(|s| page == 1 && status.is_none_or(|wanted| s.status == wanted))
+                .into_iter()
+                .collect()
+        }
+        None => api.store().list_live_streams(page, limit, status).await?,
+    };
+    let streams: Vec<LiveStream> = streams.into_iter().map(|s| api.present(s)).collect();
+    data(StatusCode::OK, streams)
+}
+
+/// `GET /live-streams/{id}`
+pub(crate) async fn get_live_stream(
+    State(api): State<ApiState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult {
+    let stream = api.live_stream(&id).await?;
+    data(StatusCode::OK, api.present(stream))
+}
+
+/// `PATCH /live-streams/{id}`
+pub(crate) async fn update_live_stream(
+    State(api): State<ApiState>,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let mut object = read_object(&headers, body, api.config().max_body_bytes).await?;
+    integral_floats(&mut object, WHOLE_SECONDS_FIELDS);
+    let patch: LiveStreamPatch = decode(object)?;
+    let stream = api
+        .store()
+        .update_live_stream(&id, patch)
+        .await?
+        .ok_or_else(ApiError::live_stream_not_found)?;
+    data(StatusCode::OK, api.present(stream))
+}
+
+/// `DELETE /live-streams/{id}`: also disconnects a live encoder.
+pub(crate) async fn delete_live_stream(
+    State(api): State<ApiState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult {
+    if !api.store().delete_live_stream(&id).await? {
+        return Err(ApiError::live_stream_not_found());
+    }
+    // Deleted first, so that the encoder cannot be admitted again with the same key.
+    api.sessions().disconnect(&id);
+    api.simulcast().remove_live_stream(&id);
+    tracing::info!(live_stream_id = %id, "live stream deleted");
+    no_content()
+}
+
+/// `POST /live-streams/{id}/reset-stream-key`: also disconnects the encoder on the old key.
+pub(crate) async fn reset_stream_key(
+    State(api): State<ApiState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult {
+    let stream = api
+        .store()
+        .reset_stream_key(&id)
+        .await?
+        .ok_or_else(ApiError::live_stream_not_found)?;
+    api.sessions().disconnect(&id);
+    tracing::info!(live_stream_id = %id, "stream key reset");
+    data(StatusCode::CREATED, api.present(stream))
+}
+
+/// `PUT /live-streams/{id}/complete`: ends the broadcast now (the encoder is disconnected
+/// and the stream goes idle instead of waiting for the reconnect window).
+pub(crate) async fn complete_live_stream(
+    State(api): State<ApiState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult {
+    let stream = api.live_stream(&id).await?;
+    api.sessions().disconnect(&id);
+    if stream.status == LiveStreamStatus::Active {
+        // The session also marks it idle when its encoder has gone; doing it here makes the
+        // next read show it at once. A disabled stream stays disabled (store rule).
+        api.store().set_status(&id, StatusChange::Idle).await?;
+    }
+    tracing::info!(live_stream_id = %id, "live stream completed");
+    empty_data()
+}
+
+/// `PUT /live-streams/{id}/disable`: disconnects the encoder and refuses new ones.
+pub(crate) async fn disable_live_stream(
+    State(api): State<ApiState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult {
+    api.store()
+        .disable_live_stream(&id)
+        .await?
+        .ok_or_else(ApiError::live_stream_not_found)?;
+    // Disabled first: the session manager refuses publishers of a disabled stream.
+    api.sessions().disconnect(&id);
+    tracing::info!(live_stream_id = %id, "live stream disabled");
+    empty_data()
+}
+
+/// `PUT /live-streams/{id}/enable`
+pub(crate) async fn enable_live_stream(
+    State(api): State<ApiState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult {
+    api.store()
+        .enable_live_stream(&id)
+        .await?
+        .ok_or_else(ApiError::live_stream_not_found)?;
+    tracing::info!(live_stream_id = %id, "live stream enabled");
+    empty_data()
+}
+
+// ---- playback IDs ----
+
+fn playback_id_not_found() -> ApiError {
+    ApiError::NotFound("playback ID not found".to_owned())
+}
+
+/// `POST /live-streams/{id}/playback-ids` with `{"policy": "public" | "signed" | "drm"}`
+/// (default `public`).
+pub(crate) async fn create_playback_id(
+    State(api): State<ApiState>,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let object = read_object(&headers, body, api.config().max_body_bytes).await?;
+    let policy = match optional_string(&object, "policy")? {
+        None => PlaybackPolicy::Public,
+        Some(name) => PlaybackPolicy::parse(&name).ok_or_else(|| {
+            ApiError::InvalidParameters(format!(
+                "invalid policy: unknown playback policy {name:?} (expected public, signed or drm)"
+            ))
+        })?,
+    };
+    let playback_id = api.store().add_playback_id(&id, policy).await?;
+    data(StatusCode::CREATED, playback_id)
+}
+
+/// `GET /live-streams/{id}/playback-ids/{playback_id}`
+pub(crate) async fn get_playback_id(
+    State(api): State<ApiState>,
+    ApiPath((id, playback_id)): ApiPath<(String, String)>,
+) -> ApiResult {
+    let playback_id = api
+        .store()
+        .get_playback_id(&id, &playback_id)
+        .await?
+        .ok_or_else(playback_id_not_found)?;
+    data(StatusCode::OK, playback_id)
+}
+
+/// `DELETE /live-streams/{id}/playback-ids/{playback_id}`
+pub(crate) async fn delete_playback_id(
+    State(api): State<ApiState>,
+    ApiPath((id, playback_id)): ApiPath<(String, String)>,
+) -> ApiResult {
+    if !api.store().delete_playback_id(&id, &playback_id).await? {
+        return Err(playback_id_not_found());
+    }
+    no_content()
+}
+
+/// `GET /playback-ids/{playback_id}`: what a playback ID belongs to.
+pub(crate) async fn lookup_playback_id(
+    State(api): State<ApiState>,
+    ApiPath(playback_id): ApiPath<String>,
+) -> ApiResult {
+    let (stream, playback_id) = api
+        .store()
+        .find_by_playback_id(&playback_id)
+        .await?
+        .ok_or_else(playback_id_not_found)?;
+    data(
+        StatusCode::OK,
+        json!({
+            "id": playback_id.id,
+            "policy": playback_id.policy,
+            "object": { "type": "live_stream", "id": stream.id },
+        }),
+    )
+}
+
+// ---- simulcast targets ----
+
+fn simulcast_target_not_found() -> ApiError {
+    ApiError::NotFound("simulcast target not found".to_owned())
+}
+
+/// `POST /live-streams/{id}/simulcast-targets` with `{url, stream_key, passthrough}`.
+pub(crate) async fn create_simulcast_target(
+    State(api): State<ApiState>,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let object = read_object(&headers, body, api.config().max_body_bytes).await?;
+    let target = NewTarget::from_object(&object, "")?;
+    api.live_stream(&id).await?;
+    let added = api.simulcast().add(&id, vec![target])?;
+    let target = added.into_iter().next().ok_or(ApiError::Internal)?;
+    tracing::info!(live_stream_id = %id, simulcast_target_id = %target.id, "simulcast target added");
+    data(StatusCode::CREATED, target)
+}
+
+/// `GET /live-streams/{id}/simulcast-targets/{target_id}`
+pub(crate) async fn get_simulcast_target(
+    State(api): State<ApiState>,
+    ApiPath((id, target_id)): ApiPath<(String, String)>,
+) -> ApiResult {
+    if api.store().get_live_stream(&id).await?.is_none() {
+        // Deleted behind the API's back (the CLI): forget its targets too.
+        api.simulcast().remove_live_stream(&id);
+        return Err(ApiError::live_stream_not_found());
+    }
+    let target = api
+        .simulcast()
+        .get(&id, &target_id)
+        .ok_or_else(simulcast_target_not_found)?;
+    data(StatusCode::OK, target)
+}
+
+/// `DELETE /live-streams/{id}/simulcast-targets/{target_id}`
+pub(crate) async fn delete_simulcast_target(
+    State(api): State<ApiState>,
+    ApiPath((id, target_id)): ApiPath<(String, String)>,
+) -> ApiResult {
+    if !api.simulcast().remove(&id, &target_id) {
+        return Err(simulcast_target_not_found());
+    }
+    no_content()
+}
+
+// ---- everything else under /video/v1 ----
+
+/// Unknown paths under `/video/v1` (after authentication, like the known ones).
+pub(crate) async fn unknown_route() -> ApiError {
+    ApiError::NotFound("no such API route".to_owned())
+}
+
+/// A known path with a method it does not have.
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
