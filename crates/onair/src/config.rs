@@ -44,6 +44,7 @@ pub struct FileConfig {
     data_dir: Option<PathBuf>,
     listeners: ListenersFileConfig,
     tls: TlsFileConfig,
+    api: ApiFileConfig,
     hls: HlsFileConfig,
     timestamps: TimestampFileConfig,
 }
@@ -54,6 +55,16 @@ struct ListenersFileConfig {
     rtmp: Option<String>,
     rtmps: Option<String>,
     http: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ApiFileConfig {
+    max_body_bytes: Option<usize>,
+    post_requests_per_second: Option<f64>,
+    post_burst: Option<u32>,
+    other_requests_per_second: Option<f64>,
+    other_burst: Option<u32>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -190,6 +201,7 @@ pub struct ServeSettings {
     pub tls: Option<TlsSource>,
     pub access_token: Option<(String, String)>,
     pub pipeline: PipelineSettings,
+    pub api: api::ApiConfig,
 }
 
 fn listener(
@@ -211,6 +223,47 @@ fn listener(
 }
 
 impl FileConfig {
+    fn api(&self) -> Result<api::ApiConfig> {
+        let mut config = api::ApiConfig::default();
+        let a = &self.api;
+        if let Some(bytes) = a.max_body_bytes {
+            config.max_body_bytes = bytes;
+        }
+        let merge = |limit: Option<api::RateLimit>,
+                     rate: Option<f64>,
+                     burst: Option<u32>|
+         -> Option<api::RateLimit> {
+            match (limit, rate) {
+                (_, Some(r)) if r <= 0.0 => None,
+                (Some(mut l), r) => {
+                    if let Some(r) = r {
+                        l.per_second = r;
+                    }
+                    if let Some(b) = burst {
+                        l.burst = b;
+                    }
+                    Some(l)
+                }
+                (None, r) => r.map(|per_second| api::RateLimit {
+                    per_second,
+                    burst: burst.unwrap_or(1),
+                }),
+            }
+        };
+        config.post_rate_limit = merge(
+            config.post_rate_limit,
+            a.post_requests_per_second,
+            a.post_burst,
+        );
+        config.other_rate_limit = merge(
+            config.other_rate_limit,
+            a.other_requests_per_second,
+            a.other_burst,
+        );
+        config.validate().context("invalid [api] configuration")?;
+        Ok(config)
+    }
+
     /// The data directory: flag, else file, else `./data`.
     pub fn data_dir(&self, flag: Option<&Path>) -> PathBuf {
         flag.map(Path::to_path_buf)
@@ -277,6 +330,7 @@ impl FileConfig {
             tls,
             access_token,
             pipeline: self.pipeline(None)?,
+            api: self.api()?,
         })
     }
 }

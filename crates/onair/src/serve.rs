@@ -103,8 +103,9 @@ async fn serve(settings: ServeSettings) -> Result<()> {
     }
     if let Some(listener) = http_listener {
         let addr = listener.local_addr()?;
-        println!("http listening on {addr} (play http://{addr}/PLAYBACK_ID.m3u8)");
-        let app = playback::router(manager.clone());
+        println!("http listening on {addr} (API http://{addr}/video/v1, play http://{addr}/PLAYBACK_ID.m3u8)");
+        let app = api::router(api::ApiState::new(manager.clone(), settings.api.clone()))
+            .merge(playback::router(manager.clone()));
         let stop = shutdown.clone();
         tasks.spawn(async move {
             if let Err(e) = axum::serve(listener, app)
