@@ -1,12 +1,32 @@
-//! `onair live-streams ...`: manage live streams directly in the data directory's database
-//! (SQLite allows it while the server runs). Each command prints the live stream object as
-//! JSON, the same object the REST API returns in `data`.
+//! The management commands.
+//!
+//! - `onair live-streams ...` are clients of the server's REST API (`--api-url`,
+//!   `--access-token` / `ONAIR_ACCESS_TOKEN`): each prints the `data` the API answered, the
+//!   live stream object of the seeds, so what the CLI shows is exactly what the API says.
+//! - `onair access-tokens ...` manage the tokens in the data directory's database directly
+//!   (they are how the API is reached in the first place; SQLite allows it while the server
+//!   runs). Only a salted hash of each secret is stored; `create` shows the secret once.
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use clap::Subcommand;
-use store::{LiveStreamStatus, NewLiveStream, SqliteStore, Store};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use store::{Permissions, SqliteStore, Store};
+
+use crate::api_client::ApiClient;
+
+/// Where the API is and how to authenticate.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// Base URL of the OnAir server's HTTP listener.
+    #[arg(long, env = "ONAIR_API_URL", default_value = "http://127.0.0.1:8080")]
+    pub api_url: String,
+    /// Access token as ID:SECRET (printed by the server's first start, or set there with
+    /// ONAIR_ACCESS_TOKEN).
+    #[arg(long, env = "ONAIR_ACCESS_TOKEN", hide_env_values = true)]
+    pub access_token: Option<String>,
+}
 
 /// The live-streams commands.
 #[derive(Debug, Subcommand)]
@@ -74,29 +94,22 @@ pub enum LiveStreamsCommand {
     },
 }
 
-/// Runs a command against the store in `data_dir`.
-pub fn run(command: LiveStreamsCommand, data_dir: &Path) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(execute(command, data_dir))
-}
-
-fn print(value: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+/// Runs a live-streams command against the API.
+pub fn run_live_streams(command: LiveStreamsCommand, api: &ApiArgs) -> Result<()> {
+    let token = api
+        .access_token
+        .as_deref()
+        .context("an access token is needed: --access-token ID:SECRET or ONAIR_ACCESS_TOKEN")?;
+    let client = ApiClient::new(&api.api_url, token)?;
+    let data = execute(&client, command)?;
+    println!("{}", serde_json::to_string_pretty(&data)?);
     Ok(())
 }
 
-fn found<T>(value: Option<T>, id: &str) -> Result<T> {
-    value.with_context(|| format!("no live stream with ID {id:?}"))
-}
-
-async fn execute(command: LiveStreamsCommand, data_dir: &Path) -> Result<()> {
-    let store = SqliteStore::open(data_dir)
-        .await
-        .with_context(|| format!("opening the database in {}", data_dir.display()))?;
-    match command {
+fn execute(client: &ApiClient, command: LiveStreamsCommand) -> Result<Value> {
+    let data = |v: Value| v["data"].clone();
+    let path = |id: &str| format!("/live-streams/{id}");
+    Ok(match command {
         LiveStreamsCommand::Create {
             latency_mode,
             reconnect_window,
@@ -106,50 +119,114 @@ async fn execute(command: LiveStreamsCommand, data_dir: &Path) -> Result<()> {
             audio_only,
             test,
         } => {
-            let params = NewLiveStream {
-                playback_policies: (!playback_policies.is_empty()).then_some(playback_policies),
-                latency_mode,
-                reconnect_window,
-                max_continuous_duration,
-                passthrough,
-                audio_only,
-                test,
-                ..NewLiveStream::default()
-            };
-            print(&store.create_live_stream(params).await?)
+            let mut body = json!({
+                "playback_policies": if playback_policies.is_empty() { vec!["public".to_owned()] } else { playback_policies },
+                "audio_only": audio_only,
+                "test": test,
+            });
+            if let Some(v) = latency_mode {
+                body["latency_mode"] = json!(v);
+            }
+            if let Some(v) = reconnect_window {
+                body["reconnect_window"] = json!(v);
+            }
+            if let Some(v) = max_continuous_duration {
+                body["max_continuous_duration"] = json!(v);
+            }
+            if let Some(v) = passthrough {
+                body["passthrough"] = json!(v);
+            }
+            data(client.call("POST", "/live-streams", Some(&body))?)
         }
         LiveStreamsCommand::List {
             page,
             limit,
             status,
         } => {
-            if !(1..=100).contains(&limit) || page == 0 {
-                bail!("--limit must be 1..=100 and --page at least 1");
+            let mut query = format!("?page={page}&limit={limit}");
+            if let Some(s) = status {
+                if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    bail!("unknown status {s:?}");
+                }
+                query.push_str(&format!("&status={s}"));
             }
-            let status =
-                match status.as_deref() {
-                    None => None,
-                    Some(s) => Some(LiveStreamStatus::parse(s).with_context(|| {
-                        format!("unknown status {s:?} (idle, active, disabled)")
-                    })?),
-                };
-            print(&store.list_live_streams(page, limit, status).await?)
+            data(client.call("GET", &format!("/live-streams{query}"), None)?)
         }
-        LiveStreamsCommand::Get { id } => print(&found(store.get_live_stream(&id).await?, &id)?),
+        LiveStreamsCommand::Get { id } => data(client.call("GET", &path(&id), None)?),
         LiveStreamsCommand::Delete { id } => {
-            if !store.delete_live_stream(&id).await? {
-                bail!("no live stream with ID {id:?}");
-            }
-            print(&serde_json::json!({ "deleted": id }))
+            client.call("DELETE", &path(&id), None)?;
+            json!({ "deleted": id })
         }
         LiveStreamsCommand::ResetStreamKey { id } => {
-            print(&found(store.reset_stream_key(&id).await?, &id)?)
+            data(client.call("POST", &format!("{}/reset-stream-key", path(&id)), None)?)
         }
         LiveStreamsCommand::Disable { id } => {
-            print(&found(store.disable_live_stream(&id).await?, &id)?)
+            client.call("PUT", &format!("{}/disable", path(&id)), None)?;
+            data(client.call("GET", &path(&id), None)?)
         }
         LiveStreamsCommand::Enable { id } => {
-            print(&found(store.enable_live_stream(&id).await?, &id)?)
+            client.call("PUT", &format!("{}/enable", path(&id)), None)?;
+            data(client.call("GET", &path(&id), None)?)
         }
-    }
+    })
+}
+
+/// The access-tokens commands.
+#[derive(Debug, Subcommand)]
+pub enum AccessTokensCommand {
+    /// Create a token; its secret is printed once and cannot be shown again.
+    Create {
+        /// A name to recognise the token by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Read permission only (GET requests).
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token: requests with it are refused from now on.
+    Revoke {
+        /// The token ID.
+        id: String,
+    },
+}
+
+/// Runs an access-tokens command on the database in `data_dir`.
+pub fn run_access_tokens(command: AccessTokensCommand, data_dir: &Path) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let value = runtime.block_on(async {
+        let store = SqliteStore::open(data_dir)
+            .await
+            .with_context(|| format!("opening the database in {}", data_dir.display()))?;
+        Ok::<Value, anyhow::Error>(match command {
+            AccessTokensCommand::Create { name, read_only } => {
+                let permissions = if read_only {
+                    Permissions::READ_ONLY
+                } else {
+                    Permissions::READ_WRITE
+                };
+                let issued = store.create_access_token(&name, permissions).await?;
+                json!({
+                    "id": issued.token.id,
+                    "secret": issued.secret,
+                    "name": name,
+                    "permissions": permissions,
+                    "env": format!("ONAIR_ACCESS_TOKEN={}:{}", issued.token.id, issued.secret),
+                })
+            }
+            AccessTokensCommand::List => serde_json::to_value(store.list_access_tokens().await?)?,
+            AccessTokensCommand::Revoke { id } => {
+                if !store.revoke_access_token(&id).await? {
+                    bail!("no access token with ID {id:?}");
+                }
+                json!({ "revoked": id })
+            }
+        })
+    })?;
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
 }

@@ -2,10 +2,12 @@
 //! only crate that uses `anyhow` and the only one that reads the configuration file.
 //!
 //! - `onair serve`: the gateway (RTMP, RTMPS, HTTP playback).
-//! - `onair live-streams ...`: manage live streams (prints the live stream object as JSON).
+//! - `onair live-streams ...`: manage live streams through the REST API (prints JSON).
+//! - `onair access-tokens ...`: create, list and revoke API access tokens.
 //! - `onair remux`: package an FLV file into HLS with the live pipeline.
 #![forbid(unsafe_code)]
 
+mod api_client;
 mod cli;
 mod config;
 mod remux;
@@ -36,9 +38,16 @@ struct Cli {
 enum Command {
     /// Run the gateway: RTMP and RTMPS ingest, HLS playback over HTTP.
     Serve(ServeArgs),
-    /// Manage live streams in the data directory (works while the server runs).
+    /// Manage live streams through the server's REST API (prints the live stream as JSON).
+    LiveStreams {
+        #[command(flatten)]
+        api: cli::ApiArgs,
+        #[command(subcommand)]
+        command: cli::LiveStreamsCommand,
+    },
+    /// Manage API access tokens in the data directory (works while the server runs).
     #[command(subcommand)]
-    LiveStreams(cli::LiveStreamsCommand),
+    AccessTokens(cli::AccessTokensCommand),
     /// Package an FLV file (H.264 or HEVC, AAC) into HLS: MPEG-TS segments, a VOD media
     /// playlist (`stream.m3u8`) and a multivariant playlist (`index.m3u8`).
     Remux {
@@ -62,7 +71,10 @@ fn main() -> Result<()> {
             let settings = file.serve(&args, cli.data_dir.as_deref())?;
             serve::run(settings)
         }
-        Command::LiveStreams(command) => cli::run(command, &file.data_dir(cli.data_dir.as_deref())),
+        Command::LiveStreams { api, command } => cli::run_live_streams(command, &api),
+        Command::AccessTokens(command) => {
+            cli::run_access_tokens(command, &file.data_dir(cli.data_dir.as_deref()))
+        }
         Command::Remux {
             input,
             output,

@@ -9,6 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// ID of the access token every test gateway is started with.
+pub const TEST_TOKEN_ID: &str = "test-token";
+/// Its secret.
+pub const TEST_TOKEN_SECRET: &str = "test-secret-0123456789";
+
 /// A running gateway.
 #[derive(Debug)]
 pub struct Gateway {
@@ -52,7 +57,7 @@ impl Gateway {
                 "--http-addr",
                 "127.0.0.1:0",
                 "--access-token",
-                "test-token:test-secret-0123456789",
+                &format!("{TEST_TOKEN_ID}:{TEST_TOKEN_SECRET}"),
             ])
             .args(extra)
             .env("RUST_LOG", "info,rtmp=debug,session=debug")
@@ -99,8 +104,9 @@ impl Gateway {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
-    /// Runs `onair --data-dir DIR ARGS...` (the CLI, against the same data directory) and
-    /// returns its stdout parsed as JSON; panics with stderr if it fails.
+    /// Runs `onair --data-dir DIR ARGS...` (the CLI, against this server's API and data
+    /// directory, with the test access token) and returns its stdout parsed as JSON; panics
+    /// with stderr if it fails.
     pub fn cli(&self, args: &[&str]) -> serde_json::Value {
         let out = self.cli_raw(args);
         assert!(
@@ -113,12 +119,16 @@ impl Gateway {
 
     /// Runs the CLI and returns its raw output.
     pub fn cli_raw(&self, args: &[&str]) -> std::process::Output {
-        Command::new(&self.binary)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(args)
-            .output()
-            .unwrap()
+        let mut command = Command::new(&self.binary);
+        command.arg("--data-dir").arg(&self.data_dir).args(args);
+        if let Some(http) = self.http {
+            command.env("ONAIR_API_URL", format!("http://{http}"));
+        }
+        command.env(
+            "ONAIR_ACCESS_TOKEN",
+            format!("{TEST_TOKEN_ID}:{TEST_TOKEN_SECRET}"),
+        );
+        command.output().unwrap()
     }
 
     /// Sends SIGTERM and waits for the exit status (panics after 20 s).

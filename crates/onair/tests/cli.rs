@@ -1,0 +1,107 @@
+//! The management CLI against a running server: `live-streams` commands print what the API
+//! answers, refusals come back as clear errors, and `access-tokens` manage the tokens the API
+//! accepts.
+#![allow(clippy::unwrap_used)]
+
+use testkit::gateway::Gateway;
+use testkit::http::request;
+
+fn start(name: &str) -> Gateway {
+    Gateway::start(std::path::Path::new(env!("CARGO_BIN_EXE_onair")), name, &[])
+}
+
+#[test]
+fn live_streams_commands_are_api_clients() {
+    let gw = start("cli_live_streams");
+    let created = gw.cli(&[
+        "live-streams",
+        "create",
+        "--latency-mode",
+        "reduced",
+        "--passthrough",
+        "cli",
+    ]);
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(created["latency_mode"], "reduced");
+    assert_eq!(created["reconnect_window"], 0);
+    assert_eq!(created["max_continuous_duration"], 43200);
+    assert_eq!(created["playback_ids"][0]["policy"], "public");
+    // The same object as the API's `data`.
+    let api = request(
+        gw.http.unwrap(),
+        "GET",
+        &format!("/video/v1/live-streams/{id}"),
+        Some((
+            testkit::gateway::TEST_TOKEN_ID,
+            testkit::gateway::TEST_TOKEN_SECRET,
+        )),
+        None,
+    )
+    .unwrap();
+    let api: serde_json::Value = serde_json::from_slice(&api.body).unwrap();
+    assert_eq!(gw.cli(&["live-streams", "get", id]), api["data"]);
+    let list = gw.cli(&["live-streams", "list", "--limit", "5"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(
+        gw.cli(&["live-streams", "disable", id])["status"],
+        "disabled"
+    );
+    assert_eq!(
+        gw.cli(&["live-streams", "list", "--status", "disabled"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(gw.cli(&["live-streams", "enable", id])["status"], "idle");
+    let reset = gw.cli(&["live-streams", "reset-stream-key", id]);
+    assert_ne!(reset["stream_key"], created["stream_key"]);
+    gw.cli(&["live-streams", "delete", id]);
+
+    // Refusals are errors naming the problem.
+    let out = gw.cli_raw(&["live-streams", "get", id]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("404"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = gw.cli_raw(&["live-streams", "create", "--reconnect-window", "1801"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("reconnect_window"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn access_tokens_create_list_revoke() {
+    let gw = start("cli_access_tokens");
+    let http = gw.http.unwrap();
+    let created = gw.cli(&["access-tokens", "create", "--name", "ci", "--read-only"]);
+    let id = created["id"].as_str().unwrap();
+    let secret = created["secret"].as_str().unwrap();
+    let get = |path: &str| {
+        request(http, "GET", path, Some((id, secret)), None)
+            .unwrap()
+            .status
+    };
+    assert_eq!(get("/video/v1/live-streams"), 200);
+    let post = request(
+        http,
+        "POST",
+        "/video/v1/live-streams",
+        Some((id, secret)),
+        Some("{}"),
+    )
+    .unwrap();
+    assert_eq!(post.status, 403, "a read-only token cannot write");
+    let listed = gw.cli(&["access-tokens", "list"]);
+    let text = listed.to_string();
+    assert!(text.contains(id) && !text.contains(secret), "{text}");
+    gw.cli(&["access-tokens", "revoke", id]);
+    assert_eq!(get("/video/v1/live-streams"), 401);
+    // The database holds no secret.
+    let db = std::fs::read(gw.data_dir.join("onair.db")).unwrap();
+    assert!(!db.windows(secret.len()).any(|w| w == secret.as_bytes()));
+}
