@@ -250,7 +250,10 @@ fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<()> {
         if next != 0 {
             let delta = r.se()?;
             if !(-128..=127).contains(&delta) {
-                return Err(MediaError::invalid(SPS, format!("delta_scale {delta} out of range")));
+                return Err(MediaError::invalid(
+                    SPS,
+                    format!("delta_scale {delta} out of range"),
+                ));
             }
             next = (last + delta + 256).rem_euclid(256);
         }
@@ -341,8 +344,8 @@ mod tests {
         assert!(parse_sps(&[0x67]).is_err());
         // Found by the decoder_configs fuzz target: a scaling list delta of -2^31.
         let crash = [
-            103u8, 100, 59, 0, 47, 249, 0, 0, 0, 0, 94, 110, 99, 111, 100, 101, 114, 0, 0, 0, 0, 255, 255, 255, 18,
-            24, 1, 1, 12, 255, 0, 60, 26, 103, 100,
+            103u8, 100, 59, 0, 47, 249, 0, 0, 0, 0, 94, 110, 99, 111, 100, 101, 114, 0, 0, 0, 0,
+            255, 255, 255, 18, 24, 1, 1, 12, 255, 0, 60, 26, 103, 100,
         ];
         assert!(parse_sps(&crash).is_err());
         assert!(parse_sps(&[]).is_err());
