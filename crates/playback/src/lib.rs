@@ -6,7 +6,7 @@
 //! | --- | --- |
 //! | `GET /{PLAYBACK_ID}.m3u8` | multivariant playlist |
 //! | `GET /{PLAYBACK_ID}/stream.m3u8` | live media playlist (sliding window) |
-//! | `GET /{PLAYBACK_ID}/{N}.ts` | segment `N` of the live window, from memory |
+//! | `GET /{PLAYBACK_ID}/{N}.ts` | segment `N`: from memory while in the live window, then from the recording on disk |
 //!
 //! A known playback ID whose live stream is not active (or has no playable segment yet)
 //! answers `412 Precondition Failed`; unknown IDs and paths answer `404`. Every response
@@ -133,8 +133,18 @@ async fn media(
     let Some(sequence) = file.strip_suffix(".ts").and_then(|n| n.parse::<u64>().ok()) else {
         return not_found();
     };
-    match view.segment(sequence) {
-        Some(data) => body(SEGMENT_CONTENT_TYPE, SEGMENT_CACHE_CONTROL, data),
-        None => not_found(),
+    if let Some(data) = view.segment(sequence) {
+        return body(SEGMENT_CONTENT_TYPE, SEGMENT_CACHE_CONTROL, data);
     }
+    // Slid out of the in-memory window: players a little behind still get it, from disk.
+    if let Some(path) = view.recorded_segment(sequence) {
+        if let Ok(data) = tokio::fs::read(&path).await {
+            return body(
+                SEGMENT_CONTENT_TYPE,
+                SEGMENT_CACHE_CONTROL,
+                Bytes::from(data),
+            );
+        }
+    }
+    not_found()
 }

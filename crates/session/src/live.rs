@@ -1,19 +1,22 @@
 //! What viewers read while a stream is live: the current playlists and the segments of the
 //! live window, served from memory. Written by the stream's session actor, read by the HTTP
 //! handlers; a `std::sync::Mutex` guards it and is never held across an `.await`.
+//!
+//! Only the live window is kept in memory. A segment that has slid out of the window must
+//! stay available for a while (RFC 8216 6.2.2: players a little behind still ask for it); it is
+//! then read from the stream's recording on disk, where every segment was written.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use bytes::Bytes;
-
-/// Segments kept in memory beyond the live window, for players a little behind the edge.
-pub const EXTRA_SEGMENTS: usize = 2;
 
 /// The in-memory live edge of one stream.
 #[derive(Debug, Default)]
 pub struct LiveView {
     inner: Mutex<LiveInner>,
+    recording_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -30,6 +33,22 @@ impl LiveView {
     /// An empty view: nothing playable yet.
     pub fn new() -> Self {
         LiveView::default()
+    }
+
+    /// An empty view whose older segments are found in `recording_dir` as `{N}.ts`.
+    pub fn with_recording(recording_dir: PathBuf) -> Self {
+        LiveView {
+            inner: Mutex::default(),
+            recording_dir: Some(recording_dir),
+        }
+    }
+
+    /// Where a segment that has left the in-memory window is on disk: only for sequence
+    /// numbers below the window (never for segments that do not exist yet).
+    pub fn recorded_segment(&self, sequence: u64) -> Option<PathBuf> {
+        let dir = self.recording_dir.as_ref()?;
+        let first = self.lock().segments.front().map(|(s, _)| *s)?;
+        (sequence < first).then(|| dir.join(format!("{sequence}.ts")))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LiveInner> {
@@ -110,6 +129,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn segments_that_left_the_window_come_from_the_recording() {
+        let view = LiveView::with_recording(PathBuf::from("/rec"));
+        assert!(view.recorded_segment(0).is_none(), "nothing published yet");
+        for seq in 0..5 {
+            view.publish(seq, Bytes::new(), String::new(), "stream.m3u8\n", 2);
+        }
+        assert_eq!(view.recorded_segment(2), Some(PathBuf::from("/rec/2.ts")));
+        assert!(view.recorded_segment(3).is_none(), "in memory");
+        assert!(view.recorded_segment(9).is_none(), "does not exist yet");
+    }
+
+    #[test]
     fn serves_nothing_until_the_first_segment() {
         let view = LiveView::new();
         assert!(view.media_playlist().is_none());
@@ -129,6 +160,8 @@ mod tests {
         );
         assert!(view.segment(1).is_none());
         assert_eq!(view.segment(4).unwrap().as_ref(), &[4, 4, 4, 4]);
+        // Without a recording, nothing outside the window.
+        assert!(view.recorded_segment(1).is_none());
         assert_eq!(view.media_playlist().unwrap().as_ref(), b"#EXTM3U\n4\n");
     }
 }

@@ -22,7 +22,7 @@ use crate::ingest::{
     Admission, IngestEvent, IngestProtocol, IngestSender, PublishGrant, PublishRejection,
     PublishRequest,
 };
-use crate::live::{LiveView, EXTRA_SEGMENTS};
+use crate::live::LiveView;
 use crate::store_glue::{self, StreamInfo};
 
 /// Settings of the session manager.
@@ -160,7 +160,17 @@ impl SessionManager {
             return Err(PublishRejection::Disabled);
         }
         let kick = self.inner.shutdown.child_token();
-        let view = Arc::new(LiveView::new());
+        let started_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let recording_dir = self
+            .inner
+            .config
+            .recordings_dir
+            .join(&stream.id)
+            .join(started_ms.to_string());
+        let view = Arc::new(LiveView::with_recording(recording_dir.clone()));
         {
             let mut running = lock(&self.inner.running);
             if running.contains_key(&stream.id) {
@@ -183,6 +193,7 @@ impl SessionManager {
         }
         let (media, rx) = IngestSender::channel();
         let actor = Actor {
+            recording: Recording { dir: recording_dir },
             manager: self.clone(),
             stream: stream.clone(),
             protocol: request.protocol,
@@ -218,6 +229,7 @@ impl Admission for SessionManager {
 
 /// One live stream's session.
 struct Actor {
+    recording: Recording,
     manager: SessionManager,
     stream: StreamInfo,
     protocol: IngestProtocol,
@@ -235,17 +247,7 @@ impl Actor {
         });
         segmenter.max_segment_duration = config.max_segment_duration.max(segmenter.target_duration);
         let mut packager = Packager::new(segmenter, config.live_window);
-        let started = SystemTime::now();
-        let started_ms = started
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis();
-        let recording = Recording {
-            dir: config
-                .recordings_dir
-                .join(&self.stream.id)
-                .join(started_ms.to_string()),
-        };
+        let recording = &self.recording;
         info!("publisher connected");
         let mut active = false;
         loop {
@@ -254,7 +256,7 @@ impl Actor {
                     let Some(IngestEvent::Media(event)) = event else { break };
                     match packager.handle_event(event, SystemTime::now()) {
                         Ok(Some(segment)) => {
-                            self.publish(&packager, &segment, &recording).await;
+                            self.publish(&packager, &segment, recording).await;
                             if !active {
                                 active = true;
                                 if let Err(e) = store_glue::set_active(&self.manager.inner.store, &self.stream.id, self.protocol).await {
@@ -273,7 +275,7 @@ impl Actor {
         // Stop taking media; close and write the open segment.
         rx.close();
         if let Some(segment) = packager.finish() {
-            self.publish(&packager, &segment, &recording).await;
+            self.publish(&packager, &segment, recording).await;
         }
         let uri = |s: &SegmentInfo| format!("{}.ts", s.sequence);
         self.view.end(Some(packager.playlist().render_live(uri)));
@@ -298,7 +300,7 @@ impl Actor {
 
     async fn publish(&self, packager: &Packager, segment: &Segment, recording: &Recording) {
         let uri = |s: &SegmentInfo| format!("{}.ts", s.sequence);
-        let keep = self.manager.inner.config.live_window + EXTRA_SEGMENTS;
+        let keep = self.manager.inner.config.live_window;
         self.view.publish(
             segment.sequence,
             segment.data.clone(),
@@ -306,6 +308,7 @@ impl Actor {
             &packager.multivariant("stream.m3u8"),
             keep,
         );
+        // Written before the segment can slide out of the window (playback falls back to it).
         recording.write_segment(segment).await;
         recording.write_playlist(packager).await;
     }

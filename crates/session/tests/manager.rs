@@ -34,7 +34,10 @@ async fn setup(
     let dir = testkit::scratch_dir(name);
     let store = SqliteStore::open(&dir).await.unwrap();
     let shutdown = CancellationToken::new();
-    let manager = SessionManager::new(store.clone(), SessionConfig::new(&dir), shutdown.clone());
+    let mut config = SessionConfig::new(&dir);
+    // A window of 2, so that a 10 s clip slides a segment out of memory.
+    config.live_window = 2;
+    let manager = SessionManager::new(store.clone(), config, shutdown.clone());
     (manager, store, shutdown, dir)
 }
 
@@ -137,6 +140,20 @@ async fn media_becomes_segments_live_and_recorded() {
     }
     assert!(view.segment(0).is_some() && view.segment(1).is_some());
     let live = String::from_utf8(view.media_playlist().unwrap().to_vec()).unwrap();
+    // Both segments in memory (window 2); the recording holds them too.
+    let recorded = std::fs::read(
+        dir.join("recordings")
+            .join(&stream.id)
+            .read_dir()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+            .join("0.ts"),
+    )
+    .unwrap();
+    assert_eq!(recorded, view.segment(0).unwrap().as_ref());
     assert!(
         live.contains("#EXTINF:4.000,\n0.ts\n#EXTINF:4.000,\n1.ts\n"),
         "{live}"
@@ -164,6 +181,10 @@ async fn media_becomes_segments_live_and_recorded() {
     assert!(view.is_ended());
     let ended = String::from_utf8(view.media_playlist().unwrap().to_vec()).unwrap();
     assert!(ended.ends_with("2.ts\n#EXT-X-ENDLIST\n"), "{ended}");
+    // Segment 0 left the in-memory window; it is still served, from the recording.
+    assert!(view.segment(0).is_none());
+    let from_disk = std::fs::read(view.recorded_segment(0).unwrap()).unwrap();
+    assert_eq!(from_disk, recorded);
     for _ in 0..100 {
         if store
             .get_live_stream(&stream.id)
