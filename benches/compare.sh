@@ -79,11 +79,10 @@ name, n, dur, hz, c0, c1, idle, peak, rl, rs, report = sys.argv[1:]
 n, dur, hz = int(n), float(dur), float(hz)
 cpu = (int(c1) - int(c0)) / hz
 r = json.load(open(report))
-lat = r.get("latency_ms", {})
+lat = r["probe"]["delay_ms"]
 print("\t".join(str(x) for x in [
     name, n, f"{cpu / (n * dur):.6f}", f"{int(peak) / 1024:.1f}", f"{(int(peak) - int(idle)) / 1024 / n:.2f}",
-    f"{lat.get('p50', float('nan')):.1f}", f"{lat.get('p95', float('nan')):.1f}",
-    r.get("publishers_with_errors", "?"), rl or "0", rs or "0"]))
+    lat["p50"], lat["p95"], r["totals"]["publishers_with_errors"], rl or "0", rs or "0"]))
 PY
 }
 
