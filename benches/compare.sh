@@ -27,6 +27,7 @@ clip=$root/target/fixtures/avc_aac_720p30.flv
 onair=$root/target/release/onair
 loadgen=$root/target/release/onair-loadgen
 work=$(mktemp -d /tmp/onair-compare.XXXXXX)
+chmod 755 "$work"   # nginx workers run as nobody
 hz=$(getconf CLK_TCK)
 token=bench:bench-secret-0123456789
 results=$work/results.tsv
@@ -109,6 +110,7 @@ for n in "${points[@]}"; do
   # ---------------- nginx-rtmp ----------------
   ng=$work/nginx-$n
   mkdir -p "$ng/hls" "$ng/logs"
+  chmod 777 "$ng/hls"
   cat > "$ng/nginx.conf" <<CONF
 load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
 daemon off;

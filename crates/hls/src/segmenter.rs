@@ -124,7 +124,18 @@ pub struct Segmenter {
     pending_config: Option<StreamConfig>,
     last_video_dts: Option<u64>,
     video_interval: u64,
+    last_segment_len: usize,
     stats: SegmenterStats,
+}
+
+/// Freezes a segment buffer; one with much unused capacity (its size guess was far off) is
+/// copied to an exact-size allocation first. The copy is rare and small next to the muxing.
+fn freeze_tight(buf: BytesMut) -> Bytes {
+    if buf.capacity() - buf.len() > buf.len() / 8 + 4096 {
+        Bytes::copy_from_slice(&buf)
+    } else {
+        buf.freeze()
+    }
 }
 
 fn ticks(d: Duration) -> u64 {
@@ -143,6 +154,7 @@ impl Segmenter {
             pending_config: None,
             last_video_dts: None,
             video_interval: TIMESCALE / 30,
+            last_segment_len: 64 * 1024,
             stats: SegmenterStats::default(),
         }
     }
@@ -275,7 +287,9 @@ impl Segmenter {
         now: SystemTime,
         independent: bool,
     ) -> Result<(), MediaError> {
-        let mut buf = BytesMut::with_capacity(64 * 1024);
+        // Sized from the previous segment, so that a closed segment does not carry the spare
+        // half of a doubled buffer for the whole time it stays in the live window.
+        let mut buf = BytesMut::with_capacity(self.last_segment_len + self.last_segment_len / 16 + 4096);
         if let Some(muxer) = &mut self.muxer {
             muxer.write_tables(&mut buf)?;
         }
@@ -332,6 +346,7 @@ impl Segmenter {
     /// Closes the open segment; `next_start` is the PTS of the frame that starts the next one.
     fn close(&mut self, next_start: Option<u64>) -> Option<Segment> {
         let open = self.open.take()?;
+        self.last_segment_len = open.buf.len();
         let end = match next_start {
             Some(next) if next > open.start_pts => next,
             _ => open.end_pts,
@@ -345,7 +360,7 @@ impl Segmenter {
             independent: open.independent,
             video_frames: open.video_frames,
             audio_frames: open.audio_frames,
-            data: open.buf.freeze(),
+            data: freeze_tight(open.buf),
         })
     }
 }
