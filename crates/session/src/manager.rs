@@ -280,7 +280,7 @@ impl Actor {
         let uri = |s: &SegmentInfo| format!("{}.ts", s.sequence);
         self.view.end(Some(packager.playlist().render_live(uri)));
         if !packager.playlist().segments().is_empty() {
-            recording.write_playlist(&packager).await;
+            recording.write(None, &packager).await;
         }
         // Idle first, then free the slot: a publisher that reconnects at once is refused for
         // that instant rather than having its new broadcast marked idle.
@@ -309,8 +309,7 @@ impl Actor {
             keep,
         );
         // Written before the segment can slide out of the window (playback falls back to it).
-        recording.write_segment(segment).await;
-        recording.write_playlist(packager).await;
+        recording.write(Some(segment), packager).await;
     }
 }
 
@@ -320,28 +319,35 @@ struct Recording {
 }
 
 impl Recording {
-    async fn write_segment(&self, segment: &Segment) {
-        let path = self.dir.join(format!("{}.ts", segment.sequence));
-        if let Err(e) = write_atomic(&self.dir, &path, &segment.data).await {
-            warn!(error = %e, path = %path.display(), "could not write segment to the recording");
-        }
-    }
-
-    async fn write_playlist(&self, packager: &Packager) {
-        let text = packager
+    /// Writes a segment (when given) and the event playlist in one trip to the blocking pool,
+    /// without copying the segment (`Bytes` is shared).
+    async fn write(&self, segment: Option<&Segment>, packager: &Packager) {
+        let dir = self.dir.clone();
+        let segment = segment.map(|s| (s.sequence, s.data.clone()));
+        let playlist = packager
             .playlist()
             .render_event(|s| format!("{}.ts", s.sequence));
-        let path = self.dir.join("stream.m3u8");
-        if let Err(e) = write_atomic(&self.dir, &path, text.as_bytes()).await {
-            warn!(error = %e, "could not write the recording playlist");
+        let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::create_dir_all(&dir)?;
+            if let Some((sequence, data)) = segment {
+                write_atomic(&dir.join(format!("{sequence}.ts")), &data)?;
+            }
+            write_atomic(&dir.join("stream.m3u8"), playlist.as_bytes())
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                warn!(error = %e, dir = %self.dir.display(), "could not write the recording")
+            }
+            Err(e) => warn!(error = %e, "recording writer failed"),
         }
     }
 }
 
 /// Writes via a temporary file and a rename, so a reader never sees half a file.
-async fn write_atomic(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
-    tokio::fs::create_dir_all(dir).await?;
+fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    tokio::fs::write(&tmp, data).await?;
-    tokio::fs::rename(&tmp, path).await
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path)
 }
