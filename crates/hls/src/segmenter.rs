@@ -289,7 +289,8 @@ impl Segmenter {
     ) -> Result<(), MediaError> {
         // Sized from the previous segment, so that a closed segment does not carry the spare
         // half of a doubled buffer for the whole time it stays in the live window.
-        let mut buf = BytesMut::with_capacity(self.last_segment_len + self.last_segment_len / 16 + 4096);
+        let mut buf =
+            BytesMut::with_capacity(self.last_segment_len + self.last_segment_len / 16 + 4096);
         if let Some(muxer) = &mut self.muxer {
             muxer.write_tables(&mut buf)?;
         }
