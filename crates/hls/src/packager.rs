@@ -4,6 +4,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+
 use media::{DemuxEvent, Frame, MediaError, StreamConfig};
 
 use crate::playlist::{render_multivariant, MediaPlaylist, SegmentInfo, Variant};
@@ -22,6 +24,24 @@ impl Packager {
         Packager {
             segmenter: Segmenter::new(config),
             playlist: MediaPlaylist::new(config.target_duration, window),
+        }
+    }
+
+    /// Like [`Packager::new`], for a live stream that may run for hours: the playlist keeps
+    /// only the live window (see [`MediaPlaylist::live`]).
+    pub fn live(config: SegmenterConfig, window: usize) -> Self {
+        Packager {
+            segmenter: Segmenter::new(config),
+            playlist: MediaPlaylist::live(config.target_duration, window),
+        }
+    }
+
+    /// Gives a segment's bytes back once the caller has let go of them (see
+    /// [`Segmenter::recycle`]); shared bytes (a viewer is still downloading them) are simply
+    /// dropped.
+    pub fn recycle(&mut self, data: Bytes) {
+        if let Ok(buf) = data.try_into_mut() {
+            self.segmenter.recycle(buf);
         }
     }
 

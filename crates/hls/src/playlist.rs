@@ -49,27 +49,58 @@ impl From<&Segment> for SegmentInfo {
     }
 }
 
-/// The media playlist of one rendition: every segment's info, rendered as a live window or
-/// as the whole event.
+/// The media playlist of one rendition: the segments' info, rendered as a live window or as
+/// the whole event.
+///
+/// [`MediaPlaylist::new`] keeps every segment (a file remuxed to VOD). A live stream that may
+/// run for hours uses [`MediaPlaylist::live`], which keeps only the live window plus running
+/// totals, so its memory and the cost of each rendering stay constant; its event playlist is
+/// written incrementally with [`MediaPlaylist::render_event_head`] and
+/// [`MediaPlaylist::render_entry`].
 #[derive(Debug, Clone)]
 pub struct MediaPlaylist {
     target_duration: Duration,
     window: usize,
+    keep_all: bool,
+    /// Every segment (`keep_all`) or the live window.
     segments: Vec<SegmentInfo>,
+    /// Segments pushed so far.
+    count: u64,
+    /// Discontinuities of segments no longer kept.
+    dropped_discontinuities: usize,
     max_rounded_duration: u64,
+    peak_bps: f64,
+    total_bytes: u64,
+    total_ticks: u64,
+    total_video_frames: u64,
     ended: bool,
 }
 
 impl MediaPlaylist {
     /// An empty playlist with the segmenter's target duration and a live window of `window`
-    /// segments (at least 1).
+    /// segments (at least 1) that keeps every segment.
     pub fn new(target_duration: Duration, window: usize) -> Self {
         MediaPlaylist {
             target_duration,
             window: window.max(1),
+            keep_all: true,
             segments: Vec::new(),
+            count: 0,
+            dropped_discontinuities: 0,
             max_rounded_duration: 0,
+            peak_bps: 0.0,
+            total_bytes: 0,
+            total_ticks: 0,
+            total_video_frames: 0,
             ended: false,
+        }
+    }
+
+    /// Like [`MediaPlaylist::new`], but keeps only the segments of the live window.
+    pub fn live(target_duration: Duration, window: usize) -> Self {
+        MediaPlaylist {
+            keep_all: false,
+            ..MediaPlaylist::new(target_duration, window)
         }
     }
 
@@ -78,7 +109,24 @@ impl MediaPlaylist {
         self.max_rounded_duration = self
             .max_rounded_duration
             .max(segment.duration_secs().round() as u64);
+        if segment.duration > 0 {
+            self.peak_bps = self
+                .peak_bps
+                .max(segment.bytes as f64 * 8.0 / segment.duration_secs());
+        }
+        self.total_bytes += segment.bytes as u64;
+        self.total_ticks += segment.duration;
+        self.total_video_frames += u64::from(segment.video_frames);
+        self.count += 1;
         self.segments.push(segment);
+        if !self.keep_all && self.segments.len() > self.window {
+            let excess = self.segments.len() - self.window;
+            self.dropped_discontinuities += self.segments[..excess]
+                .iter()
+                .filter(|s| s.discontinuity)
+                .count();
+            self.segments.drain(..excess);
+        }
     }
 
     /// Marks the stream as ended (`EXT-X-ENDLIST`).
@@ -96,9 +144,15 @@ impl MediaPlaylist {
         self.ended
     }
 
-    /// Every segment so far.
+    /// The segments kept: every segment so far, or the live window for a
+    /// [`MediaPlaylist::live`] playlist.
     pub fn segments(&self) -> &[SegmentInfo] {
         &self.segments
+    }
+
+    /// How many segments were pushed.
+    pub fn segment_count(&self) -> u64 {
+        self.count
     }
 
     /// The segments of the live window.
@@ -115,64 +169,64 @@ impl MediaPlaylist {
 
     /// Peak and average bitrate in bits per second (`BANDWIDTH`, `AVERAGE-BANDWIDTH`).
     pub fn bandwidth(&self) -> (u64, u64) {
-        let mut peak = 0f64;
-        let (mut bytes, mut ticks) = (0u64, 0u64);
-        for s in &self.segments {
-            if s.duration > 0 {
-                peak = peak.max(s.bytes as f64 * 8.0 / s.duration_secs());
-            }
-            bytes += s.bytes as u64;
-            ticks += s.duration;
-        }
-        let average = if ticks > 0 {
-            bytes as f64 * 8.0 * TIMESCALE as f64 / ticks as f64
+        let average = if self.total_ticks > 0 {
+            self.total_bytes as f64 * 8.0 * TIMESCALE as f64 / self.total_ticks as f64
         } else {
             0.0
         };
-        (peak.ceil() as u64, average.ceil() as u64)
+        (self.peak_bps.ceil() as u64, average.ceil() as u64)
     }
 
     /// Frames per second measured over all segments, if the stream has video.
     pub fn measured_frame_rate(&self) -> Option<f64> {
-        let frames: u64 = self
-            .segments
-            .iter()
-            .map(|s| u64::from(s.video_frames))
-            .sum();
-        let ticks: u64 = self.segments.iter().map(|s| s.duration).sum();
-        (frames > 0 && ticks > 0).then(|| frames as f64 * TIMESCALE as f64 / ticks as f64)
+        (self.total_video_frames > 0 && self.total_ticks > 0)
+            .then(|| self.total_video_frames as f64 * TIMESCALE as f64 / self.total_ticks as f64)
     }
 
     /// The live playlist: the last `window` segments, with `EXT-X-ENDLIST` once ended.
     pub fn render_live(&self, uri: impl Fn(&SegmentInfo) -> String) -> String {
         let window = self.window();
         let skipped = self.segments.len() - window.len();
-        let discontinuity_sequence = self.segments[..skipped]
-            .iter()
-            .filter(|s| s.discontinuity)
-            .count();
-        let media_sequence = window
-            .first()
-            .map_or(self.segments.len() as u64, |s| s.sequence);
+        let discontinuity_sequence = self.dropped_discontinuities
+            + self.segments[..skipped]
+                .iter()
+                .filter(|s| s.discontinuity)
+                .count();
+        let media_sequence = window.first().map_or(self.count, |s| s.sequence);
         self.render(window, media_sequence, discontinuity_sequence, None, uri)
     }
 
-    /// The event playlist of every segment (`EVENT` while live, `VOD` once ended).
+    /// The event playlist of every kept segment (`EVENT` while live, `VOD` once ended).
     pub fn render_event(&self, uri: impl Fn(&SegmentInfo) -> String) -> String {
         let kind = if self.ended { "VOD" } else { "EVENT" };
         let first = self.segments.first().map_or(0, |s| s.sequence);
         self.render(&self.segments, first, 0, Some(kind), uri)
     }
 
-    fn render(
+    /// The head of an event playlist whose first segment is `first_sequence`, for a playlist
+    /// written incrementally: this, then [`MediaPlaylist::render_entry`] for each segment, then
+    /// `#EXT-X-ENDLIST`. Its target duration is the current one; when a later segment raises
+    /// [`MediaPlaylist::target_duration_secs`], the writer must update the head.
+    pub fn render_event_head(&self, first_sequence: u64) -> String {
+        let mut out = String::with_capacity(128);
+        self.write_head(&mut out, first_sequence, 0, Some("EVENT"));
+        out
+    }
+
+    /// The lines of one segment; `first` for the first segment of the playlist.
+    pub fn render_entry(&self, segment: &SegmentInfo, first: bool, uri: &str) -> String {
+        let mut out = String::with_capacity(96);
+        write_entry(&mut out, segment, first, uri);
+        out
+    }
+
+    fn write_head(
         &self,
-        segments: &[SegmentInfo],
+        out: &mut String,
         media_sequence: u64,
         discontinuity_sequence: usize,
         playlist_type: Option<&str>,
-        uri: impl Fn(&SegmentInfo) -> String,
-    ) -> String {
-        let mut out = String::with_capacity(256 + segments.len() * 96);
+    ) {
         out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
         let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", self.target_duration_secs());
         let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{media_sequence}");
@@ -185,28 +239,49 @@ impl MediaPlaylist {
         if let Some(kind) = playlist_type {
             let _ = writeln!(out, "#EXT-X-PLAYLIST-TYPE:{kind}");
         }
+    }
+
+    fn render(
+        &self,
+        segments: &[SegmentInfo],
+        media_sequence: u64,
+        discontinuity_sequence: usize,
+        playlist_type: Option<&str>,
+        uri: impl Fn(&SegmentInfo) -> String,
+    ) -> String {
+        let mut out = String::with_capacity(256 + segments.len() * 96);
+        self.write_head(
+            &mut out,
+            media_sequence,
+            discontinuity_sequence,
+            playlist_type,
+        );
         for (i, s) in segments.iter().enumerate() {
-            // The first segment of a playlist carries no discontinuity tag: the discontinuity
-            // sequence already accounts for what came before it.
-            if s.discontinuity && i > 0 {
-                out.push_str("#EXT-X-DISCONTINUITY\n");
-            }
-            if i == 0 || s.discontinuity {
-                let _ = writeln!(
-                    out,
-                    "#EXT-X-PROGRAM-DATE-TIME:{}",
-                    format_date_time(s.program_date_time)
-                );
-            }
-            let _ = writeln!(out, "#EXTINF:{:.3},", s.duration_secs());
-            out.push_str(&uri(s));
-            out.push('\n');
+            write_entry(&mut out, s, i == 0, &uri(s));
         }
         if self.ended {
             out.push_str("#EXT-X-ENDLIST\n");
         }
         out
     }
+}
+
+fn write_entry(out: &mut String, s: &SegmentInfo, first: bool, uri: &str) {
+    // The first segment of a playlist carries no discontinuity tag: the discontinuity
+    // sequence already accounts for what came before it.
+    if s.discontinuity && !first {
+        out.push_str("#EXT-X-DISCONTINUITY\n");
+    }
+    if first || s.discontinuity {
+        let _ = writeln!(
+            out,
+            "#EXT-X-PROGRAM-DATE-TIME:{}",
+            format_date_time(s.program_date_time)
+        );
+    }
+    let _ = writeln!(out, "#EXTINF:{:.3},", s.duration_secs());
+    out.push_str(uri);
+    out.push('\n');
 }
 
 /// One variant stream of a multivariant playlist.
@@ -316,6 +391,40 @@ mod tests {
         assert!(vod.ends_with("#EXT-X-ENDLIST\n"));
         assert_eq!(vod.matches("#EXTINF").count(), 6);
         assert_eq!(p.bandwidth().0, 1_000_000);
+    }
+
+    #[test]
+    fn a_live_playlist_keeps_only_the_window_and_renders_the_same() {
+        let mut all = MediaPlaylist::new(Duration::from_secs(4), 3);
+        let mut live = MediaPlaylist::live(Duration::from_secs(4), 3);
+        let uri = |s: &SegmentInfo| format!("{}.ts", s.sequence);
+        let mut incremental = String::new();
+        for i in 0..50 {
+            let s = info(
+                i,
+                if i == 7 {
+                    6.6
+                } else {
+                    4.0 + (i % 3) as f64 / 10.0
+                },
+                i % 9 == 1,
+            );
+            all.push(s.clone());
+            live.push(s.clone());
+            if i == 0 {
+                incremental = live.render_event_head(0);
+            }
+            incremental.push_str(&live.render_entry(&s, i == 0, &uri(&s)));
+            assert_eq!(live.render_live(uri), all.render_live(uri), "after {i}");
+            assert!(live.segments().len() <= 3);
+        }
+        assert_eq!(live.segment_count(), 50);
+        assert_eq!(live.bandwidth(), all.bandwidth());
+        assert_eq!(live.measured_frame_rate(), all.measured_frame_rate());
+        // The incremental event playlist is the whole one, once its head carries the final
+        // target duration (the writer updates it when a segment raises it).
+        let incremental = incremental.replace("TARGETDURATION:4\n", "TARGETDURATION:7\n");
+        assert_eq!(incremental, all.render_event(uri));
     }
 
     #[test]

@@ -125,17 +125,14 @@ pub struct Segmenter {
     last_video_dts: Option<u64>,
     video_interval: u64,
     last_segment_len: usize,
+    /// A buffer given back through [`Segmenter::recycle`], for the next segment.
+    spare: Option<BytesMut>,
     stats: SegmenterStats,
 }
 
-/// Freezes a segment buffer; one with much unused capacity (its size guess was far off) is
-/// copied to an exact-size allocation first. The copy is rare and small next to the muxing.
-fn freeze_tight(buf: BytesMut) -> Bytes {
-    if buf.capacity() - buf.len() > buf.len() / 8 + 4096 {
-        Bytes::copy_from_slice(&buf)
-    } else {
-        buf.freeze()
-    }
+/// Whether a segment buffer has much unused capacity (its size guess was far off).
+fn is_loose(buf: &BytesMut) -> bool {
+    buf.capacity() - buf.len() > buf.len() / 8 + 4096
 }
 
 fn ticks(d: Duration) -> u64 {
@@ -155,6 +152,7 @@ impl Segmenter {
             last_video_dts: None,
             video_interval: TIMESCALE / 30,
             last_segment_len: 64 * 1024,
+            spare: None,
             stats: SegmenterStats::default(),
         }
     }
@@ -281,16 +279,48 @@ impl Segmenter {
         self.close(None)
     }
 
+    /// The capacity a new segment's buffer starts with: the previous segment's size and a
+    /// little more, so that a closed segment does not carry the spare half of a doubled buffer
+    /// for the whole time it is kept.
+    fn buffer_estimate(&self) -> usize {
+        self.last_segment_len + self.last_segment_len / 16 + 4096
+    }
+
+    /// Gives back the buffer of a segment the caller no longer holds (it left the live window
+    /// and nobody else shares it), so that the next segment is written into memory that is
+    /// already mapped instead of a fresh allocation. In steady state a live stream then writes
+    /// its segments into the same few buffers over and over, and the allocator does not
+    /// fragment under the churn of segment-sized allocations.
+    ///
+    /// When the open segment has only just started (the keyframe that opened it), its bytes
+    /// move into `buf` at once: the stream then holds one segment buffer fewer.
+    pub fn recycle(&mut self, mut buf: BytesMut) {
+        buf.clear();
+        let estimate = self.buffer_estimate();
+        if buf.capacity() < estimate / 2 || buf.capacity() > 2 * estimate {
+            return; // the wrong size for what this stream produces now
+        }
+        if let Some(open) = &mut self.open {
+            if open.buf.len() < buf.capacity() / 4 {
+                buf.extend_from_slice(&open.buf);
+                open.buf = buf;
+                return;
+            }
+        }
+        self.spare = Some(buf);
+    }
+
     fn open_segment(
         &mut self,
         frame: &Frame,
         now: SystemTime,
         independent: bool,
     ) -> Result<(), MediaError> {
-        // Sized from the previous segment, so that a closed segment does not carry the spare
-        // half of a doubled buffer for the whole time it stays in the live window.
-        let mut buf =
-            BytesMut::with_capacity(self.last_segment_len + self.last_segment_len / 16 + 4096);
+        let estimate = self.buffer_estimate();
+        let mut buf = match self.spare.take() {
+            Some(buf) if buf.capacity() >= estimate => buf,
+            _ => BytesMut::with_capacity(estimate),
+        };
         if let Some(muxer) = &mut self.muxer {
             muxer.write_tables(&mut buf)?;
         }
@@ -313,6 +343,15 @@ impl Segmenter {
         let (Some(muxer), Some(open)) = (&mut self.muxer, &mut self.open) else {
             return Ok(());
         };
+        // Grow by an eighth rather than by doubling (a recycled buffer may be a little short):
+        // a closed segment must not carry a doubled buffer's spare half while it is kept.
+        let need = frame.data.len() + frame.data.len() / 32 + 1024;
+        if open.buf.capacity() - open.buf.len() < need {
+            let capacity = open.buf.capacity() + need.max(open.buf.capacity() / 8);
+            let mut grown = BytesMut::with_capacity(capacity);
+            grown.extend_from_slice(&open.buf);
+            open.buf = grown;
+        }
         muxer.write_frame(frame, &mut open.buf)?;
         let frame_duration = match frame.track {
             Track::Video => {
@@ -348,6 +387,15 @@ impl Segmenter {
     fn close(&mut self, next_start: Option<u64>) -> Option<Segment> {
         let open = self.open.take()?;
         self.last_segment_len = open.buf.len();
+        // A buffer with much unused capacity is copied to an exact-size allocation (rare, and
+        // small next to the muxing) and kept for the next segment.
+        let data = if is_loose(&open.buf) {
+            let data = Bytes::copy_from_slice(&open.buf);
+            self.recycle(open.buf);
+            data
+        } else {
+            open.buf.freeze()
+        };
         let end = match next_start {
             Some(next) if next > open.start_pts => next,
             _ => open.end_pts,
@@ -361,7 +409,7 @@ impl Segmenter {
             independent: open.independent,
             video_frames: open.video_frames,
             audio_frames: open.audio_frames,
-            data: freeze_tight(open.buf),
+            data,
         })
     }
 }
@@ -432,6 +480,40 @@ mod tests {
             .into_iter()
             .filter_map(|f| seg.handle_frame(&f, now()).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn recycled_buffers_carry_the_next_segments() {
+        let mut seg = Segmenter::new(SegmenterConfig::default());
+        seg.handle_config(StreamConfig {
+            video: Some(video_config(0x1e)),
+            audio: Some(audio_config()),
+        });
+        let big = |ms: u64, keyframe: bool| Frame {
+            data: Bytes::from(vec![0x41; 2000]),
+            ..video(ms, keyframe)
+        };
+        // 100 ms frames, keyframes at 0, 6 s, 10 s and 14 s: segments of 60, 40 and 40 frames.
+        let key = |i: u64| i == 0 || (i >= 60 && i % 20 == 0 && i != 80 && i != 120);
+        let mut closed = Vec::new();
+        for i in 0..=100u64 {
+            closed.extend(seg.handle_frame(&big(i * 100, key(i)), now()).unwrap());
+        }
+        assert_eq!(closed.len(), 2);
+        // The caller lets go of the first segment just after the second closed: the segment
+        // that has just opened moves into its buffer.
+        let first = closed.remove(0);
+        let ptr = first.data.as_ptr();
+        seg.recycle(first.data.try_into_mut().unwrap());
+        let mut third = None;
+        for i in 101..=140u64 {
+            third = third.or(seg.handle_frame(&big(i * 100, key(i)), now()).unwrap());
+        }
+        let third = third.expect("third segment closed");
+        assert_eq!(third.data.as_ptr(), ptr, "written into the recycled buffer");
+        assert_eq!(third.video_frames, 40);
+        assert_eq!(third.data.len() % 188, 0);
+        assert_eq!(third.data[0], 0x47);
     }
 
     #[test]

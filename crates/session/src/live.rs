@@ -2,15 +2,27 @@
 //! live window, served from memory. Written by the stream's session actor, read by the HTTP
 //! handlers; a `std::sync::Mutex` guards it and is never held across an `.await`.
 //!
-//! Only the live window is kept in memory. A segment that has slid out of the window must
-//! stay available for a while (RFC 8216 6.2.2: players a little behind still ask for it); it is
-//! then read from the stream's recording on disk, where every segment was written.
+//! Only the newest segments of the live window are kept in memory (all of it but the oldest,
+//! by default). Older segments, and a segment that has slid out of the window (RFC 8216
+//! 6.2.2: players a little behind still ask for it for a while), are read from the stream's
+//! recording on disk, where every segment was written. A segment leaves memory while still
+//! listed only once its recording was written: when the disk fails, the whole window stays in
+//! memory.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use bytes::Bytes;
+
+/// How many segments a [`LiveView`] keeps in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MemoryLimits {
+    /// Segments listed in the live playlist: never more in memory.
+    pub(crate) listed: usize,
+    /// Segments kept when the older ones are in the recording.
+    pub(crate) in_memory: usize,
+}
 
 /// The in-memory live edge of one stream.
 #[derive(Debug, Default)]
@@ -24,7 +36,8 @@ struct LiveInner {
     /// Multivariant playlist without its final URI line.
     multivariant_head: String,
     media_playlist: Bytes,
-    segments: VecDeque<(u64, Bytes)>,
+    /// Sequence number, bytes, and whether the recording of it was written.
+    segments: VecDeque<(u64, Bytes, bool)>,
     ready: bool,
     ended: bool,
 }
@@ -47,7 +60,7 @@ impl LiveView {
     /// numbers below the window (never for segments that do not exist yet).
     pub fn recorded_segment(&self, sequence: u64) -> Option<PathBuf> {
         let dir = self.recording_dir.as_ref()?;
-        let first = self.lock().segments.front().map(|(s, _)| *s)?;
+        let first = self.lock().segments.front().map(|(s, _, _)| *s)?;
         (sequence < first).then(|| dir.join(format!("{sequence}.ts")))
     }
 
@@ -87,31 +100,48 @@ impl LiveView {
         inner
             .segments
             .iter()
-            .find(|(s, _)| *s == sequence)
-            .map(|(_, data)| data.clone())
+            .find(|(s, _, _)| *s == sequence)
+            .map(|(_, data, _)| data.clone())
     }
 
-    /// Publishes a new segment and the playlists that list it; keeps `keep` segments.
+    /// Publishes a new segment and the playlists that list it. Keeps at most `listed`
+    /// segments, and no more than `in_memory` of those whose recording was written; returns
+    /// the bytes of the segments it let go of (for recycling).
     pub(crate) fn publish(
         &self,
         sequence: u64,
         data: Bytes,
         media_playlist: String,
         multivariant: &str,
-        keep: usize,
-    ) {
+        limits: MemoryLimits,
+    ) -> Vec<Bytes> {
         let head = multivariant
             .strip_suffix("stream.m3u8\n")
             .unwrap_or(multivariant)
             .to_owned();
         let mut inner = self.lock();
-        inner.segments.push_back((sequence, data));
-        while inner.segments.len() > keep {
-            inner.segments.pop_front();
+        inner.segments.push_back((sequence, data, false));
+        let mut evicted = Vec::new();
+        while let Some((_, _, persisted)) = inner.segments.front() {
+            let len = inner.segments.len();
+            if len > limits.listed || (len > limits.in_memory && *persisted) {
+                evicted.extend(inner.segments.pop_front().map(|(_, data, _)| data));
+            } else {
+                break;
+            }
         }
         inner.media_playlist = Bytes::from(media_playlist);
         inner.multivariant_head = head;
         inner.ready = true;
+        evicted
+    }
+
+    /// Notes that segment `sequence` is in the recording (readable from disk).
+    pub(crate) fn mark_recorded(&self, sequence: u64) {
+        let mut inner = self.lock();
+        if let Some(entry) = inner.segments.iter_mut().find(|(s, _, _)| *s == sequence) {
+            entry.2 = true;
+        }
     }
 
     /// Replaces the media playlist (e.g. with `EXT-X-ENDLIST` at the end).
@@ -132,12 +162,53 @@ mod tests {
     fn segments_that_left_the_window_come_from_the_recording() {
         let view = LiveView::with_recording(PathBuf::from("/rec"));
         assert!(view.recorded_segment(0).is_none(), "nothing published yet");
+        let limits = MemoryLimits {
+            listed: 3,
+            in_memory: 2,
+        };
         for seq in 0..5 {
-            view.publish(seq, Bytes::new(), String::new(), "stream.m3u8\n", 2);
+            view.publish(seq, Bytes::new(), String::new(), "stream.m3u8\n", limits);
+            view.mark_recorded(seq);
         }
         assert_eq!(view.recorded_segment(2), Some(PathBuf::from("/rec/2.ts")));
         assert!(view.recorded_segment(3).is_none(), "in memory");
         assert!(view.recorded_segment(9).is_none(), "does not exist yet");
+    }
+
+    #[test]
+    fn listed_segments_stay_in_memory_until_recorded() {
+        let view = LiveView::with_recording(PathBuf::from("/rec"));
+        let limits = MemoryLimits {
+            listed: 3,
+            in_memory: 2,
+        };
+        let publish = |seq: u64| {
+            view.publish(
+                seq,
+                Bytes::from(vec![seq as u8; 4]),
+                String::new(),
+                "stream.m3u8\n",
+                limits,
+            )
+        };
+        assert!(publish(0).is_empty());
+        assert!(publish(1).is_empty());
+        // Not recorded yet: all three listed segments stay in memory.
+        assert!(publish(2).is_empty());
+        assert!(view.segment(0).is_some());
+        // 0 and 1 recorded (2 failed): with the next publish 0 leaves the window and 1 memory.
+        view.mark_recorded(0);
+        view.mark_recorded(1);
+        let evicted = publish(3);
+        assert_eq!(evicted.len(), 2, "0 left the window, 1 is on disk");
+        assert_eq!(evicted[0].as_ref(), &[0, 0, 0, 0]);
+        assert!(view.segment(1).is_none());
+        assert_eq!(view.recorded_segment(1), Some(PathBuf::from("/rec/1.ts")));
+        assert!(view.segment(2).is_some() && view.segment(3).is_some());
+        // A segment whose recording failed leaves only when it leaves the window.
+        assert_eq!(publish(4).len(), 0, "2 not recorded: kept while listed");
+        assert_eq!(publish(5).len(), 1, "2 left the window");
+        assert!(view.segment(2).is_none() && view.segment(3).is_some());
     }
 
     #[test]
@@ -151,7 +222,10 @@ mod tests {
                 Bytes::from(vec![seq as u8; 4]),
                 format!("#EXTM3U\n{seq}\n"),
                 "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nstream.m3u8\n",
-                3,
+                MemoryLimits {
+                    listed: 3,
+                    in_memory: 3,
+                },
             );
         }
         assert_eq!(
