@@ -23,7 +23,11 @@
 //!   not retry. The process exits with status 1 when any publisher had an error.
 //! * The report (stdout summary and `--report` JSON) holds per-publisher counters (keys cut to
 //!   their first 4 characters), totals, the keyframe send times of the probed publishers, the
-//!   probe's per-segment delays with p50/p95/max, and the generator's own CPU time.
+//!   probe's per-segment delays with p50/p95/max, the generator's own CPU time, and the clip's
+//!   frame counts, among them the audio frames sent before the first video keyframe.
+//!   `publishers[i]` is the i-th key; its `video_frames` / `audio_frames` are the coded frames
+//!   sent (tags without one, such as the AVC end-of-sequence that ends an FLV file written by
+//!   ffmpeg, are sent on every loop but not counted).
 
 #![forbid(unsafe_code)]
 
@@ -106,6 +110,8 @@ struct Args {
 struct Tag {
     video: bool,
     ts: u64,
+    /// Whether it carries a coded frame (what `video_frames` / `audio_frames` count).
+    frame: bool,
     keyframe: bool,
     body: Bytes,
 }
@@ -119,6 +125,9 @@ struct Clip {
     tags: Vec<Tag>,
     /// What each loop adds to the timestamps: the file's duration plus one frame interval.
     loop_ms: u64,
+    /// Audio frames sent before the first video keyframe (a server that starts its output at a
+    /// keyframe drops them once per publish).
+    audio_before_first_keyframe: usize,
 }
 
 fn is_sequence_header(video: bool, body: &[u8]) -> bool {
@@ -133,6 +142,28 @@ fn is_sequence_header(video: bool, body: &[u8]) -> bool {
         }
     } else {
         b0 >> 4 == 10 && b1 == Some(0) // AAC sequence header
+    }
+}
+
+/// Whether a tag that is not a sequence header carries a coded frame: not an AVC/HEVC
+/// end-of-sequence (ffmpeg ends every FLV file with one), a video command frame or enhanced
+/// RTMP metadata. Those are still sent, but not counted as frames.
+fn is_frame(video: bool, body: &[u8]) -> bool {
+    let (Some(&b0), b1) = (body.first(), body.get(1).copied()) else {
+        return false;
+    };
+    if video {
+        if b0 & 0x80 != 0 {
+            matches!(b0 & 0x0f, 1 | 3) // enhanced RTMP: CodedFrames, CodedFramesX
+        } else if (b0 >> 4) & 0x07 == 5 {
+            false // video info / command frame
+        } else if matches!(b0 & 0x0f, 7 | 12) {
+            b1 == Some(1) // AVC / HEVC: AVCPacketType 1 (NALUs), not 2 (end of sequence)
+        } else {
+            true
+        }
+    } else {
+        b0 >> 4 != 10 || b1 == Some(1) // AAC raw frame
     }
 }
 
@@ -158,10 +189,12 @@ fn load_clip(path: &PathBuf) -> Result<Clip, String> {
     let (mut headers, mut tags) = (Vec::new(), Vec::new());
     for (video, ts, body) in raw {
         let seq = is_sequence_header(video, &body);
-        let keyframe = video && !seq && body.first().is_some_and(|b| (b >> 4) & 0x07 == 1);
+        let frame = !seq && is_frame(video, &body);
+        let keyframe = video && frame && body.first().is_some_and(|b| (b >> 4) & 0x07 == 1);
         let tag = Tag {
             video,
             ts: u64::from(ts - first_ts),
+            frame,
             keyframe,
             body,
         };
@@ -191,10 +224,16 @@ fn load_clip(path: &PathBuf) -> Result<Clip, String> {
         }
         _ => 33,
     };
+    let audio_before_first_keyframe = tags
+        .iter()
+        .take_while(|t| !t.keyframe)
+        .filter(|t| !t.video && t.frame)
+        .count();
     Ok(Clip {
         headers,
         tags,
         loop_ms: last + interval.max(1),
+        audio_before_first_keyframe,
     })
 }
 
@@ -483,12 +522,12 @@ async fn stream_clip(
                 break;
             }
             send(session, tag, ts, &mut out)?;
-            if tag.video {
+            if tag.video && tag.frame {
                 report.video_frames += 1;
                 if tag.keyframe && record_keyframes {
                     batch_keyframes.push(ts);
                 }
-            } else {
+            } else if tag.frame {
                 report.audio_frames += 1;
             }
             index += 1;
@@ -1114,6 +1153,13 @@ async fn run(args: Args) -> Result<ExitCode, String> {
             "duration_secs": args.duration_secs,
             "ramp_ms": args.ramp_ms,
             "elapsed_secs": elapsed,
+            "clip": {
+                "video_frames": clip.tags.iter().filter(|t| t.video && t.frame).count(),
+                "audio_frames": clip.tags.iter().filter(|t| !t.video && t.frame).count(),
+                "other_tags": clip.tags.iter().filter(|t| !t.frame).count(),
+                "loop_ms": clip.loop_ms,
+                "audio_before_first_keyframe": clip.audio_before_first_keyframe,
+            },
             "generator_cpu_seconds": cpu,
             "totals": {
                 "publishers": publishers.len(),
@@ -1165,5 +1211,27 @@ async fn main() -> ExitCode {
             eprintln!("onair-loadgen: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_counts_coded_frames_like_ffprobe() {
+        let clip = load_clip(&testkit::fixture("avc_aac_720p30.flv")).expect("the fixture loads");
+        let frames = |video| {
+            clip.tags
+                .iter()
+                .filter(|t| t.video == video && t.frame)
+                .count()
+        };
+        // ffprobe -count_packets: 300 video, 470 audio; the file also ends with an AVC end of
+        // sequence tag, sent on every loop but not a frame.
+        assert_eq!((frames(true), frames(false)), (300, 470));
+        assert_eq!(clip.tags.len(), 771);
+        assert_eq!(clip.tags.iter().filter(|t| t.keyframe).count(), 5);
+        assert_eq!(clip.audio_before_first_keyframe, 1);
     }
 }

@@ -13,6 +13,9 @@ pub const REDUCED_TARGET_DURATION: Duration = Duration::from_secs(2);
 /// never sends one cannot make a segment grow without bound.
 pub const DEFAULT_MAX_SEGMENT_DURATION: Duration = Duration::from_secs(30);
 
+/// Audio this far ahead of the first video keyframe is kept and written after it.
+pub const EARLY_AUDIO: Duration = Duration::from_secs(1);
+
 /// The latency modes of the seeds that this segmenter serves (low latency comes with parts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LatencyMode {
@@ -104,7 +107,8 @@ struct OpenSegment {
 /// Counters of the segmenter.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SegmenterStats {
-    /// Frames dropped while waiting for the first video keyframe of a segment.
+    /// Frames dropped while waiting for the first video keyframe of a segment (audio only when
+    /// it is more than [`EARLY_AUDIO`] ahead of the keyframe).
     pub frames_before_keyframe: u64,
     /// Segments cut without a keyframe because they reached the maximum duration.
     pub forced_cuts: u64,
@@ -127,6 +131,10 @@ pub struct Segmenter {
     last_segment_len: usize,
     /// A buffer given back through [`Segmenter::recycle`], for the next segment.
     spare: Option<BytesMut>,
+    /// Audio that arrived while waiting for the first video keyframe (encoders send the first
+    /// audio frame a few milliseconds ahead of it): written into the segment the keyframe
+    /// opens, so that no frame the encoder sent is lost.
+    early_audio: Vec<Frame>,
     stats: SegmenterStats,
 }
 
@@ -153,6 +161,7 @@ impl Segmenter {
             video_interval: TIMESCALE / 30,
             last_segment_len: 64 * 1024,
             spare: None,
+            early_audio: Vec::new(),
             stats: SegmenterStats::default(),
         }
     }
@@ -191,6 +200,7 @@ impl Segmenter {
 
     fn apply_config(&mut self, config: StreamConfig) {
         self.pending_config = None;
+        self.drop_early_audio();
         match &mut self.muxer {
             Some(muxer) => muxer.set_config(config),
             None => self.muxer = Some(TsMuxer::new(config)),
@@ -208,7 +218,13 @@ impl Segmenter {
             self.pending_discontinuity = true;
         }
         self.last_video_dts = None;
+        self.drop_early_audio();
         closed
+    }
+
+    fn drop_early_audio(&mut self) {
+        self.stats.frames_before_keyframe += self.early_audio.len() as u64;
+        self.early_audio.clear();
     }
 
     /// Adds a frame ingested at `now`; returns the segment this frame closed, if any.
@@ -246,7 +262,20 @@ impl Segmenter {
         let mut closed = None;
         match &self.open {
             None if !random_access => {
-                self.stats.frames_before_keyframe += 1;
+                if frame.track == Track::Audio {
+                    // Bounded: only the last EARLY_AUDIO of it can be written.
+                    let horizon = frame.pts.saturating_sub(ticks(EARLY_AUDIO));
+                    let stale = self
+                        .early_audio
+                        .iter()
+                        .take_while(|a| a.pts < horizon)
+                        .count();
+                    self.stats.frames_before_keyframe += stale as u64;
+                    self.early_audio.drain(..stale);
+                    self.early_audio.push(frame.clone());
+                } else {
+                    self.stats.frames_before_keyframe += 1;
+                }
                 return Ok(None);
             }
             None => {}
@@ -269,6 +298,18 @@ impl Segmenter {
                 self.apply_config(config);
             }
             self.open_segment(frame, now, random_access)?;
+            self.write(frame)?;
+            // The keyframe first (the segment starts with it and its PCR), then the audio that
+            // came just before it; players order by timestamp.
+            let horizon = frame.pts.saturating_sub(ticks(EARLY_AUDIO));
+            for audio in std::mem::take(&mut self.early_audio) {
+                if audio.pts >= horizon {
+                    self.write(&audio)?;
+                } else {
+                    self.stats.frames_before_keyframe += 1;
+                }
+            }
+            return Ok(closed);
         }
         self.write(frame)?;
         Ok(closed)
@@ -541,7 +582,10 @@ mod tests {
         let frames = (2..=100).flat_map(|i| [video(i * 100, i % 15 == 0), audio(i * 100 + 10)]);
         let mut segments = run(&mut seg, frames);
         segments.extend(seg.finish());
-        assert_eq!(seg.stats().frames_before_keyframe, 26);
+        // 13 video frames are dropped before the keyframe at 1.5 s; of the 13 audio frames,
+        // the 10 within a second of it go into the first segment, after the keyframe.
+        assert_eq!(seg.stats().frames_before_keyframe, 16);
+        assert_eq!(segments[0].audio_frames, 10 + 45);
         let starts: Vec<u64> = segments
             .iter()
             .map(|s| (s.start_pts - 90_000) / 90)

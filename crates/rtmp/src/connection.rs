@@ -238,36 +238,67 @@ where
         (result, Some(summary))
     }
 
+    /// When the connection times out if no input arrives, and the error it ends with: the
+    /// handshake deadline, then the publish deadline (counted from the end of the handshake),
+    /// and always the idle timeout after the last input.
+    fn deadline(
+        &self,
+        handshake_deadline: Instant,
+        last_input: Instant,
+    ) -> (Instant, ConnectionError) {
+        let config = &self.listener.config;
+        match (self.established_at, &self.grant) {
+            (None, _) => (
+                handshake_deadline,
+                ConnectionError::HandshakeTimeout(config.handshake_timeout),
+            ),
+            (Some(at), None) if at + config.publish_timeout < last_input + config.idle_timeout => (
+                at + config.publish_timeout,
+                ConnectionError::PublishTimeout(config.publish_timeout),
+            ),
+            _ => (
+                last_input + config.idle_timeout,
+                ConnectionError::IdleTimeout(config.idle_timeout),
+            ),
+        }
+    }
+
     async fn run_inner(&mut self, handshake_deadline: Instant) -> Result<End, ConnectionError> {
         let mut buf = vec![0u8; READ_BUFFER];
+        // The shutdown and kick futures and the timer live across reads: a publisher sends
+        // dozens of messages a second, and registering with two cancellation tokens and the
+        // timer wheel for every read showed up in profiles. The timer is moved later only when
+        // it fires, and earlier when the connection's state brings its deadline forward (the
+        // publish deadline can come before the handshake's).
+        let listener = self.listener;
+        let shutdown = listener.shutdown.cancelled();
+        tokio::pin!(shutdown);
+        let mut kicked = Box::pin(self.kick.clone().cancelled_owned());
+        let mut last_input = Instant::now();
+        let mut timer_deadline = self.deadline(handshake_deadline, last_input).0;
+        let timer = tokio::time::sleep_until(timer_deadline);
+        tokio::pin!(timer);
         loop {
-            let config = &self.listener.config;
-            let now = Instant::now();
-            let (deadline, on_timeout) = match (self.established_at, &self.grant) {
-                (None, _) => (
-                    handshake_deadline,
-                    ConnectionError::HandshakeTimeout(config.handshake_timeout),
-                ),
-                (Some(at), None) if at + config.publish_timeout < now + config.idle_timeout => (
-                    at + config.publish_timeout,
-                    ConnectionError::PublishTimeout(config.publish_timeout),
-                ),
-                _ => (
-                    now + config.idle_timeout,
-                    ConnectionError::IdleTimeout(config.idle_timeout),
-                ),
-            };
             let n = tokio::select! {
                 biased;
-                _ = self.listener.shutdown.cancelled() => return Err(ConnectionError::Shutdown),
-                _ = self.kick.cancelled() => return Err(ConnectionError::Kicked),
-                r = timeout_at(deadline, self.stream.read(&mut buf)) => match r {
-                    Err(_) => return Err(on_timeout),
-                    Ok(Ok(0)) => return Ok(End::PeerClosed),
-                    Ok(Ok(n)) => n,
-                    Ok(Err(e)) => return Err(ConnectionError::Io(e)),
+                _ = &mut shutdown => return Err(ConnectionError::Shutdown),
+                _ = &mut kicked => return Err(ConnectionError::Kicked),
+                () = &mut timer => {
+                    let (deadline, on_timeout) = self.deadline(handshake_deadline, last_input);
+                    if deadline <= Instant::now() {
+                        return Err(on_timeout);
+                    }
+                    timer_deadline = deadline;
+                    timer.as_mut().reset(deadline);
+                    continue;
+                }
+                r = self.stream.read(&mut buf) => match r {
+                    Ok(0) => return Ok(End::PeerClosed),
+                    Ok(n) => n,
+                    Err(e) => return Err(ConnectionError::Io(e)),
                 },
             };
+            last_input = Instant::now();
             self.bytes += n as u64;
             self.protocol.handle_input(&buf[..n])?;
             if self.established_at.is_none() && self.protocol.is_established() {
@@ -279,6 +310,7 @@ where
                 match event {
                     ProtocolEvent::PublishRequested { stream_key, app } => {
                         self.admit(stream_key, app).await?;
+                        kicked = Box::pin(self.kick.clone().cancelled_owned());
                     }
                     ProtocolEvent::Media {
                         kind,
@@ -293,6 +325,11 @@ where
                 self.flush().await?;
             }
             self.flush().await?;
+            let deadline = self.deadline(handshake_deadline, last_input).0;
+            if deadline < timer_deadline {
+                timer_deadline = deadline;
+                timer.as_mut().reset(deadline);
+            }
         }
     }
 
@@ -371,18 +408,23 @@ where
         let Some(grant) = &self.grant else {
             return Ok(());
         };
+        self.events += 1;
+        // Usually the channel has room; only a full one needs the waiting below.
+        let Some(event) = grant
+            .media
+            .try_send(IngestEvent::Media(event))
+            .map_err(|_| ConnectionError::SessionGone)?
+        else {
+            return Ok(());
+        };
         // Awaiting the bounded channel is the backpressure: while the session is behind, this
         // connection stops reading and TCP slows the encoder down.
         tokio::select! {
             biased;
-            _ = self.listener.shutdown.cancelled() => return Err(ConnectionError::Shutdown),
-            _ = self.kick.cancelled() => return Err(ConnectionError::Kicked),
-            sent = grant.media.send(IngestEvent::Media(event)) => {
-                sent.map_err(|_| ConnectionError::SessionGone)?;
-            }
+            _ = self.listener.shutdown.cancelled() => Err(ConnectionError::Shutdown),
+            _ = self.kick.cancelled() => Err(ConnectionError::Kicked),
+            sent = grant.media.send(event) => sent.map_err(|_| ConnectionError::SessionGone),
         }
-        self.events += 1;
-        Ok(())
     }
 }
 

@@ -91,6 +91,17 @@ impl IngestSender {
         (IngestSender { tx }, rx)
     }
 
+    /// Sends an event if the channel has room: `Ok(None)` when sent, `Ok(Some(event))` when
+    /// the channel is full (send it with [`IngestSender::send`]). `Err` means the session is
+    /// gone.
+    pub fn try_send(&self, event: IngestEvent) -> Result<Option<IngestEvent>, SessionGone> {
+        match self.tx.try_send(event) {
+            Ok(()) => Ok(None),
+            Err(mpsc::error::TrySendError::Full(event)) => Ok(Some(event)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SessionGone),
+        }
+    }
+
     /// Sends an event, waiting while the session is behind. `Err` means the session is gone
     /// and the publisher should disconnect.
     pub async fn send(&self, event: IngestEvent) -> Result<(), SessionGone> {
