@@ -320,7 +320,7 @@ for r in rows:
 if rows:
     k = rows[0]["clip_audio_before_first_keyframe"]
     print(f"Note: the clip has {k} audio frame(s) before its first video keyframe; a server that starts "
-          f"its output at that keyframe drops them once per publish (OnAir does): up to {k} x streams of "
+          f"its output at that keyframe and drops what came before loses them once per publish: up to {k} x streams of "
           "'lost audio' come from that. The numbers above are not corrected for it.")
 by = {(r["server"], r["streams"]): r for r in rows}
 pairs = [(n, r, by[("nginx-rtmp", n)]) for (name, n), r in sorted(by.items())
