@@ -3,6 +3,8 @@
 #
 #   benches/compare.sh [DURATION_SECS [STREAMS...]]      default: 60 s at 50 and 200 streams
 #   SERVERS=onair benches/compare.sh 30 50               only some servers (default: "onair nginx-rtmp")
+#   KEEP_MEDIA=1 benches/compare.sh ...                  keep the segments (deleted once counted:
+#                                                        ~7 GB per server at 200 streams)
 #
 # For each load point and each server: N real-time RTMP publishers of the 720p30 3 Mbit/s
 # H.264/AAC fixture (onair-loadgen), 2 s HLS segments on both sides (OnAir `reduced` latency,
@@ -231,6 +233,8 @@ PY
       'http://127.0.0.1:28080/{key}/stream.m3u8' \
       "settle_onair $work/onair-streamids-$n $data/recordings" onair_files
     kill -TERM "$server"; wait "$server" || true
+    # Media is counted; 200 streams x 90 s is about 7 GB per server (KEEP_MEDIA=1 keeps it).
+    [ -n "${KEEP_MEDIA:-}" ] || rm -rf "$data/recordings"
   fi
 
   # ---------------- nginx-rtmp ----------------
@@ -277,6 +281,7 @@ CONF
     measure "$server" nginx-rtmp "$n" rtmp://127.0.0.1:35222/app "$ng/keys" "$ng/keys" \
       'http://127.0.0.1:38080/{key}.m3u8' "settle_nginx 35222 $ng/hls" nginx_files
     kill -QUIT "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true
+    [ -n "${KEEP_MEDIA:-}" ] || rm -rf "$ng/hls"
   fi
 done
 

@@ -114,6 +114,12 @@ pub struct SegmenterStats {
     pub forced_cuts: u64,
     /// Audio frames dropped while an audio configuration change waited for a keyframe.
     pub frames_dropped_for_config: u64,
+    /// Segments written into a recycled buffer (see [`Segmenter::recycle`]).
+    pub recycled_buffers: u64,
+    /// Segment buffers allocated.
+    pub allocated_buffers: u64,
+    /// Times a segment outgrew its buffer (moved to one an eighth larger).
+    pub grown_buffers: u64,
 }
 
 /// Keyframe-aligned segmenter of one stream. Feed it the [`StreamConfig`] whenever it changes
@@ -138,9 +144,18 @@ pub struct Segmenter {
     stats: SegmenterStats,
 }
 
-/// Whether a segment buffer has much unused capacity (its size guess was far off).
+/// Segment buffers are sized in steps of this, so that the buffers of one stream are of a few
+/// sizes and a recycled one fits the next segment.
+const BUFFER_STEP: usize = 64 * 1024;
+
+fn round_to_step(n: usize) -> usize {
+    n.div_ceil(BUFFER_STEP).max(1) * BUFFER_STEP
+}
+
+/// Whether a segment buffer has much unused capacity (the segment was far smaller than the
+/// ones before it): kept as it is, the closed segment would hold that memory while it is kept.
 fn is_loose(buf: &BytesMut) -> bool {
-    buf.capacity() - buf.len() > buf.len() / 8 + 4096
+    buf.capacity() - buf.len() > buf.len() / 2 + BUFFER_STEP
 }
 
 fn ticks(d: Duration) -> u64 {
@@ -324,7 +339,13 @@ impl Segmenter {
     /// little more, so that a closed segment does not carry the spare half of a doubled buffer
     /// for the whole time it is kept.
     fn buffer_estimate(&self) -> usize {
-        self.last_segment_len + self.last_segment_len / 16 + 4096
+        round_to_step(self.last_segment_len + self.last_segment_len / 16 + 4096)
+    }
+
+    /// Whether a recycled buffer is likely to hold the next segment without growing.
+    fn fits(&self, buf: &BytesMut) -> bool {
+        let likely = self.last_segment_len + self.last_segment_len / 32 + 4096;
+        (likely..=2 * self.buffer_estimate()).contains(&buf.capacity())
     }
 
     /// Gives back the buffer of a segment the caller no longer holds (it left the live window
@@ -337,14 +358,14 @@ impl Segmenter {
     /// move into `buf` at once: the stream then holds one segment buffer fewer.
     pub fn recycle(&mut self, mut buf: BytesMut) {
         buf.clear();
-        let estimate = self.buffer_estimate();
-        if buf.capacity() < estimate / 2 || buf.capacity() > 2 * estimate {
+        if !self.fits(&buf) {
             return; // the wrong size for what this stream produces now
         }
         if let Some(open) = &mut self.open {
             if open.buf.len() < buf.capacity() / 4 {
                 buf.extend_from_slice(&open.buf);
                 open.buf = buf;
+                self.stats.recycled_buffers += 1;
                 return;
             }
         }
@@ -357,10 +378,15 @@ impl Segmenter {
         now: SystemTime,
         independent: bool,
     ) -> Result<(), MediaError> {
-        let estimate = self.buffer_estimate();
         let mut buf = match self.spare.take() {
-            Some(buf) if buf.capacity() >= estimate => buf,
-            _ => BytesMut::with_capacity(estimate),
+            Some(buf) if self.fits(&buf) => {
+                self.stats.recycled_buffers += 1;
+                buf
+            }
+            _ => {
+                self.stats.allocated_buffers += 1;
+                BytesMut::with_capacity(self.buffer_estimate())
+            }
         };
         if let Some(muxer) = &mut self.muxer {
             muxer.write_tables(&mut buf)?;
@@ -384,11 +410,13 @@ impl Segmenter {
         let (Some(muxer), Some(open)) = (&mut self.muxer, &mut self.open) else {
             return Ok(());
         };
-        // Grow by an eighth rather than by doubling (a recycled buffer may be a little short):
-        // a closed segment must not carry a doubled buffer's spare half while it is kept.
+        // Grow by an eighth rather than by doubling (a segment a little larger than the ones
+        // before it): a closed segment must not carry a doubled buffer's spare half while it
+        // is kept.
         let need = frame.data.len() + frame.data.len() / 32 + 1024;
         if open.buf.capacity() - open.buf.len() < need {
-            let capacity = open.buf.capacity() + need.max(open.buf.capacity() / 8);
+            let capacity = round_to_step(open.buf.capacity() + need.max(open.buf.capacity() / 8));
+            self.stats.grown_buffers += 1;
             let mut grown = BytesMut::with_capacity(capacity);
             grown.extend_from_slice(&open.buf);
             open.buf = grown;

@@ -19,13 +19,32 @@ use crate::config::{ServeSettings, TlsSource};
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Logs to stderr; `RUST_LOG` filters (default `info`).
+///
+/// A plain `RUST_LOG` (`info`, `rtmp=debug,info`) becomes a [`Targets`] filter, decided once
+/// per call site. Only directives that need more (span names or fields, regexes) get an
+/// `EnvFilter`, which takes a lock and a map lookup each time a span is entered: a publisher's
+/// connection span is entered dozens of times a second.
+///
+/// [`Targets`]: tracing_subscriber::filter::Targets
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    use tracing_subscriber::filter::{EnvFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let spec = std::env::var("RUST_LOG").unwrap_or_default();
+    let spec = match spec.trim() {
+        "" => "info",
+        s => s,
+    };
+    match spec.parse::<Targets>() {
+        Ok(targets) => tracing_subscriber::registry()
+            .with(targets)
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init(),
+        Err(_) => tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::new(spec))
+            .with_writer(std::io::stderr)
+            .init(),
+    }
 }
 
 /// Runs the gateway until SIGINT or SIGTERM.

@@ -270,8 +270,10 @@ where
         // timer wheel for every read showed up in profiles. The timer is moved later only when
         // it fires, and earlier when the connection's state brings its deadline forward (the
         // publish deadline can come before the handshake's).
-        let listener = self.listener;
-        let shutdown = listener.shutdown.cancelled();
+        // A child token of its own: polling the listener's token itself would take the one
+        // mutex that every connection shares.
+        let shutdown_token = self.listener.shutdown.child_token();
+        let shutdown = shutdown_token.cancelled();
         tokio::pin!(shutdown);
         let mut kicked = Box::pin(self.kick.clone().cancelled_owned());
         let mut last_input = Instant::now();

@@ -304,6 +304,9 @@ impl Actor {
         info!(
             segments = packager.playlist().segment_count(),
             frames_before_keyframe = stats.frames_before_keyframe,
+            recycled_buffers = stats.recycled_buffers,
+            allocated_buffers = stats.allocated_buffers,
+            grown_buffers = stats.grown_buffers,
             "publisher disconnected"
         );
     }
