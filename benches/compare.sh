@@ -120,6 +120,21 @@ print(left)
 PY
 }
 
+# The live window's media bytes of one stream (the memory target is this plus 1 MiB): the mean
+# over the broadcast of the sizes of 6 consecutive segments (the last, partial one left out).
+window_bytes() {
+  python3 - "$@" <<'PY'
+import glob, json, os, re, sys
+files = []
+for p in sys.argv[1:]:
+    files += glob.glob(os.path.join(p, "*.ts")) if os.path.isdir(p) else [p] if os.path.exists(p) else []
+num = lambda p: int((re.findall(r"\d+", os.path.basename(p)) or ["0"])[-1])
+sizes = [os.path.getsize(f) for f in sorted(files, key=num)][:-1]
+sums = [sum(sizes[i:i + 6]) for i in range(len(sizes) - 5)]
+print(json.dumps({"window_bytes": sum(sums) / len(sums) if sums else None}))
+PY
+}
+
 # Runs the load and the measurements against a server whose process is $1.
 # $2 name, $3 N, $4 rtmp url, $5 keys file, $6 probe ids file, $7 probe url template,
 # $8 command that waits for the server to have written everything (prints unfinished streams),
@@ -153,15 +168,20 @@ measure() {
   # Lost frames: what each publisher sent against what the server wrote for its stream.
   # shellcheck disable=SC2086 # $settle is a function name and its arguments (no spaces in them)
   local unsettled; unsettled=$($settle)
-  : > "$out/counts.jsonl"
+  : > "$out/counts.jsonl"; : > "$out/window.jsonl"
   for i in $(seq "$n"); do
     # shellcheck disable=SC2046 # the paths have no spaces; an unmatched glob is counted as missing
     "$tscount" $("$files" "$i") >> "$out/counts.jsonl"
+    # shellcheck disable=SC2046
+    window_bytes $("$files" "$i") >> "$out/window.jsonl"
   done
   python3 - "$name" "$n" "$duration" "$hz" "$c0" "$c1" "$idle" "$peak" "$rps_list" "$rps_seg" \
-    "$out/loadgen.json" "$out/counts.jsonl" "$unsettled" "$out/frames.json" >> "$results" <<'PY'
+    "$out/loadgen.json" "$out/counts.jsonl" "$unsettled" "$out/frames.json" "$out/window.jsonl" >> "$results" <<'PY'
 import json, sys
-name, n, dur, hz, c0, c1, idle, peak, rl, rs, report, counts, unsettled, frames = sys.argv[1:]
+name, n, dur, hz, c0, c1, idle, peak, rl, rs, report, counts, unsettled, frames, windows = sys.argv[1:]
+window = [json.loads(l)["window_bytes"] for l in open(windows) if l.strip()]
+window = [w for w in window if w]
+window_mib = sum(window) / len(window) / 2**20 if window else None
 n, dur, hz = int(n), float(dur), float(hz)
 cpu = (int(c1) - int(c0)) / hz
 r = json.load(open(report))
@@ -185,6 +205,7 @@ row = {
     "cpu_s_per_stream_s": round(cpu / (n * dur), 6),
     "peak_rss_mib": round(int(peak) / 1024, 1),
     "rss_mib_per_stream": round((int(peak) - int(idle)) / 1024 / n, 2),
+    "window_mib": window_mib and round(window_mib, 2),
     "delay_p50_ms": lat["p50"] and round(lat["p50"], 1), "delay_p95_ms": lat["p95"] and round(lat["p95"], 1),
     "publisher_errors": r["totals"]["publishers_with_errors"],
     "playlist_rps": float(rl or 0), "segment_rps": float(rs or 0),
@@ -290,6 +311,7 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 cols = [("server", "server"), ("streams", "streams"), ("CPU s per stream-s", "cpu_s_per_stream_s"),
         ("peak RSS MiB", "peak_rss_mib"), ("RSS MiB per stream", "rss_mib_per_stream"),
+        ("window media MiB", "window_mib"),
         ("delay p50 ms", "delay_p50_ms"), ("delay p95 ms", "delay_p95_ms"),
         ("publisher errors", "publisher_errors"), ("lost video", "lost_video"),
         ("lost audio", "lost_audio"), ("streams losing frames", "streams_losing_frames"),
