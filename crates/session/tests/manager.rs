@@ -35,8 +35,10 @@ async fn setup(
     let store = SqliteStore::open(&dir).await.unwrap();
     let shutdown = CancellationToken::new();
     let mut config = SessionConfig::new(&dir);
-    // A window of 2, so that a 10 s clip slides a segment out of memory.
+    // A window of 2 with 1 in memory, so that a 10 s clip serves listed segments from disk
+    // and slides a segment out of the window.
     config.live_window = 2;
+    config.segments_in_memory = 1;
     let manager = SessionManager::new(store.clone(), config, shutdown.clone());
     (manager, store, shutdown, dir)
 }
@@ -138,9 +140,11 @@ async fn media_becomes_segments_live_and_recorded() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(view.segment(0).is_some() && view.segment(1).is_some());
     let live = String::from_utf8(view.media_playlist().unwrap().to_vec()).unwrap();
-    // Both segments in memory (window 2); the recording holds them too.
+    // Both segments listed (window 2); only the newest in memory, the older one was recorded
+    // first and is served from the recording.
+    assert!(view.segment(1).is_some());
+    assert!(view.segment(0).is_none());
     let recorded = std::fs::read(
         dir.join("recordings")
             .join(&stream.id)
@@ -153,7 +157,11 @@ async fn media_becomes_segments_live_and_recorded() {
             .join("0.ts"),
     )
     .unwrap();
-    assert_eq!(recorded, view.segment(0).unwrap().as_ref());
+    assert_eq!(
+        recorded,
+        std::fs::read(view.recorded_segment(0).unwrap()).unwrap()
+    );
+    assert_eq!(recorded[0], 0x47, "a TS packet");
     assert!(
         live.contains("#EXTINF:4.000,\n0.ts\n#EXTINF:4.000,\n1.ts\n"),
         "{live}"
