@@ -80,6 +80,7 @@ struct TlsFileConfig {
 struct HlsFileConfig {
     latency_mode: Latency,
     live_window: usize,
+    segments_in_memory: Option<usize>,
     max_segment_duration_secs: u64,
 }
 
@@ -88,6 +89,7 @@ impl Default for HlsFileConfig {
         HlsFileConfig {
             latency_mode: Latency::Standard,
             live_window: hls::DEFAULT_WINDOW,
+            segments_in_memory: None,
             max_segment_duration_secs: hls::segmenter::DEFAULT_MAX_SEGMENT_DURATION.as_secs(),
         }
     }
@@ -114,6 +116,8 @@ impl Default for TimestampFileConfig {
 pub struct PipelineSettings {
     pub segmenter: SegmenterConfig,
     pub window: usize,
+    /// Newest segments of the window kept in memory (the rest are read from the recording).
+    pub segments_in_memory: usize,
     pub timestamps: TimestampConfig,
 }
 
@@ -133,6 +137,17 @@ impl FileConfig {
         if self.hls.live_window == 0 {
             bail!("hls.live_window must be at least 1");
         }
+        let segments_in_memory = self
+            .hls
+            .segments_in_memory
+            .unwrap_or(self.hls.live_window - 1)
+            .max(1);
+        if segments_in_memory > self.hls.live_window {
+            bail!(
+                "hls.segments_in_memory ({segments_in_memory}) must not exceed hls.live_window ({})",
+                self.hls.live_window
+            );
+        }
         segmenter.max_segment_duration = Duration::from_secs(self.hls.max_segment_duration_secs);
         if segmenter.max_segment_duration < segmenter.target_duration {
             bail!(
@@ -148,6 +163,7 @@ impl FileConfig {
         Ok(PipelineSettings {
             segmenter,
             window: self.hls.live_window,
+            segments_in_memory,
             timestamps: TimestampConfig {
                 max_forward_jump_ms: t.max_forward_jump_ms,
                 max_backward_jump_ms: t.max_backward_jump_ms,

@@ -92,6 +92,7 @@ async fn serve(settings: ServeSettings) -> Result<()> {
     let shutdown = CancellationToken::new();
     let mut session_config = SessionConfig::new(&settings.data_dir);
     session_config.live_window = settings.pipeline.window;
+    session_config.segments_in_memory = settings.pipeline.segments_in_memory;
     session_config.max_segment_duration = settings.pipeline.segmenter.max_segment_duration;
     let manager = SessionManager::new(store, session_config, shutdown.clone());
     let tasks = TaskTracker::new();

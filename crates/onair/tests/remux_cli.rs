@@ -128,4 +128,25 @@ fn config_file_sets_the_latency_mode_and_refuses_unknown_keys() {
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("unknown field `live_windw`"), "{stderr}");
+
+    let too_many = out.join("too_many.toml");
+    std::fs::write(
+        &too_many,
+        "[hls]\nlive_window = 3\nsegments_in_memory = 4\n",
+    )
+    .unwrap();
+    let result = onair()
+        .arg("--config")
+        .arg(&too_many)
+        .arg("remux")
+        .arg(&input)
+        .arg(out.join("d"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("hls.segments_in_memory (4) must not exceed hls.live_window (3)"),
+        "{stderr}"
+    );
 }
