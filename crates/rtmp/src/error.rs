@@ -91,6 +91,9 @@ pub enum ProtocolError {
         /// The message type.
         what: &'static str,
     },
+    /// An aggregate message whose sub-messages do not add up to its length.
+    #[error("malformed aggregate message: {0}")]
+    MalformedAggregate(&'static str),
     /// A command message that is not AMF0 this layer can read.
     #[error("malformed command: {0}")]
     MalformedCommand(String),

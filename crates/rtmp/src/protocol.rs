@@ -298,7 +298,17 @@ impl ServerProtocol {
                 self.handle_command(message.stream_id, command)?;
             }
             message_type::AGGREGATE => {
-                tracing::debug!("ignoring an aggregate message");
+                for (type_id, timestamp, body) in
+                    split_aggregate(message.timestamp, &message.payload)?
+                {
+                    let kind = match type_id {
+                        message_type::AUDIO => TagKind::Audio,
+                        message_type::VIDEO => TagKind::Video,
+                        message_type::DATA_AMF0 => TagKind::Script,
+                        _ => continue, // nothing else belongs in an aggregate
+                    };
+                    self.media(kind, message.stream_id, timestamp, body)?;
+                }
             }
             // Set Chunk Size and Abort were applied by the chunk decoder; Acknowledgement and
             // Set Peer Bandwidth need nothing from a server that only receives media.
@@ -533,6 +543,46 @@ pub fn stream_key_from(publish_name: &str, app: &str) -> String {
         Some((_, key)) => key.to_owned(),
         None => String::new(),
     }
+}
+
+/// The sub-messages of an aggregate message (type 22), as (type, timestamp, body). Each is an
+/// FLV tag: type, 24-bit size, 24-bit timestamp + 8 high bits, 24-bit stream id, the body,
+/// then a 4-byte back pointer. The timestamps are shifted so that the first sub-message has
+/// the aggregate's own timestamp (RTMP 1.0, 7.1.6). The sub-messages belong to the
+/// aggregate's message stream.
+fn split_aggregate(
+    timestamp: u32,
+    payload: &Bytes,
+) -> Result<Vec<(u8, u32, Bytes)>, ProtocolError> {
+    const HEADER: usize = 11;
+    let mut out = Vec::new();
+    let mut offset = None;
+    let mut rest = payload.clone();
+    while !rest.is_empty() {
+        if rest.len() < HEADER {
+            return Err(ProtocolError::MalformedAggregate(
+                "truncated sub-message header",
+            ));
+        }
+        let size = usize::from(rest[1]) << 16 | usize::from(rest[2]) << 8 | usize::from(rest[3]);
+        let sub_ts = u32::from(rest[7]) << 24
+            | u32::from(rest[4]) << 16
+            | u32::from(rest[5]) << 8
+            | u32::from(rest[6]);
+        if rest.len() < HEADER + size + 4 {
+            return Err(ProtocolError::MalformedAggregate(
+                "sub-message longer than the aggregate",
+            ));
+        }
+        let shift = *offset.get_or_insert(timestamp.wrapping_sub(sub_ts));
+        out.push((
+            rest[0],
+            sub_ts.wrapping_add(shift),
+            rest.slice(HEADER..HEADER + size),
+        ));
+        rest = rest.slice(HEADER + size + 4..);
+    }
+    Ok(out)
 }
 
 /// A client handshake (C0 C1 C2) that completes any server handshake: C2 is not checked
@@ -779,6 +829,55 @@ mod tests {
         );
         p.handle_input(&wire).unwrap();
         assert!(matches!(p.poll_event(), Err(ProtocolError::Session(_))));
+    }
+
+    /// An FLV-tag-shaped sub-message of an aggregate.
+    fn sub_message(out: &mut Vec<u8>, type_id: u8, ts: u32, body: &[u8]) {
+        let size = body.len() as u32;
+        out.push(type_id);
+        out.extend_from_slice(&size.to_be_bytes()[1..]);
+        out.extend_from_slice(&ts.to_be_bytes()[1..]);
+        out.push((ts >> 24) as u8);
+        out.extend_from_slice(&[0, 0, 0]);
+        out.extend_from_slice(body);
+        out.extend_from_slice(&(size + 11).to_be_bytes());
+    }
+
+    #[test]
+    fn aggregate_messages_are_split_into_their_media() {
+        let mut aggregate = Vec::new();
+        sub_message(&mut aggregate, 9, 1000, &[0x27, 1, 0, 0, 0, 0xaa]);
+        sub_message(&mut aggregate, 8, 1021, &[0xaf, 1, 0xbb]);
+        sub_message(&mut aggregate, 9, 1033, &[0x27, 1, 0, 0, 0, 0xcc]);
+        // The aggregate's own timestamp moves every sub-message: 1000 -> 5000.
+        let subs = split_aggregate(5000, &Bytes::from(aggregate.clone())).unwrap();
+        let got: Vec<(u8, u32, Vec<u8>)> = subs
+            .into_iter()
+            .map(|(t, ts, b)| (t, ts, b.to_vec()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (9, 5000, vec![0x27, 1, 0, 0, 0, 0xaa]),
+                (8, 5021, vec![0xaf, 1, 0xbb]),
+                (9, 5033, vec![0x27, 1, 0, 0, 0, 0xcc]),
+            ]
+        );
+        // Extended timestamps (above 24 bits) and the 32-bit wrap.
+        let mut wide = Vec::new();
+        sub_message(&mut wide, 8, 0x0100_0000, &[0xaf, 1]);
+        sub_message(&mut wide, 8, 0x0100_0017, &[0xaf, 1]);
+        let subs = split_aggregate(u32::MAX - 10, &Bytes::from(wide)).unwrap();
+        assert_eq!((subs[0].1, subs[1].1), (u32::MAX - 10, 12));
+        // Truncated: refused, never read past the end.
+        for cut in [1, 5, 11, 20, aggregate.len() - 1] {
+            let err = split_aggregate(0, &Bytes::copy_from_slice(&aggregate[..cut])).unwrap_err();
+            assert!(
+                matches!(err, ProtocolError::MalformedAggregate(_)),
+                "{cut}: {err}"
+            );
+        }
+        assert!(split_aggregate(0, &Bytes::new()).unwrap().is_empty());
     }
 
     #[test]

@@ -158,6 +158,83 @@ async fn interleaved_chunks_on_two_chunk_streams_reassemble() {
     server.stop().await;
 }
 
+/// The body of an aggregate message (type 22): the tags in FLV tag layout.
+fn aggregate_body(tags: &[FlvTag]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for tag in tags {
+        let size = tag.body.len() as u32;
+        body.push(tag.kind.type_id());
+        body.extend_from_slice(&size.to_be_bytes()[1..]);
+        body.extend_from_slice(&tag.timestamp.to_be_bytes()[1..]);
+        body.push((tag.timestamp >> 24) as u8);
+        body.extend_from_slice(&[0, 0, 0]);
+        body.extend_from_slice(&tag.body);
+        body.extend_from_slice(&(size + 11).to_be_bytes());
+    }
+    body
+}
+
+/// Tags packed into aggregate messages of `per` sub-messages each.
+fn aggregates(msid: u32, tags: &[FlvTag], per: usize) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for group in tags.chunks(per) {
+        let body = aggregate_body(group);
+        wire.extend(chunks(6, group[0].timestamp, 22, msid, &body, 128));
+    }
+    wire
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregate_messages_deliver_every_frame() {
+    let server = TestServer::start(None, RtmpConfig::default()).await;
+    let mut client = RawClient::connect(server.addr).await;
+    let msid = client.start_publish(GOOD_KEY, "live").await;
+    let tags = first_tags(90);
+    client.send(&aggregates(msid, &tags, 7)).await;
+
+    let publish = server
+        .admission
+        .wait_publish(0, Duration::from_secs(5))
+        .await;
+    let video = expected_frames(&tags, Track::Video);
+    let audio = expected_frames(&tags, Track::Audio);
+    assert!(
+        publish
+            .wait_video_frames(video.len(), Duration::from_secs(5))
+            .await
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(summary(publish.frames(Track::Video)), video);
+    assert_eq!(summary(publish.frames(Track::Audio)), audio);
+    // The same timestamps as the tags sent one by one.
+    let direct = demux_tags(&tags);
+    for track in [Track::Video, Track::Audio] {
+        let got: Vec<u64> = publish.frames(track).iter().map(|f| f.dts).collect();
+        let want: Vec<u64> = direct
+            .iter()
+            .filter_map(|e| match e {
+                DemuxEvent::Frame(f) if f.track == track => Some(f.dts),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, want, "{track:?}");
+    }
+    assert!(!publish.is_ended());
+
+    // An aggregate whose sub-message overruns it is bad input: that connection is closed.
+    let mut bad = RawClient::connect(server.addr).await;
+    let msid = bad.start_publish(GOOD_KEY, "live").await;
+    // The first 4 tags, the last one announcing 100 bytes more than the aggregate holds.
+    let mut overrun = aggregate_body(&tags[..4]);
+    let last = aggregate_body(&tags[..3]).len();
+    let size = (tags[3].body.len() + 100) as u32;
+    overrun[last + 1..last + 4].copy_from_slice(&size.to_be_bytes()[1..]);
+    bad.send(&chunks(6, 0, 22, msid, &overrun, 128)).await;
+    assert!(bad.closed_within(Duration::from_secs(3)).await);
+    assert!(!publish.is_ended(), "the other publisher keeps going");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_with_amf0_date_long_string_and_reference_succeeds() {
     let server = TestServer::start(None, RtmpConfig::default()).await;
