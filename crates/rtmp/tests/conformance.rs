@@ -4,10 +4,11 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::client::{amf, chunks, status_code, RawClient};
-use common::{clip_tags, demux_tags, TestServer, GOOD_KEY, SLOW_KEY};
+use common::{clip_tags, demux_tags, Publish, TestServer, GOOD_KEY, SLOW_KEY};
 use media::flv::{FlvTag, TagKind};
 use media::{DemuxEvent, Frame, Track};
 use rtmp::RtmpConfig;
@@ -41,6 +42,27 @@ fn expected_frames(tags: &[FlvTag], track: Track) -> Vec<(bool, bytes::Bytes)> {
 
 fn summary(frames: Vec<Frame>) -> Vec<(bool, bytes::Bytes)> {
     frames.into_iter().map(|f| (f.keyframe, f.data)).collect()
+}
+
+/// Waits until the first publish has delivered the frames of `tags`, and checks that it
+/// delivered exactly those, in order.
+async fn assert_delivers(server: &TestServer, tags: &[FlvTag]) -> Arc<Publish> {
+    let publish = server
+        .admission
+        .wait_publish(0, Duration::from_secs(5))
+        .await;
+    let video = expected_frames(tags, Track::Video);
+    let audio = expected_frames(tags, Track::Audio);
+    assert!(video.len() > 20 && audio.len() > 20);
+    assert!(
+        publish
+            .wait_video_frames(video.len(), Duration::from_secs(5))
+            .await
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(summary(publish.frames(Track::Video)), video);
+    assert_eq!(summary(publish.frames(Track::Audio)), audio);
+    publish
 }
 
 /// Sends tags one message after the other, each on its kind's chunk stream.
@@ -139,21 +161,7 @@ async fn interleaved_chunks_on_two_chunk_streams_reassemble() {
     assert!(wire.windows(2).any(|w| w == [AUDIO_CSID, 0]));
     client.send(&wire).await;
 
-    let publish = server
-        .admission
-        .wait_publish(0, Duration::from_secs(5))
-        .await;
-    let video = expected_frames(&tags, Track::Video);
-    let audio = expected_frames(&tags, Track::Audio);
-    assert!(video.len() > 20 && audio.len() > 20);
-    assert!(
-        publish
-            .wait_video_frames(video.len(), Duration::from_secs(5))
-            .await
-    );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(summary(publish.frames(Track::Video)), video);
-    assert_eq!(summary(publish.frames(Track::Audio)), audio);
+    let publish = assert_delivers(&server, &tags).await;
     assert!(!publish.is_ended(), "the connection must stay up");
     server.stop().await;
 }
@@ -192,20 +200,7 @@ async fn aggregate_messages_deliver_every_frame() {
     let tags = first_tags(90);
     client.send(&aggregates(msid, &tags, 7)).await;
 
-    let publish = server
-        .admission
-        .wait_publish(0, Duration::from_secs(5))
-        .await;
-    let video = expected_frames(&tags, Track::Video);
-    let audio = expected_frames(&tags, Track::Audio);
-    assert!(
-        publish
-            .wait_video_frames(video.len(), Duration::from_secs(5))
-            .await
-    );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(summary(publish.frames(Track::Video)), video);
-    assert_eq!(summary(publish.frames(Track::Audio)), audio);
+    let publish = assert_delivers(&server, &tags).await;
     // The same timestamps as the tags sent one by one.
     let direct = demux_tags(&tags);
     for track in [Track::Video, Track::Audio] {
