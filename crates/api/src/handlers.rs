@@ -258,6 +258,7 @@ pub(crate) async fn create_playback_id(
         })?,
     };
     let playback_id = api.store().add_playback_id(&id, policy).await?;
+    api.sessions().playback_id_added(&id, &playback_id.id);
     data(StatusCode::CREATED, playback_id)
 }
 
@@ -282,6 +283,7 @@ pub(crate) async fn delete_playback_id(
     if !api.store().delete_playback_id(&id, &playback_id).await? {
         return Err(playback_id_not_found());
     }
+    api.sessions().playback_id_removed(&id, &playback_id);
     no_content()
 }
 

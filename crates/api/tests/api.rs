@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{unlimited, v1, Body, Server, Token};
 use serde_json::{json, Value};
-use session::{Admission, IngestProtocol, PublishRejection, PublishRequest};
+use session::{Admission, IngestProtocol, PlaybackTarget, PublishRejection, PublishRequest};
 use store::{Permissions, Store};
 
 fn publish_request(key: &str) -> PublishRequest {
@@ -402,6 +402,37 @@ async fn playback_ids_and_simulcast_targets() {
     )
     .await
     .assert_error(404, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playback_ids_changed_while_live_apply_at_once() {
+    let s = Server::start("api_playback_live", unlimited()).await;
+    let r = s.admin("POST", &v1("/live-streams"), json!({})).await;
+    let stream = r.json()["data"].clone();
+    let id = stream["id"].as_str().unwrap().to_owned();
+    let first = stream["playback_ids"][0]["id"].as_str().unwrap().to_owned();
+    let key = stream["stream_key"].as_str().unwrap().to_owned();
+    let _grant = s.sessions.publish(publish_request(&key)).await.unwrap();
+    let is_live = |t: PlaybackTarget| matches!(t, PlaybackTarget::Live(_));
+    assert!(is_live(s.sessions.playback(&first).await));
+
+    // Added during the broadcast: plays it now.
+    let base = v1(&format!("/live-streams/{id}/playback-ids"));
+    let r = s.admin("POST", &base, json!({"policy": "public"})).await;
+    assert_eq!(r.status, 201);
+    let added = r.json()["data"]["id"].as_str().unwrap().to_owned();
+    assert!(is_live(s.sessions.playback(&added).await));
+
+    // Deleted during the broadcast: stops now; the other one keeps playing.
+    let r = s
+        .admin("DELETE", &format!("{base}/{first}"), Value::Null)
+        .await;
+    assert_eq!(r.status, 204);
+    assert!(matches!(
+        s.sessions.playback(&first).await,
+        PlaybackTarget::Unknown
+    ));
+    assert!(is_live(s.sessions.playback(&added).await));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -137,6 +137,31 @@ impl SessionManager {
         }
     }
 
+    /// A playback ID was added to a live stream: if the stream is live, the ID plays it at
+    /// once (not only from its next broadcast).
+    pub fn playback_id_added(&self, live_stream_id: &str, playback_id: &str) {
+        let mut running = lock(&self.inner.running);
+        if let Some(r) = running.get_mut(live_stream_id) {
+            r.playback_ids.push(playback_id.to_owned());
+            lock(&self.inner.playback).insert(playback_id.to_owned(), r.view.clone());
+        }
+    }
+
+    /// A playback ID was deleted: it stops playing the live stream at once.
+    pub fn playback_id_removed(&self, live_stream_id: &str, playback_id: &str) {
+        let mut running = lock(&self.inner.running);
+        if let Some(r) = running.get_mut(live_stream_id) {
+            r.playback_ids.retain(|p| p != playback_id);
+            let mut playback = lock(&self.inner.playback);
+            if playback
+                .get(playback_id)
+                .is_some_and(|v| Arc::ptr_eq(v, &r.view))
+            {
+                playback.remove(playback_id);
+            }
+        }
+    }
+
     /// Live streams with a publisher right now.
     pub fn running(&self) -> usize {
         lock(&self.inner.running).len()
