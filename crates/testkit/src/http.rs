@@ -64,12 +64,14 @@ pub fn request(
     stream.write_all(body.as_bytes())?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
-    parse(&raw).ok_or_else(|| {
+    parse_response(&raw).ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response")
     })
 }
 
-fn parse(raw: &[u8]) -> Option<HttpResponse> {
+/// Parses a whole HTTP/1.1 response (head and body, chunked encoding decoded); `None` when it
+/// is malformed or cut short.
+pub fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
     let mut lines = head.split("\r\n");
