@@ -400,10 +400,15 @@ impl Recording {
             },
             Some(_) => PlaylistUpdate::Append(playlist.render_entry(&info, false, &uri)),
         };
+        // The directory is made with the first segment (and again after a failure, in case
+        // that was what went missing), not checked on every write.
+        let make_dir = self.written_target.is_none() || self.gap;
         let dir = self.dir.clone();
         let data = segment.data.clone();
         let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            std::fs::create_dir_all(&dir)?;
+            if make_dir {
+                std::fs::create_dir_all(&dir)?;
+            }
             write_atomic(&dir.join(uri), &data)?;
             update.apply(&dir.join("stream.m3u8"))
         })
