@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ingest;
+pub mod lifecycle;
 pub mod live;
 pub mod manager;
 mod store_glue;
