@@ -15,7 +15,7 @@
 //   errors:       [{t_wall, type, details, fatal, reason}] all hls.js errors, first MAX_EVENTS
 //   error_count:  every hls.js error, also those beyond MAX_EVENTS
 //   frags:        [{t_wall, event, sn, cc, start, duration, level}] FRAG_LOADED ("loaded")
-//                 and FRAG_CHANGED ("changed"), first MAX_EVENTS
+//                 and FRAG_CHANGED ("changed") of media segments, first MAX_EVENTS
 //   playlists:    [{t_wall, media_sequence, end_sn, end_cc, live, target_duration,
 //                   fragments}] LEVEL_LOADED, first MAX_EVENTS
 //   samples:      [{t_wall, current_time, ready_state, paused}] every 500 ms
@@ -154,6 +154,7 @@ function startPlayer({ url, recover, maxEvents }) {
   });
   const frag = (event) => (_, data) => {
     const f = data.frag;
+    if (typeof f.sn !== 'number') return; // an fMP4 init segment ('initSegment'), not media
     push(r.frags, { t_wall: now(), event, sn: f.sn, cc: f.cc, start: f.start, duration: f.duration, level: f.level });
   };
   hls.on(Hls.Events.FRAG_LOADED, frag('loaded'));
