@@ -7,11 +7,14 @@
 //! - [`ffprobe`]: runs the real player-side tool and returns its JSON.
 //! - [`remux_flv`]: the FLV -> media -> hls pipeline, writing segments and playlists to a
 //!   directory as a player would fetch them.
+//! - [`gateway`]: the real `onair serve` on ephemeral ports; [`http`]: a raw HTTP client.
+//! - [`player`]: hls.js in headless Chromium playing a URL and reporting what a viewer saw.
 #![allow(clippy::unwrap_used)] // test support: a failure here is a failed test
 #![forbid(unsafe_code)]
 
 pub mod gateway;
 pub mod http;
+pub mod player;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
