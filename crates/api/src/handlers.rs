@@ -11,7 +11,7 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::json;
 use store::{
-    LiveStream, LiveStreamPatch, LiveStreamStatus, NewLiveStream, PlaybackPolicy, StatusChange,
+    LiveStream, LiveStreamPatch, LiveStreamStatus, NewLiveStream, PlaybackPolicy,
     Store,
 };
 
@@ -167,8 +167,9 @@ pub(crate) async fn delete_live_stream(
     if !api.store().delete_live_stream(&id).await? {
         return Err(ApiError::live_stream_not_found());
     }
-    // Deleted first, so that the encoder cannot be admitted again with the same key.
-    api.sessions().disconnect(&id);
+    // Deleted first, so that the encoder cannot be admitted again with the same key; then
+    // the running broadcast (if any) ends.
+    api.sessions().delete(&id).await;
     api.simulcast().remove_live_stream(&id);
     tracing::info!(live_stream_id = %id, "live stream deleted");
     no_content()
@@ -184,24 +185,22 @@ pub(crate) async fn reset_stream_key(
         .reset_stream_key(&id)
         .await?
         .ok_or_else(ApiError::live_stream_not_found)?;
-    api.sessions().disconnect(&id);
+    // The encoder on the old key is disconnected; the broadcast waits for one with the new
+    // key for its reconnect window.
+    api.sessions().reset_stream_key(&id).await;
     tracing::info!(live_stream_id = %id, "stream key reset");
     data(StatusCode::CREATED, api.present(stream))
 }
 
 /// `PUT /live-streams/{id}/complete`: ends the broadcast now (the encoder is disconnected
-/// and the stream goes idle instead of waiting for the reconnect window).
+/// and the stream goes idle instead of waiting for the reconnect window). Answers once the
+/// broadcast's lifecycle has written `idle`, so the next read shows it.
 pub(crate) async fn complete_live_stream(
     State(api): State<ApiState>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult {
-    let stream = api.live_stream(&id).await?;
-    api.sessions().disconnect(&id);
-    if stream.status == LiveStreamStatus::Active {
-        // The session also marks it idle when its encoder has gone; doing it here makes the
-        // next read show it at once. A disabled stream stays disabled (store rule).
-        api.store().set_status(&id, StatusChange::Idle).await?;
-    }
+    api.live_stream(&id).await?;
+    api.sessions().complete(&id).await;
     tracing::info!(live_stream_id = %id, "live stream completed");
     empty_data()
 }
@@ -215,8 +214,9 @@ pub(crate) async fn disable_live_stream(
         .disable_live_stream(&id)
         .await?
         .ok_or_else(ApiError::live_stream_not_found)?;
-    // Disabled first: the session manager refuses publishers of a disabled stream.
-    api.sessions().disconnect(&id);
+    // Disabled first: the session manager refuses publishers of a disabled stream; then the
+    // running broadcast (if any) ends.
+    api.sessions().disable(&id).await;
     tracing::info!(live_stream_id = %id, "live stream disabled");
     empty_data()
 }

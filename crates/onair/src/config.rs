@@ -47,6 +47,22 @@ pub struct FileConfig {
     api: ApiFileConfig,
     hls: HlsFileConfig,
     timestamps: TimestampFileConfig,
+    broadcasts: BroadcastsFileConfig,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct BroadcastsFileConfig {
+    stale_publisher_after_secs: f64,
+}
+
+impl Default for BroadcastsFileConfig {
+    fn default() -> Self {
+        BroadcastsFileConfig {
+            stale_publisher_after_secs: session::manager::DEFAULT_STALE_PUBLISHER_AFTER
+                .as_secs_f64(),
+        }
+    }
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -119,6 +135,8 @@ pub struct PipelineSettings {
     /// Newest segments of the window kept in memory (the rest are read from the recording).
     pub segments_in_memory: usize,
     pub timestamps: TimestampConfig,
+    /// A publisher silent this long loses its broadcast to a new encoder with the same key.
+    pub stale_publisher_after: Duration,
 }
 
 impl FileConfig {
@@ -160,7 +178,12 @@ impl FileConfig {
         if t.max_forward_jump_ms < 1 || t.max_backward_jump_ms < 1 {
             bail!("timestamps.max_forward_jump_ms and max_backward_jump_ms must be positive");
         }
+        let stale = self.broadcasts.stale_publisher_after_secs;
+        if !(0.5..=3600.0).contains(&stale) {
+            bail!("broadcasts.stale_publisher_after_secs ({stale}) must be between 0.5 and 3600");
+        }
         Ok(PipelineSettings {
+            stale_publisher_after: Duration::from_secs_f64(stale),
             segmenter,
             window: self.hls.live_window,
             segments_in_memory,

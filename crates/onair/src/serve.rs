@@ -94,7 +94,17 @@ async fn serve(settings: ServeSettings) -> Result<()> {
     session_config.live_window = settings.pipeline.window;
     session_config.segments_in_memory = settings.pipeline.segments_in_memory;
     session_config.max_segment_duration = settings.pipeline.segmenter.max_segment_duration;
+    session_config.stale_publisher_after = settings.pipeline.stale_publisher_after;
     let manager = SessionManager::new(store, session_config, shutdown.clone());
+    // Before any encoder can connect: broadcasts a previous run left unfinished (crash or
+    // shutdown) become disconnected now and go idle after their reconnect window.
+    let restored = manager
+        .recover()
+        .await
+        .map_err(|e| anyhow::anyhow!("reconciling unfinished broadcasts: {e}"))?;
+    if restored > 0 {
+        info!(restored, "unfinished broadcasts restored: idle after their reconnect window");
+    }
     let tasks = TaskTracker::new();
     let rtmp_config = rtmp::RtmpConfig::default();
 

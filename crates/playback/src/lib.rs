@@ -6,13 +6,15 @@
 //! | --- | --- |
 //! | `GET /{PLAYBACK_ID}.m3u8` | multivariant playlist |
 //! | `GET /{PLAYBACK_ID}/stream.m3u8` | live media playlist (sliding window) |
-//! | `GET /{PLAYBACK_ID}/{N}.ts` | segment `N`: from memory while in the live window, then from the recording on disk |
+//! | `GET /{PLAYBACK_ID}/{BROADCAST_ID}/{N}.ts` | segment `N` of the current broadcast: from memory while in the live window, then from the recording on disk |
 //!
 //! A known playback ID whose live stream is not active (or has no playable segment yet)
-//! answers `412 Precondition Failed`; unknown IDs and paths answer `404`. Every response
-//! carries `Access-Control-Allow-Origin: *`. Playlists are cacheable for one second
-//! (`max-age=1`), segments forever (`immutable`: a segment number is never reused within
-//! a live session).
+//! answers `412 Precondition Failed`; unknown IDs and paths answer `404`. While the encoder
+//! is away inside the reconnect window the broadcast goes on: the playlists keep answering
+//! `200`. Every response carries `Access-Control-Allow-Origin: *`. Playlists are cacheable
+//! for one second (`max-age=1`), segments forever (`immutable`): segment URLs carry the
+//! broadcast, so a URL never names other bytes later (a segment of an earlier broadcast
+//! answers `404`).
 #![forbid(unsafe_code)]
 
 use axum::extract::{Path, State};
@@ -39,6 +41,7 @@ pub fn router(manager: SessionManager) -> Router {
     Router::new()
         .route("/{file}", get(multivariant))
         .route("/{playback_id}/{file}", get(media))
+        .route("/{playback_id}/{broadcast_id}/{file}", get(segment))
         .layer(CorsLayer::new().allow_origin(Any).allow_methods([
             Method::GET,
             Method::HEAD,
@@ -129,6 +132,20 @@ async fn media(
             Some(p) => body(PLAYLIST_CONTENT_TYPE, PLAYLIST_CACHE_CONTROL, p),
             None => not_active(),
         };
+    }
+    not_found()
+}
+
+async fn segment(
+    State(manager): State<SessionManager>,
+    Path((playback_id, broadcast_id, file)): Path<(String, String, String)>,
+) -> Response {
+    let view = match live_view(&manager, &playback_id).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if broadcast_id != view.broadcast_id() {
+        return not_found();
     }
     let Some(sequence) = file.strip_suffix(".ts").and_then(|n| n.parse::<u64>().ok()) else {
         return not_found();

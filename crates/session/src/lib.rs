@@ -8,6 +8,8 @@ pub mod ingest;
 pub mod lifecycle;
 pub mod live;
 pub mod manager;
+mod actor;
+mod recording;
 mod store_glue;
 
 pub use ingest::{

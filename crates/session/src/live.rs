@@ -29,6 +29,9 @@ pub(crate) struct MemoryLimits {
 pub struct LiveView {
     inner: Mutex<LiveInner>,
     recording_dir: Option<PathBuf>,
+    /// The broadcast this view shows; segment URLs carry it (`{broadcast_id}/{N}.ts`), so
+    /// that a URL never names different bytes in a later broadcast.
+    broadcast_id: String,
 }
 
 #[derive(Debug, Default)]
@@ -48,12 +51,26 @@ impl LiveView {
         LiveView::default()
     }
 
-    /// An empty view whose older segments are found in `recording_dir` as `{N}.ts`.
-    pub fn with_recording(recording_dir: PathBuf) -> Self {
+    /// An empty view of broadcast `broadcast_id`, whose older segments are found in
+    /// `recording_dir` as `{N}.ts`.
+    pub fn with_recording(recording_dir: PathBuf, broadcast_id: String) -> Self {
         LiveView {
             inner: Mutex::default(),
             recording_dir: Some(recording_dir),
+            broadcast_id,
         }
+    }
+
+    /// The broadcast this view shows.
+    pub fn broadcast_id(&self) -> &str {
+        &self.broadcast_id
+    }
+
+    /// The URI of segment `N` in the live media playlist, relative to it:
+    /// `{broadcast_id}/{N}.ts`.
+    pub fn segment_uri(&self) -> impl Fn(u64) -> String + 'static {
+        let broadcast = self.broadcast_id.clone();
+        move |sequence| format!("{broadcast}/{sequence}.ts")
     }
 
     /// Where a segment that has left the in-memory window is on disk: only for sequence
@@ -160,7 +177,7 @@ mod tests {
 
     #[test]
     fn segments_that_left_the_window_come_from_the_recording() {
-        let view = LiveView::with_recording(PathBuf::from("/rec"));
+        let view = LiveView::with_recording(PathBuf::from("/rec"), "b".to_owned());
         assert!(view.recorded_segment(0).is_none(), "nothing published yet");
         let limits = MemoryLimits {
             listed: 3,
@@ -177,7 +194,7 @@ mod tests {
 
     #[test]
     fn listed_segments_stay_in_memory_until_recorded() {
-        let view = LiveView::with_recording(PathBuf::from("/rec"));
+        let view = LiveView::with_recording(PathBuf::from("/rec"), "b".to_owned());
         let limits = MemoryLimits {
             listed: 3,
             in_memory: 2,

@@ -1,34 +1,46 @@
-//! The session manager: admits publishers against the store and runs one actor per live
-//! stream.
+//! The session manager: admits publishers against the store and keeps the registry of live
+//! broadcasts, one [`actor`](crate::actor) each.
 //!
-//! The actor owns the stream's [`Packager`] (segmenter and playlists): it takes the
-//! publisher's [`IngestEvent`]s, publishes every closed segment to the in-memory
-//! [`LiveView`] that viewers read, writes it to the recording on disk, and moves the live
-//! stream's status: `active` once the first segment is playable, `idle` when the encoder
-//! leaves.
+//! A broadcast's actor lives from the admission of an encoder for an idle live stream until
+//! the stream goes idle (see [`crate::lifecycle`]): an encoder that reconnects inside the
+//! reconnect window attaches to the running actor instead of starting another, and an
+//! encoder whose predecessor's connection went silent (no media for
+//! [`SessionConfig::stale_publisher_after`]) takes its place. API commands (complete,
+//! disable, delete, reset-stream-key) are sent to the actor, which is the only writer of the
+//! stream's status while a broadcast runs.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
-use hls::{LatencyMode, MediaPlaylist, Packager, Segment, SegmentInfo, SegmenterConfig};
-use tokio::sync::mpsc;
+use store::Store;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
 
-use crate::ingest::{
-    Admission, IngestEvent, IngestProtocol, IngestSender, PublishGrant, PublishRejection,
-    PublishRequest,
-};
-use crate::live::{LiveView, MemoryLimits};
+use crate::actor::{self, Actor, Command, Control, Publisher, CONTROL_CHANNEL_CAPACITY};
+use crate::ingest::{Admission, IngestSender, PublishGrant, PublishRejection, PublishRequest};
+use crate::lifecycle::{JoinError, Lifecycle, State};
+use crate::live::LiveView;
+use crate::recording::Recording;
 use crate::store_glue::{self, StreamInfo};
 
 /// Newest segments of the live window kept in memory: players at the live edge (hls.js and
 /// AVPlayer start three target durations back) are served from memory; the oldest listed
 /// segment comes from the recording, whose pages the kernel still caches.
 pub const DEFAULT_SEGMENTS_IN_MEMORY: usize = hls::DEFAULT_WINDOW - 1;
+
+/// A publisher that has delivered no media for this long loses its broadcast to a new
+/// encoder presenting the same key (its TCP connection is often still open after a network
+/// drop: no FIN, no RST). Encoders send media many times a second; a few seconds of silence
+/// means it is gone.
+pub const DEFAULT_STALE_PUBLISHER_AFTER: Duration = Duration::from_secs(5);
+
+/// How long admission waits for a running broadcast to answer (it is writing to the store).
+const ACTOR_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings of the session manager.
 #[derive(Debug, Clone)]
@@ -40,8 +52,10 @@ pub struct SessionConfig {
     pub segments_in_memory: usize,
     /// Cut a segment without a keyframe once it is this long.
     pub max_segment_duration: Duration,
-    /// Where recordings are written (`{dir}/{live_stream_id}/{started_ms}/`).
+    /// Where recordings are written (`{dir}/{live_stream_id}/{broadcast_id}/`).
     pub recordings_dir: PathBuf,
+    /// See [`DEFAULT_STALE_PUBLISHER_AFTER`].
+    pub stale_publisher_after: Duration,
 }
 
 impl SessionConfig {
@@ -52,6 +66,7 @@ impl SessionConfig {
             segments_in_memory: DEFAULT_SEGMENTS_IN_MEMORY,
             max_segment_duration: hls::segmenter::DEFAULT_MAX_SEGMENT_DURATION,
             recordings_dir: data_dir.join("recordings"),
+            stale_publisher_after: DEFAULT_STALE_PUBLISHER_AFTER,
         }
     }
 }
@@ -59,7 +74,7 @@ impl SessionConfig {
 /// What a playback ID leads to.
 #[derive(Debug, Clone)]
 pub enum PlaybackTarget {
-    /// A live stream with a publisher (its view may not be playable yet).
+    /// A live stream with a broadcast (its view may not be playable yet).
     Live(Arc<LiveView>),
     /// A known playback ID whose live stream is not active.
     NotActive,
@@ -67,21 +82,35 @@ pub enum PlaybackTarget {
     Unknown,
 }
 
+/// The publisher attached to a running broadcast, as admission sees it.
+#[derive(Debug)]
+struct PublisherSlot {
+    kick: CancellationToken,
+    /// Unix ms of its last media (its admission time until media arrives).
+    last_media: Arc<AtomicU64>,
+}
+
 #[derive(Debug)]
 struct Running {
-    kick: CancellationToken,
+    generation: u64,
+    control: mpsc::Sender<Control>,
     view: Arc<LiveView>,
     playback_ids: Vec<String>,
+    publisher: Option<PublisherSlot>,
+    /// Cancelled when the actor has finished.
+    done: CancellationToken,
 }
 
 #[derive(Debug)]
 struct Inner {
     store: store::SqliteStore,
     config: SessionConfig,
-    /// Live stream id -> its running session. Guarded by a sync mutex, never held across await.
+    /// Live stream id -> its running broadcast. Guarded by a sync mutex, never held across
+    /// await.
     running: Mutex<HashMap<String, Running>>,
-    /// Playback id -> live view of a running session.
+    /// Playback id -> live view of a running broadcast.
     playback: Mutex<HashMap<String, Arc<LiveView>>>,
+    next_generation: AtomicU64,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -94,6 +123,11 @@ pub struct SessionManager {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A new broadcast identifier (also the name of its recording directory).
+fn new_broadcast_id() -> String {
+    store::new_broadcast_id()
 }
 
 impl SessionManager {
@@ -109,6 +143,7 @@ impl SessionManager {
                 config,
                 running: Mutex::new(HashMap::new()),
                 playback: Mutex::new(HashMap::new()),
+                next_generation: AtomicU64::new(1),
                 shutdown,
                 tracker: TaskTracker::new(),
             }),
@@ -120,21 +155,166 @@ impl SessionManager {
         &self.inner.store
     }
 
+    pub(crate) fn config(&self) -> &SessionConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
     /// Waits until every session has ended and written its last segment (after shutdown).
     pub async fn wait(&self) {
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
     }
 
-    /// Disconnects the publisher of a live stream, if any (disable, key reset, deletion).
-    pub fn disconnect(&self, live_stream_id: &str) -> bool {
-        match lock(&self.inner.running).get(live_stream_id) {
-            Some(r) => {
-                r.kick.cancel();
-                true
-            }
-            None => false,
+    /// Reconciles what a previous run left behind (call once at start, before the listeners
+    /// open): every live stream whose lifecycle is not idle lost its encoder with that run.
+    /// It becomes `disconnected` now (if it was not already), its reconnect window runs from
+    /// now, then it goes `idle` and its recording is ended with `EXT-X-ENDLIST`. Returns how
+    /// many broadcasts were restored.
+    pub async fn recover(&self) -> Result<usize, String> {
+        let unfinished = self
+            .inner
+            .store
+            .unfinished_lifecycles()
+            .await
+            .map_err(|e| e.to_string())?;
+        let now = Instant::now();
+        let mut restored = 0;
+        for (stream, record, broadcast) in unfinished {
+            let state = store_glue::lifecycle_state(record.state);
+            let stream = StreamInfo::from(stream);
+            let broadcast_id = broadcast
+                .as_ref()
+                .map(|b| b.id.clone())
+                .or(record.broadcast_id.clone())
+                .unwrap_or_else(new_broadcast_id);
+            let recording_dir = broadcast.as_ref().map_or_else(
+                || self.recording_dir(&stream.id, &broadcast_id),
+                |b| PathBuf::from(&b.recording_dir),
+            );
+            let was_connected = state != State::Disconnected;
+            let lifecycle = Lifecycle::restored(stream.lifecycle, was_connected, now);
+            info!(live_stream_id = %stream.id, %broadcast_id, was = state.as_str(), "restoring an unfinished broadcast");
+            self.spawn(stream, broadcast_id, recording_dir, lifecycle, None, true);
+            restored += 1;
         }
+        Ok(restored)
+    }
+
+    fn recording_dir(&self, live_stream_id: &str, broadcast_id: &str) -> PathBuf {
+        self.inner
+            .config
+            .recordings_dir
+            .join(live_stream_id)
+            .join(broadcast_id)
+    }
+
+    /// Starts the actor of a broadcast and registers it (the caller checked that the stream
+    /// has none). Returns the registry entry's generation.
+    fn spawn(
+        &self,
+        stream: StreamInfo,
+        broadcast_id: String,
+        recording_dir: PathBuf,
+        lifecycle: Lifecycle,
+        publisher: Option<Publisher>,
+        restored: bool,
+    ) -> u64 {
+        let generation = self.inner.next_generation.fetch_add(1, Ordering::Relaxed);
+        let view = Arc::new(LiveView::with_recording(
+            recording_dir.clone(),
+            broadcast_id.clone(),
+        ));
+        let (control_tx, control_rx) = mpsc::channel(CONTROL_CHANNEL_CAPACITY);
+        let done = CancellationToken::new();
+        {
+            let mut running = lock(&self.inner.running);
+            running.insert(
+                stream.id.clone(),
+                Running {
+                    generation,
+                    control: control_tx,
+                    view: view.clone(),
+                    playback_ids: stream.playback_ids.clone(),
+                    publisher: publisher.as_ref().map(|p| PublisherSlot {
+                        kick: p.kick.clone(),
+                        last_media: p.last_media.clone(),
+                    }),
+                    done: done.clone(),
+                },
+            );
+            let mut playback = lock(&self.inner.playback);
+            for pid in &stream.playback_ids {
+                playback.insert(pid.clone(), view.clone());
+            }
+        }
+        let span = info_span!("live_stream", live_stream_id = %stream.id, broadcast_id = %broadcast_id);
+        let actor = Actor {
+            manager: self.clone(),
+            packager: actor::packager_for(self, &stream),
+            stream,
+            broadcast_id,
+            generation,
+            lifecycle,
+            view,
+            recording: Recording::new(recording_dir),
+            restored,
+            publisher,
+            control: control_rx,
+            pending: Default::default(),
+            retry_at: None,
+            retry_delay: Duration::from_millis(250),
+            done,
+        };
+        self.inner.tracker.spawn(actor.run().instrument(span));
+        generation
+    }
+
+    /// Sends an API command to the live stream's broadcast, if it has one, and waits until it
+    /// has been carried out (its status written). `false` when no broadcast is running.
+    async fn command(&self, live_stream_id: &str, command: Command) -> bool {
+        let (reply, answer) = oneshot::channel();
+        let sent = {
+            let running = lock(&self.inner.running);
+            match running.get(live_stream_id) {
+                Some(r) => r
+                    .control
+                    .try_send(Control::Command { command, reply })
+                    .is_ok(),
+                None => return false,
+            }
+        };
+        if !sent {
+            warn!(live_stream_id, ?command, "broadcast busy: command not delivered");
+            return false;
+        }
+        let _ = tokio::time::timeout(ACTOR_ANSWER_TIMEOUT, answer).await;
+        true
+    }
+
+    /// `PUT …/complete`: ends the running broadcast now (idle without waiting for the
+    /// reconnect window). `false` when none is running.
+    pub async fn complete(&self, live_stream_id: &str) -> bool {
+        self.command(live_stream_id, Command::Complete).await
+    }
+
+    /// The stream was disabled (already written to the store): its broadcast ends now.
+    pub async fn disable(&self, live_stream_id: &str) -> bool {
+        self.command(live_stream_id, Command::Disable).await
+    }
+
+    /// The stream was deleted: its broadcast ends now.
+    pub async fn delete(&self, live_stream_id: &str) -> bool {
+        self.command(live_stream_id, Command::Delete).await
+    }
+
+    /// The stream key was reset: the encoder on the old key is disconnected; the broadcast
+    /// waits for its reconnect window as after any drop.
+    pub async fn reset_stream_key(&self, live_stream_id: &str) -> bool {
+        self.command(live_stream_id, Command::ResetStreamKey).await
     }
 
     /// A playback ID was added to a live stream: if the stream is live, the ID plays it at
@@ -162,9 +342,17 @@ impl SessionManager {
         }
     }
 
-    /// Live streams with a publisher right now.
+    /// Live streams with a running broadcast (connected or waiting for a reconnect).
     pub fn running(&self) -> usize {
         lock(&self.inner.running).len()
+    }
+
+    /// Live streams with an encoder connected right now.
+    pub fn publishing(&self) -> usize {
+        lock(&self.inner.running)
+            .values()
+            .filter(|r| r.publisher.is_some())
+            .count()
     }
 
     /// Resolves a playback ID for the HTTP layer.
@@ -194,62 +382,177 @@ impl SessionManager {
             return Err(PublishRejection::Disabled);
         }
         let kick = self.inner.shutdown.child_token();
-        let started_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis();
-        let recording_dir = self
-            .inner
-            .config
-            .recordings_dir
-            .join(&stream.id)
-            .join(started_ms.to_string());
-        let view = Arc::new(LiveView::with_recording(recording_dir.clone()));
-        {
-            let mut running = lock(&self.inner.running);
-            if running.contains_key(&stream.id) {
-                return Err(PublishRejection::AlreadyPublishing);
-            }
-            running.insert(
-                stream.id.clone(),
-                Running {
-                    kick: kick.clone(),
-                    view: view.clone(),
-                    playback_ids: stream.playback_ids.clone(),
-                },
-            );
-        }
-        {
-            let mut playback = lock(&self.inner.playback);
-            for pid in &stream.playback_ids {
-                playback.insert(pid.clone(), view.clone());
-            }
-        }
         let (media, rx) = IngestSender::channel();
-        let actor = Actor {
-            recording: Recording::new(recording_dir),
-            manager: self.clone(),
-            stream: stream.clone(),
-            protocol: request.protocol,
-            view,
+        let mut publisher = Publisher {
+            rx,
             kick: kick.clone(),
+            protocol: request.protocol,
+            peer: request.peer,
+            last_media: Arc::new(AtomicU64::new(actor::unix_ms(SystemTime::now()))),
         };
-        let span = info_span!("live_stream", live_stream_id = %stream.id, protocol = request.protocol.as_str());
-        self.inner.tracker.spawn(actor.run(rx).instrument(span));
-        Ok(PublishGrant {
-            live_stream_id: stream.id,
-            media,
-            kick,
-        })
+        let last_media = publisher.last_media.clone();
+        // A running broadcast may be ending as we arrive: then wait for it and start anew.
+        for _ in 0..3 {
+            let step = {
+                let mut running = lock(&self.inner.running);
+                match running.get_mut(&stream.id) {
+                    None => {
+                        drop(running);
+                        self.start_broadcast(&stream, publisher);
+                        return self.granted(&stream, media, kick).await;
+                    }
+                    Some(r) => {
+                        if let Some(current) = &r.publisher {
+                            let silent_ms = actor::unix_ms(SystemTime::now())
+                                .saturating_sub(current.last_media.load(Ordering::Relaxed));
+                            if Duration::from_millis(silent_ms)
+                                < self.inner.config.stale_publisher_after
+                            {
+                                return Err(PublishRejection::AlreadyPublishing);
+                            }
+                            info!(live_stream_id = %stream.id, silent_ms, "replacing a stale publisher");
+                            current.kick.cancel();
+                        }
+                        // Claim the slot now: a second encoder racing this one sees a fresh
+                        // publisher and is refused.
+                        r.publisher = Some(PublisherSlot {
+                            kick: kick.clone(),
+                            last_media: publisher.last_media.clone(),
+                        });
+                        (r.control.clone(), r.generation)
+                    }
+                }
+            };
+            let (control, generation) = step;
+            {
+                {
+                    let (reply, answer) = oneshot::channel();
+                    if control
+                        .try_send(Control::Attach { publisher, reply })
+                        .is_err()
+                    {
+                        self.publisher_left(&stream.id, generation, &last_media);
+                        return Err(PublishRejection::Internal(
+                            "live stream session is busy".into(),
+                        ));
+                    }
+                    match tokio::time::timeout(ACTOR_ANSWER_TIMEOUT, answer).await {
+                        Ok(Ok(Ok(()))) => return self.granted(&stream, media, kick).await,
+                        Ok(Ok(Err((JoinError::Ended, p)))) => {
+                            // The broadcast ended as we arrived: wait for its actor to
+                            // finish writing, then begin a new broadcast.
+                            publisher = p;
+                            let done = lock(&self.inner.running)
+                                .get(&stream.id)
+                                .filter(|r| r.generation == generation)
+                                .map(|r| r.done.clone());
+                            if let Some(done) = done {
+                                let _ = tokio::time::timeout(
+                                    ACTOR_ANSWER_TIMEOUT,
+                                    done.cancelled(),
+                                )
+                                .await;
+                            }
+                        }
+                        Ok(Ok(Err((JoinError::Busy, _)))) => {
+                            self.publisher_left(&stream.id, generation, &last_media);
+                            return Err(PublishRejection::AlreadyPublishing);
+                        }
+                        Ok(Err(_)) | Err(_) => {
+                            self.publisher_left(&stream.id, generation, &last_media);
+                            return Err(PublishRejection::Internal(
+                                "live stream session did not answer".into(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Err(PublishRejection::Internal(
+            "the previous broadcast is still ending".into(),
+        ))
     }
 
-    fn remove(&self, live_stream_id: &str) {
-        if let Some(r) = lock(&self.inner.running).remove(live_stream_id) {
-            let mut playback = lock(&self.inner.playback);
-            for pid in &r.playback_ids {
-                if playback.get(pid).is_some_and(|v| Arc::ptr_eq(v, &r.view)) {
-                    playback.remove(pid);
+    /// Starts a new broadcast for `stream` with its first publisher.
+    fn start_broadcast(&self, stream: &StreamInfo, publisher: Publisher) {
+        let broadcast_id = new_broadcast_id();
+        let recording_dir = self.recording_dir(&stream.id, &broadcast_id);
+        let mut lifecycle = Lifecycle::new(stream.lifecycle);
+        // A new lifecycle always accepts its first encoder.
+        let _ = lifecycle.handle_connected(publisher.protocol, Instant::now());
+        info!(live_stream_id = %stream.id, %broadcast_id, peer = %publisher.peer, "new broadcast");
+        self.spawn(
+            stream.clone(),
+            broadcast_id,
+            recording_dir,
+            lifecycle,
+            Some(publisher),
+            false,
+        );
+    }
+
+    /// The grant, unless a disable, key reset or delete raced the admission (they write the
+    /// store first, then tell the running broadcast): then the new publisher is withdrawn.
+    async fn granted(
+        &self,
+        stream: &StreamInfo,
+        media: IngestSender,
+        kick: CancellationToken,
+    ) -> Result<PublishGrant, PublishRejection> {
+        match store_glue::still_admissible(&self.inner.store, &stream.id, &stream.stream_key).await
+        {
+            Ok(true) => Ok(PublishGrant {
+                live_stream_id: stream.id.clone(),
+                media,
+                kick,
+            }),
+            Ok(false) => {
+                kick.cancel();
+                Err(PublishRejection::Disabled)
+            }
+            Err(e) => {
+                kick.cancel();
+                Err(PublishRejection::Internal(e))
+            }
+        }
+    }
+
+    /// The actor let its publisher go: the slot is free (unless another already took it).
+    pub(crate) fn publisher_left(
+        &self,
+        live_stream_id: &str,
+        generation: u64,
+        last_media: &Arc<AtomicU64>,
+    ) {
+        let mut running = lock(&self.inner.running);
+        if let Some(r) = running.get_mut(live_stream_id) {
+            if r.generation == generation
+                && r
+                    .publisher
+                    .as_ref()
+                    .is_some_and(|p| Arc::ptr_eq(&p.last_media, last_media))
+            {
+                r.publisher = None;
+            }
+        }
+    }
+
+    /// The actor of generation `generation` has finished: its entry and playback IDs go.
+    pub(crate) fn remove(&self, live_stream_id: &str, generation: u64) {
+        let mut running = lock(&self.inner.running);
+        if running
+            .get(live_stream_id)
+            .is_some_and(|r| r.generation == generation)
+        {
+            if let Some(r) = running.remove(live_stream_id) {
+                let mut playback = lock(&self.inner.playback);
+                for pid in &r.playback_ids {
+                    if playback.get(pid).is_some_and(|v| Arc::ptr_eq(v, &r.view)) {
+                        playback.remove(pid);
+                    }
                 }
+                // Marked under the lock: admission that finds no entry starts anew.
+                r.done.cancel();
             }
         }
     }
@@ -258,334 +561,5 @@ impl SessionManager {
 impl Admission for SessionManager {
     async fn publish(&self, request: PublishRequest) -> Result<PublishGrant, PublishRejection> {
         self.admit(request).await
-    }
-}
-
-/// One live stream's session.
-struct Actor {
-    recording: Recording,
-    manager: SessionManager,
-    stream: StreamInfo,
-    protocol: IngestProtocol,
-    view: Arc<LiveView>,
-    kick: CancellationToken,
-}
-
-impl Actor {
-    async fn run(mut self, mut rx: mpsc::Receiver<IngestEvent>) {
-        let config = &self.manager.inner.config;
-        let mut segmenter = SegmenterConfig::for_latency(if self.stream.reduced_latency {
-            LatencyMode::Reduced
-        } else {
-            LatencyMode::Standard
-        });
-        segmenter.max_segment_duration = config.max_segment_duration.max(segmenter.target_duration);
-        let mut packager = Packager::live(segmenter, config.live_window);
-        info!("publisher connected");
-        let mut active = false;
-        // One registration with the kick token for the whole session, not one per event.
-        let kick = self.kick.clone();
-        let kicked = kick.cancelled();
-        tokio::pin!(kicked);
-        loop {
-            tokio::select! {
-                event = rx.recv() => {
-                    let Some(IngestEvent::Media(event)) = event else { break };
-                    match packager.handle_event(event, SystemTime::now()) {
-                        Ok(Some(segment)) => {
-                            self.publish(&mut packager, &segment).await;
-                            if !active {
-                                active = true;
-                                if let Err(e) = store_glue::set_active(&self.manager.inner.store, &self.stream.id, self.protocol).await {
-                                    warn!(error = %e, "could not mark the live stream active");
-                                }
-                                info!("live: first segment is playable");
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => warn!(error = %e, "media dropped"),
-                    }
-                }
-                () = &mut kicked => break,
-            }
-        }
-        // Stop taking media; close and write the open segment.
-        rx.close();
-        if let Some(segment) = packager.finish() {
-            self.publish(&mut packager, &segment).await;
-        }
-        let uri = |s: &SegmentInfo| format!("{}.ts", s.sequence);
-        self.view.end(Some(packager.playlist().render_live(uri)));
-        self.recording.end(packager.playlist()).await;
-        // Idle first, then free the slot: a publisher that reconnects at once is refused for
-        // that instant rather than having its new broadcast marked idle.
-        if let Err(e) =
-            store_glue::set_idle_unless_disabled(&self.manager.inner.store, &self.stream.id).await
-        {
-            warn!(error = %e, "could not mark the live stream idle");
-        }
-        self.manager.remove(&self.stream.id);
-        let stats = packager.segmenter().stats();
-        info!(
-            segments = packager.playlist().segment_count(),
-            frames_before_keyframe = stats.frames_before_keyframe,
-            recycled_buffers = stats.recycled_buffers,
-            allocated_buffers = stats.allocated_buffers,
-            grown_buffers = stats.grown_buffers,
-            "publisher disconnected"
-        );
-    }
-
-    async fn publish(&mut self, packager: &mut Packager, segment: &Segment) {
-        let uri = |s: &SegmentInfo| format!("{}.ts", s.sequence);
-        let config = &self.manager.inner.config;
-        let limits = MemoryLimits {
-            listed: config.live_window,
-            in_memory: config.segments_in_memory.clamp(1, config.live_window),
-        };
-        let evicted = self.view.publish(
-            segment.sequence,
-            segment.data.clone(),
-            packager.playlist().render_live(uri),
-            &packager.multivariant("stream.m3u8"),
-            limits,
-        );
-        for data in evicted {
-            packager.recycle(data);
-        }
-        // Listed segments leave memory only once they are on disk (playback falls back to it).
-        if self.recording.write(segment, packager.playlist()).await {
-            self.view.mark_recorded(segment.sequence);
-        }
-    }
-}
-
-/// The on-disk recording of one publish session: `{N}.ts` files and an event playlist,
-/// `stream.m3u8`, that grows by appending each segment's lines (constant work per segment
-/// however long the stream runs), and becomes a VOD playlist with `EXT-X-ENDLIST` at the end.
-struct Recording {
-    dir: PathBuf,
-    /// `EXT-X-TARGETDURATION` of the playlist on disk, once it exists.
-    written_target: Option<u64>,
-    /// A segment could not be written: the next one starts after a gap.
-    gap: bool,
-}
-
-impl Recording {
-    fn new(dir: PathBuf) -> Self {
-        Recording {
-            dir,
-            written_target: None,
-            gap: false,
-        }
-    }
-
-    /// Writes a segment and its playlist lines in one trip to the blocking pool, without
-    /// copying the segment (`Bytes` is shared). Returns whether both were written.
-    async fn write(&mut self, segment: &Segment, playlist: &MediaPlaylist) -> bool {
-        let mut info = SegmentInfo::from(segment);
-        // Players must not read across a missing segment as if the timeline were continuous.
-        info.discontinuity |= self.gap && self.written_target.is_some();
-        let uri = format!("{}.ts", segment.sequence);
-        let target = playlist.target_duration_secs();
-        let update = match self.written_target {
-            None => PlaylistUpdate::Create(format!(
-                "{}{}",
-                playlist.render_event_head(segment.sequence),
-                playlist.render_entry(&info, true, &uri)
-            )),
-            Some(written) if target > written => PlaylistUpdate::Retarget {
-                target,
-                entry: playlist.render_entry(&info, false, &uri),
-            },
-            Some(_) => PlaylistUpdate::Append(playlist.render_entry(&info, false, &uri)),
-        };
-        // The directory is made with the first segment (and again after a failure, in case
-        // that was what went missing), not checked on every write.
-        let make_dir = self.written_target.is_none() || self.gap;
-        let dir = self.dir.clone();
-        let data = segment.data.clone();
-        let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            if make_dir {
-                std::fs::create_dir_all(&dir)?;
-            }
-            write_atomic(&dir.join(uri), &data)?;
-            update.apply(&dir.join("stream.m3u8"))
-        })
-        .await;
-        let ok = self.report(result);
-        if ok {
-            self.written_target = Some(target);
-            self.gap = false;
-        } else {
-            self.gap = true;
-        }
-        ok
-    }
-
-    /// Ends the playlist: `VOD` with `EXT-X-ENDLIST` (one rewrite of the file per broadcast).
-    async fn end(&mut self, playlist: &MediaPlaylist) {
-        let Some(written) = self.written_target else {
-            return; // nothing was recorded
-        };
-        let target = playlist.target_duration_secs().max(written);
-        let path = self.dir.join("stream.m3u8");
-        let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let text = std::fs::read_to_string(&path)?;
-            let mut text = set_target_duration(&text, target).replacen(
-                "#EXT-X-PLAYLIST-TYPE:EVENT\n",
-                "#EXT-X-PLAYLIST-TYPE:VOD\n",
-                1,
-            );
-            text.push_str("#EXT-X-ENDLIST\n");
-            write_atomic(&path, text.as_bytes())
-        })
-        .await;
-        self.report(result);
-    }
-
-    fn report(&self, result: Result<std::io::Result<()>, tokio::task::JoinError>) -> bool {
-        match result {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                warn!(error = %e, dir = %self.dir.display(), "could not write the recording");
-                false
-            }
-            Err(e) => {
-                warn!(error = %e, "recording writer failed");
-                false
-            }
-        }
-    }
-}
-
-/// How the recording's playlist changes for one segment.
-enum PlaylistUpdate {
-    /// The first segment: head and entry.
-    Create(String),
-    /// The usual case: the entry is appended.
-    Append(String),
-    /// The segment raised the target duration: the head is rewritten (rare: a segment longer
-    /// than any before it, e.g. an encoder's long GOP).
-    Retarget { target: u64, entry: String },
-}
-
-impl PlaylistUpdate {
-    fn apply(self, path: &Path) -> std::io::Result<()> {
-        match self {
-            PlaylistUpdate::Create(text) => write_atomic(path, text.as_bytes()),
-            PlaylistUpdate::Append(entry) => {
-                use std::io::Write as _;
-                // One write of a few lines to a file opened for appending.
-                std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(path)?
-                    .write_all(entry.as_bytes())
-            }
-            PlaylistUpdate::Retarget { target, entry } => {
-                let mut text = set_target_duration(&std::fs::read_to_string(path)?, target);
-                text.push_str(&entry);
-                write_atomic(path, text.as_bytes())
-            }
-        }
-    }
-}
-
-/// The playlist with its `EXT-X-TARGETDURATION` set to `target`.
-fn set_target_duration(text: &str, target: u64) -> String {
-    const TAG: &str = "#EXT-X-TARGETDURATION:";
-    let mut out = String::with_capacity(text.len() + 4);
-    for line in text.split_inclusive('\n') {
-        if line.starts_with(TAG) {
-            out.push_str(TAG);
-            out.push_str(&target.to_string());
-            out.push('\n');
-        } else {
-            out.push_str(line);
-        }
-    }
-    out
-}
-
-/// Writes via a temporary file and a rename, so a reader never sees half a file.
-fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(&tmp, path)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::{Duration, UNIX_EPOCH};
-
-    use bytes::Bytes;
-
-    use super::*;
-
-    fn segment(sequence: u64, secs: f64) -> Segment {
-        Segment {
-            sequence,
-            discontinuity: false,
-            start_pts: 90_000,
-            duration: (secs * 90_000.0) as u64,
-            program_date_time: UNIX_EPOCH + Duration::from_secs(1_795_000_000 + sequence * 2),
-            independent: true,
-            video_frames: 60,
-            audio_frames: 94,
-            data: Bytes::from(vec![0x47; 188 * (sequence as usize + 1)]),
-        }
-    }
-
-    #[tokio::test]
-    async fn the_recording_playlist_is_appended_and_ends_as_vod() {
-        let dir = std::env::temp_dir().join(format!("onair-recording-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut recording = Recording::new(dir.clone());
-        let mut live = MediaPlaylist::live(Duration::from_secs(2), 3);
-        let mut all = MediaPlaylist::new(Duration::from_secs(2), 3);
-        // The fifth segment is long (an encoder's 7 s GOP): the target duration goes up.
-        for (i, secs) in [2.0, 2.1, 2.0, 1.9, 7.2, 2.0, 2.0].into_iter().enumerate() {
-            let s = segment(i as u64, secs);
-            live.push(SegmentInfo::from(&s));
-            all.push(SegmentInfo::from(&s));
-            assert!(recording.write(&s, &live).await);
-            let on_disk = std::fs::read_to_string(dir.join("stream.m3u8")).unwrap();
-            assert_eq!(on_disk, all.render_event(|s| format!("{}.ts", s.sequence)));
-            assert_eq!(std::fs::read(dir.join(format!("{i}.ts"))).unwrap(), s.data);
-        }
-        live.end();
-        all.end();
-        recording.end(&live).await;
-        let on_disk = std::fs::read_to_string(dir.join("stream.m3u8")).unwrap();
-        assert_eq!(on_disk, all.render_event(|s| format!("{}.ts", s.sequence)));
-        assert!(on_disk.contains("#EXT-X-PLAYLIST-TYPE:VOD\n#") && on_disk.ends_with("ENDLIST\n"));
-        assert!(on_disk.contains("#EXT-X-TARGETDURATION:7\n"), "{on_disk}");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[tokio::test]
-    async fn a_segment_after_a_failed_write_follows_a_discontinuity() {
-        let dir = std::env::temp_dir().join(format!("onair-recording-gap-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut recording = Recording::new(dir.clone());
-        let mut live = MediaPlaylist::live(Duration::from_secs(2), 3);
-        let s0 = segment(0, 2.0);
-        live.push(SegmentInfo::from(&s0));
-        assert!(recording.write(&s0, &live).await);
-        // Segment 1 cannot be written (its name is taken by a directory).
-        std::fs::create_dir_all(dir.join("1.tmp")).unwrap();
-        let s1 = segment(1, 2.0);
-        live.push(SegmentInfo::from(&s1));
-        assert!(!recording.write(&s1, &live).await);
-        let s2 = segment(2, 2.0);
-        live.push(SegmentInfo::from(&s2));
-        assert!(recording.write(&s2, &live).await);
-        let on_disk = std::fs::read_to_string(dir.join("stream.m3u8")).unwrap();
-        assert!(!on_disk.contains("1.ts"), "{on_disk}");
-        assert!(
-            on_disk.contains("0.ts\n#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME"),
-            "{on_disk}"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,16 +1,44 @@
 //! The few store operations the session manager needs, mapped to its own small types.
 
-use store::{IngestProtocol as StoreProtocol, LatencyMode, LiveStreamStatus, StatusChange, Store};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use store::{IngestProtocol as StoreProtocol, LatencyMode, LiveStream, LiveStreamStatus, Store};
 
 use crate::ingest::IngestProtocol;
+use crate::lifecycle::{LifecycleConfig, State, StatusChange};
 
 /// What a session needs to know about its live stream.
 #[derive(Debug, Clone)]
 pub(crate) struct StreamInfo {
     pub id: String,
+    pub stream_key: String,
     pub disabled: bool,
     pub reduced_latency: bool,
+    pub audio_only: bool,
+    pub lifecycle: LifecycleConfig,
     pub playback_ids: Vec<String>,
+}
+
+impl From<LiveStream> for StreamInfo {
+    fn from(s: LiveStream) -> Self {
+        StreamInfo {
+            disabled: s.status == LiveStreamStatus::Disabled,
+            // Low latency has no parts yet: it is served with the reduced target duration.
+            reduced_latency: s.latency_mode != LatencyMode::Standard,
+            audio_only: s.audio_only,
+            lifecycle: LifecycleConfig {
+                reconnect_window: Duration::from_secs(u64::from(s.reconnect_window)),
+                max_continuous_duration: Duration::from_secs(u64::from(
+                    s.max_continuous_duration,
+                )),
+                test: s.test,
+            },
+            playback_ids: s.playback_ids.into_iter().map(|p| p.id).collect(),
+            stream_key: s.stream_key,
+            id: s.id,
+        }
+    }
 }
 
 pub(crate) async fn find_by_stream_key(
@@ -21,13 +49,18 @@ pub(crate) async fn find_by_stream_key(
         .find_live_stream_by_stream_key(key)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(stream.map(|s| StreamInfo {
-        disabled: s.status == LiveStreamStatus::Disabled,
-        // Low latency has no parts yet: it is served with the reduced target duration.
-        reduced_latency: s.latency_mode != LatencyMode::Standard,
-        playback_ids: s.playback_ids.into_iter().map(|p| p.id).collect(),
-        id: s.id,
-    }))
+    Ok(stream.map(StreamInfo::from))
+}
+
+/// Whether the live stream still exists, is enabled and has this stream key (an admission
+/// that raced a disable, key reset or delete is withdrawn).
+pub(crate) async fn still_admissible(
+    store: &store::SqliteStore,
+    id: &str,
+    key: &str,
+) -> Result<bool, String> {
+    let stream = store.get_live_stream(id).await.map_err(|e| e.to_string())?;
+    Ok(stream.is_some_and(|s| s.status != LiveStreamStatus::Disabled && s.stream_key == key))
 }
 
 pub(crate) async fn playback_exists(
@@ -41,30 +74,85 @@ pub(crate) async fn playback_exists(
         .is_some())
 }
 
-pub(crate) async fn set_active(
-    store: &store::SqliteStore,
-    id: &str,
-    protocol: IngestProtocol,
-) -> Result<(), String> {
-    let protocol = match protocol {
-        IngestProtocol::Rtmp | IngestProtocol::Rtmps => StoreProtocol::Rtmp,
-        IngestProtocol::Srt => StoreProtocol::Srt,
-    };
-    store
-        .set_status(id, StatusChange::Active(protocol))
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+/// A lifecycle transition waiting to be written.
+#[derive(Debug, Clone)]
+pub(crate) struct TransitionRecord {
+    pub live_stream_id: String,
+    pub broadcast_id: String,
+    pub recording_dir: PathBuf,
+    pub state: State,
+    pub status: Option<StatusChange>,
+    pub broadcast_started: bool,
+    pub at_ms: u64,
 }
 
-pub(crate) async fn set_idle_unless_disabled(
+/// Why a transition was not written.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    /// The live stream no longer exists.
+    Gone,
+    /// The store failed (retry).
+    Failed(String),
+}
+
+fn store_state(state: State) -> store::LifecycleState {
+    match state {
+        State::Idle => store::LifecycleState::Idle,
+        State::Connected => store::LifecycleState::Connected,
+        State::Recording => store::LifecycleState::Recording,
+        State::Active => store::LifecycleState::Active,
+        State::Disconnected => store::LifecycleState::Disconnected,
+    }
+}
+
+pub(crate) fn lifecycle_state(state: store::LifecycleState) -> State {
+    match state {
+        store::LifecycleState::Idle => State::Idle,
+        store::LifecycleState::Connected => State::Connected,
+        store::LifecycleState::Recording => State::Recording,
+        store::LifecycleState::Active => State::Active,
+        store::LifecycleState::Disconnected => State::Disconnected,
+    }
+}
+
+fn store_protocol(protocol: IngestProtocol) -> StoreProtocol {
+    match protocol {
+        IngestProtocol::Rtmp | IngestProtocol::Rtmps => StoreProtocol::Rtmp,
+        IngestProtocol::Srt => StoreProtocol::Srt,
+    }
+}
+
+/// Writes one transition with its event (one transaction in the store).
+pub(crate) async fn record_transition(
     store: &store::SqliteStore,
-    id: &str,
-) -> Result<(), String> {
-    // The store leaves a disabled stream disabled.
-    store
-        .set_status(id, StatusChange::Idle)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    record: &TransitionRecord,
+) -> Result<(), WriteError> {
+    let status = record.status.map(|s| match s {
+        StatusChange::Active(p) => store::StatusChange::Active(store_protocol(p)),
+        StatusChange::Idle => store::StatusChange::Idle,
+        StatusChange::Disabled => store::StatusChange::Disabled,
+    });
+    let broadcast = if record.broadcast_started {
+        store::BroadcastChange::Start {
+            id: record.broadcast_id.clone(),
+            recording_dir: record.recording_dir.to_string_lossy().into_owned(),
+        }
+    } else if record.state == State::Idle {
+        store::BroadcastChange::End
+    } else {
+        store::BroadcastChange::None
+    };
+    let transition = store::Transition {
+        live_stream_id: record.live_stream_id.clone(),
+        event_type: record.state.event_type().to_owned(),
+        state: store_state(record.state),
+        status,
+        broadcast,
+        at_ms: record.at_ms as i64,
+    };
+    match store.record_transition(transition).await {
+        Ok(_) => Ok(()),
+        Err(store::StoreError::NotFound(_)) => Err(WriteError::Gone),
+        Err(e) => Err(WriteError::Failed(e.to_string())),
+    }
 }

@@ -1,5 +1,6 @@
 //! The session manager with a real store: admission decisions, a publisher's media becoming
-//! playable segments in the live view and on disk, the status moving active -> idle.
+//! playable segments in the live view and on disk, the broadcast lifecycle (reconnects inside
+//! the window, stale publishers, complete, shutdown and recovery) and its event log.
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -39,8 +40,59 @@ async fn setup(
     // and slides a segment out of the window.
     config.live_window = 2;
     config.segments_in_memory = 1;
+    config.stale_publisher_after = Duration::from_secs(1);
     let manager = SessionManager::new(store.clone(), config, shutdown.clone());
     (manager, store, shutdown, dir)
+}
+
+/// A live stream with reconnect window `window` seconds.
+async fn create(store: &SqliteStore, window: i64) -> store::LiveStream {
+    store
+        .create_live_stream(NewLiveStream {
+            reconnect_window: Some(window),
+            ..NewLiveStream::default()
+        })
+        .await
+        .unwrap()
+}
+
+async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..500 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn status(store: &SqliteStore, id: &str) -> LiveStreamStatus {
+    store.get_live_stream(id).await.unwrap().unwrap().status
+}
+
+async fn event_types(store: &SqliteStore, id: &str) -> Vec<String> {
+    store
+        .live_stream_events(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type.trim_start_matches("video.live_stream.").to_owned())
+        .collect()
+}
+
+/// Sends the first `tags` FLV tags of a fixture (all of it with `usize::MAX`).
+async fn send_fixture(grant: &session::PublishGrant, name: &str, tags: usize) {
+    let data = Bytes::from(std::fs::read(testkit::fixture(name)).unwrap());
+    let mut demuxer = FlvDemuxer::default();
+    for tag in FlvReader::new(data).unwrap().take(tags) {
+        let tag = tag.unwrap();
+        if let Some(event) = demuxer
+            .handle_tag(tag.kind, tag.timestamp, tag.body)
+            .unwrap()
+        {
+            grant.media.send(IngestEvent::Media(event)).await.unwrap();
+        }
+    }
 }
 
 #[tokio::test]
@@ -50,10 +102,7 @@ async fn refuses_unknown_disabled_and_second_publishers() {
         manager.publish(request("nope")).await.unwrap_err(),
         PublishRejection::UnknownStreamKey
     );
-    let stream = store
-        .create_live_stream(NewLiveStream::default())
-        .await
-        .unwrap();
+    let stream = create(&store, 0).await;
     store.disable_live_stream(&stream.id).await.unwrap();
     assert_eq!(
         manager
@@ -81,7 +130,7 @@ async fn refuses_unknown_disabled_and_second_publishers() {
         manager.playback(&stream.playback_ids[0].id).await,
         PlaybackTarget::Live(_)
     ));
-    // The publisher leaves: the session ends and a new publisher is accepted.
+    // The publisher leaves (window 0): the broadcast ends and a new publisher is accepted.
     drop(grant);
     for _ in 0..100 {
         if manager.running() == 0 {
@@ -100,10 +149,7 @@ async fn refuses_unknown_disabled_and_second_publishers() {
 #[tokio::test]
 async fn media_becomes_segments_live_and_recorded() {
     let (manager, store, _shutdown, dir) = setup("session_media").await;
-    let stream = store
-        .create_live_stream(NewLiveStream::default())
-        .await
-        .unwrap();
+    let stream = create(&store, 0).await;
     let grant = manager.publish(request(&stream.stream_key)).await.unwrap();
     let PlaybackTarget::Live(view) = manager.playback(&stream.playback_ids[0].id).await else {
         panic!("not live")
@@ -162,8 +208,9 @@ async fn media_becomes_segments_live_and_recorded() {
         std::fs::read(view.recorded_segment(0).unwrap()).unwrap()
     );
     assert_eq!(recorded[0], 0x47, "a TS packet");
+    let b = view.broadcast_id();
     assert!(
-        live.contains("#EXTINF:4.000,\n0.ts\n#EXTINF:4.000,\n1.ts\n"),
+        live.contains(&format!("#EXTINF:4.000,\n{b}/0.ts\n#EXTINF:4.000,\n{b}/1.ts\n")),
         "{live}"
     );
     let master = view.multivariant(&stream.playback_ids[0].id).unwrap();
@@ -188,7 +235,7 @@ async fn media_becomes_segments_live_and_recorded() {
     }
     assert!(view.is_ended());
     let ended = String::from_utf8(view.media_playlist().unwrap().to_vec()).unwrap();
-    assert!(ended.ends_with("2.ts\n#EXT-X-ENDLIST\n"), "{ended}");
+    assert!(ended.ends_with("/2.ts\n#EXT-X-ENDLIST\n"), "{ended}");
     // Segment 0 left the in-memory window; it is still served, from the recording.
     assert!(view.segment(0).is_none());
     let from_disk = std::fs::read(view.recorded_segment(0).unwrap()).unwrap();
@@ -229,27 +276,159 @@ async fn media_becomes_segments_live_and_recorded() {
         playlist.to_str().unwrap(),
     ]);
     assert_eq!(probe["streams"][0]["nb_read_frames"], "300");
+    assert_eq!(
+        event_types(&store, &stream.id).await,
+        ["created", "connected", "recording", "active", "disconnected", "idle"]
+    );
+}
+
+#[tokio::test]
+async fn a_reconnect_inside_the_window_continues_the_broadcast() {
+    let (manager, store, _shutdown, dir) = setup("session_reconnect").await;
+    let stream = create(&store, 30).await;
+    let pid = &stream.playback_ids[0].id;
+    let grant = manager.publish(request(&stream.stream_key)).await.unwrap();
+    send_fixture(&grant, "avc_aac_720p30.flv", usize::MAX).await;
+    let PlaybackTarget::Live(view) = manager.playback(pid).await else {
+        panic!("not live")
+    };
+    wait_until("two segments", async || view.segment(1).is_some()).await;
+    drop(grant);
+    // Disconnected: the open segment was closed and listed, the playlist is still served and
+    // the stream still active.
+    wait_until("disconnected", async || {
+        event_types(&store, &stream.id).await.last().map(String::as_str) == Some("disconnected")
+    })
+    .await;
+    assert_eq!(status(&store, &stream.id).await, LiveStreamStatus::Active);
+    let before = String::from_utf8(view.media_playlist().unwrap().to_vec()).unwrap();
+    assert!(before.contains("/2.ts\n"), "{before}");
+    assert!(!view.is_ended());
+    assert!(matches!(manager.playback(pid).await, PlaybackTarget::Live(_)));
+
+    // The encoder comes back: same view, same broadcast, the sequence goes on after a
+    // discontinuity.
+    let grant = manager.publish(request(&stream.stream_key)).await.unwrap();
+    send_fixture(&grant, "avc_aac_720p30.flv", usize::MAX).await;
+    let PlaybackTarget::Live(again) = manager.playback(pid).await else {
+        panic!("not live")
+    };
+    assert!(std::sync::Arc::ptr_eq(&view, &again));
+    wait_until("segments of the second connection", async || view.segment(4).is_some()).await;
+    let after = String::from_utf8(view.media_playlist().unwrap().to_vec()).unwrap();
+    assert!(after.contains("#EXT-X-DISCONTINUITY\n"), "{after}");
+    assert_eq!(status(&store, &stream.id).await, LiveStreamStatus::Active);
+
+    // complete: idle at once, without waiting for the window; one recording of both.
+    assert!(manager.complete(&stream.id).await);
+    assert!(grant.kick.is_cancelled());
+    assert_eq!(status(&store, &stream.id).await, LiveStreamStatus::Idle);
+    assert!(view.is_ended());
+    assert_eq!(
+        event_types(&store, &stream.id).await,
+        [
+            "created",
+            "connected",
+            "recording",
+            "active",
+            "disconnected",
+            "connected",
+            "recording",
+            "disconnected",
+            "idle"
+        ]
+    );
+    let broadcasts: Vec<_> = std::fs::read_dir(dir.join("recordings").join(&stream.id))
+        .unwrap()
+        .collect();
+    assert_eq!(broadcasts.len(), 1, "one recording for the broadcast");
+    let playlist = broadcasts[0].as_ref().unwrap().path().join("stream.m3u8");
+    let text = std::fs::read_to_string(&playlist).unwrap();
+    assert!(text.ends_with("#EXT-X-ENDLIST\n") && text.contains("#EXT-X-DISCONTINUITY"));
+    let probe = testkit::ffprobe(&[
+        "-count_frames",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "stream=nb_read_frames",
+        playlist.to_str().unwrap(),
+    ]);
+    assert_eq!(probe["streams"][0]["nb_read_frames"], "600", "both connections");
+}
+
+#[tokio::test]
+async fn a_stale_publisher_is_replaced_and_a_live_one_is_not() {
+    let (manager, store, _shutdown, _dir) = setup("session_stale").await;
+    let stream = create(&store, 30).await;
+    let first = manager.publish(request(&stream.stream_key)).await.unwrap();
+    send_fixture(&first, "avc_aac_720p30.flv", 50).await;
+    // Fresh media: a second encoder is refused.
+    assert_eq!(
+        manager
+            .publish(request(&stream.stream_key))
+            .await
+            .unwrap_err(),
+        PublishRejection::AlreadyPublishing
+    );
+    // Silent for longer than stale_publisher_after (1 s here): the new one takes over.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let second = manager.publish(request(&stream.stream_key)).await.unwrap();
+    assert!(first.kick.is_cancelled());
+    assert!(!second.kick.is_cancelled());
+    // The second goes silent too; two new encoders race for its place: exactly one wins.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (a, b) = tokio::join!(
+        manager.publish(request(&stream.stream_key)),
+        manager.publish(request(&stream.stream_key))
+    );
+    assert!(second.kick.is_cancelled());
+    assert_eq!(
+        u8::from(a.is_ok()) + u8::from(b.is_ok()),
+        1,
+        "{:?} / {:?}",
+        a.as_ref().map(|g| &g.live_stream_id),
+        b.as_ref().map(|g| &g.live_stream_id)
+    );
+    let loser = if a.is_ok() { b } else { a };
+    assert_eq!(loser.unwrap_err(), PublishRejection::AlreadyPublishing);
+    assert_eq!(manager.running(), 1);
+    assert_eq!(manager.publishing(), 1);
+}
+
+#[tokio::test]
+async fn the_window_expires_to_idle() {
+    let (manager, store, _shutdown, dir) = setup("session_window").await;
+    let stream = create(&store, 1).await;
+    let grant = manager.publish(request(&stream.stream_key)).await.unwrap();
+    send_fixture(&grant, "avc_aac_720p30.flv", usize::MAX).await;
+    wait_until("active", async || {
+        status(&store, &stream.id).await == LiveStreamStatus::Active
+    })
+    .await;
+    drop(grant);
+    wait_until("idle", async || {
+        status(&store, &stream.id).await == LiveStreamStatus::Idle
+    })
+    .await;
+    assert_eq!(manager.running(), 0);
+    let types = event_types(&store, &stream.id).await;
+    assert_eq!(types[types.len() - 2..], ["disconnected", "idle"]);
+    let recording = std::fs::read_dir(dir.join("recordings").join(&stream.id))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(recording.join("stream.m3u8")).unwrap();
+    assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
 }
 
 #[tokio::test]
 async fn shutdown_closes_and_writes_the_open_segment() {
     let (manager, store, shutdown, dir) = setup("session_shutdown").await;
-    let stream = store
-        .create_live_stream(NewLiveStream::default())
-        .await
-        .unwrap();
+    let stream = create(&store, 1).await;
     let grant = manager.publish(request(&stream.stream_key)).await.unwrap();
-    let data = Bytes::from(std::fs::read(testkit::fixture("avc_bframes_aac.flv")).unwrap());
-    let mut demuxer = FlvDemuxer::default();
-    for tag in FlvReader::new(data).unwrap().take(200) {
-        let tag = tag.unwrap();
-        if let Some(event) = demuxer
-            .handle_tag(tag.kind, tag.timestamp, tag.body)
-            .unwrap()
-        {
-            grant.media.send(IngestEvent::Media(event)).await.unwrap();
-        }
-    }
+    send_fixture(&grant, "avc_bframes_aac.flv", 200).await;
     shutdown.cancel();
     assert!(grant.kick.is_cancelled());
     tokio::time::timeout(Duration::from_secs(10), manager.wait())
@@ -268,6 +447,31 @@ async fn shutdown_closes_and_writes_the_open_segment() {
         .unwrap()
         .unwrap()
         .path();
+    // The open segment was written; the broadcast is left disconnected for the next start.
+    let playlist = std::fs::read_to_string(session_dir.join("stream.m3u8")).unwrap();
+    assert!(playlist.contains(".ts\n"), "{playlist}");
+    assert!(!playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+    assert_eq!(
+        store.lifecycle(&stream.id).await.unwrap().unwrap().state,
+        store::LifecycleState::Disconnected
+    );
+
+    // The next start: the window (1 s) runs from the restart, then idle and ENDLIST.
+    let mut config = SessionConfig::new(&dir);
+    config.stale_publisher_after = Duration::from_secs(1);
+    let restarted = SessionManager::new(store.clone(), config, CancellationToken::new());
+    assert_eq!(restarted.recover().await.unwrap(), 1);
+    assert_eq!(status(&store, &stream.id).await, LiveStreamStatus::Active);
+    wait_until("idle after the window", async || {
+        status(&store, &stream.id).await == LiveStreamStatus::Idle
+    })
+    .await;
+    wait_until("recovered broadcast ended", async || restarted.running() == 0).await;
     let playlist = std::fs::read_to_string(session_dir.join("stream.m3u8")).unwrap();
     assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
+    let errors = testkit::ffmpeg_decode_errors(&session_dir.join("stream.m3u8"));
+    assert!(errors.trim().is_empty(), "{errors}");
+    let types = event_types(&store, &stream.id).await;
+    assert_eq!(types[types.len() - 2..], ["disconnected", "idle"], "{types:?}");
+    assert_eq!(restarted.recover().await.unwrap(), 0, "nothing left over");
 }

@@ -1,0 +1,421 @@
+//! The actor of one broadcast: it drives the stream's [`Lifecycle`] and owns its packager,
+//! live view and recording for the whole broadcast, across encoder reconnects.
+//!
+//! It `select!`s over the current publisher's channel (absent while disconnected), a bounded
+//! control channel (a reconnecting encoder attaching, API commands), the lifecycle's next
+//! timeout and shutdown. The per-frame path is one channel receive, one packager call and a
+//! relaxed atomic store (the publisher's last-media time, read by admission to spot a stale
+//! publisher); the timer is re-armed only when the lifecycle's deadline changes.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use hls::{LatencyMode, Packager, Segment, SegmentInfo, SegmenterConfig};
+use media::{DemuxEvent, StreamConfig, Track};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::ingest::{IngestEvent, IngestProtocol};
+use crate::lifecycle::{JoinError, Lifecycle, Output, State};
+use crate::live::{LiveView, MemoryLimits};
+use crate::manager::SessionManager;
+use crate::recording::Recording;
+use crate::store_glue::{self, StreamInfo, TransitionRecord, WriteError};
+
+/// Control messages queued for one actor; senders use `try_send` under the registry lock and
+/// answer "busy" when it is full (a handful of API calls or encoders at once is the most a
+/// live stream sees).
+pub(crate) const CONTROL_CHANNEL_CAPACITY: usize = 16;
+
+/// First wait before a failed store write is tried again; doubles up to
+/// [`MAX_WRITE_RETRY`].
+const FIRST_WRITE_RETRY: Duration = Duration::from_millis(250);
+const MAX_WRITE_RETRY: Duration = Duration::from_secs(10);
+
+/// An admitted encoder's end of the session.
+#[derive(Debug)]
+pub(crate) struct Publisher {
+    pub rx: mpsc::Receiver<IngestEvent>,
+    /// Cancelled to disconnect it.
+    pub kick: CancellationToken,
+    pub protocol: IngestProtocol,
+    pub peer: SocketAddr,
+    /// When its last media arrived (unix ms); shared with the registry.
+    pub last_media: Arc<AtomicU64>,
+}
+
+/// An API command for the broadcast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Command {
+    Complete,
+    Disable,
+    Delete,
+    ResetStreamKey,
+}
+
+/// What an actor is asked to do.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// An encoder joins the broadcast; on refusal the publisher comes back with the answer.
+    Attach {
+        publisher: Publisher,
+        reply: oneshot::Sender<Result<(), (JoinError, Publisher)>>,
+    },
+    /// An API command; answered once carried out (status written).
+    Command {
+        command: Command,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One broadcast's actor.
+pub(crate) struct Actor {
+    pub manager: SessionManager,
+    pub stream: StreamInfo,
+    pub broadcast_id: String,
+    /// Registry generation of this actor (removal only removes its own entry).
+    pub generation: u64,
+    pub lifecycle: Lifecycle,
+    pub packager: Packager,
+    pub view: Arc<LiveView>,
+    pub recording: Recording,
+    /// Restored after a restart: the recording is on disk from a previous run.
+    pub restored: bool,
+    pub publisher: Option<Publisher>,
+    pub control: mpsc::Receiver<Control>,
+    /// Transitions not yet in the store, oldest first.
+    pub pending: VecDeque<TransitionRecord>,
+    pub retry_at: Option<Instant>,
+    pub retry_delay: Duration,
+    /// Cancelled once the actor has written its last transition and left the registry.
+    pub done: CancellationToken,
+}
+
+/// The packager of a broadcast of `stream`.
+pub(crate) fn packager_for(manager: &SessionManager, stream: &StreamInfo) -> Packager {
+    let config = manager.config();
+    let mut segmenter = SegmenterConfig::for_latency(if stream.reduced_latency {
+        LatencyMode::Reduced
+    } else {
+        LatencyMode::Standard
+    });
+    segmenter.max_segment_duration = config.max_segment_duration.max(segmenter.target_duration);
+    Packager::live(segmenter, config.live_window)
+}
+
+async fn next_event(publisher: &mut Option<Publisher>) -> Option<IngestEvent> {
+    match publisher {
+        Some(p) => p.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `audio_only`: the video track is dropped from the configuration and its frames.
+fn audio_only(event: DemuxEvent) -> Option<DemuxEvent> {
+    match event {
+        DemuxEvent::Config(config) => Some(DemuxEvent::Config(StreamConfig {
+            video: None,
+            audio: config.audio,
+        })),
+        DemuxEvent::Frame(frame) if frame.track == Track::Video => None,
+        other => Some(other),
+    }
+}
+
+impl Actor {
+    pub(crate) async fn run(mut self) {
+        let shutdown = self.manager.shutdown_token();
+        let shutting_down = shutdown.cancelled();
+        tokio::pin!(shutting_down);
+        let far = || tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+        let timer = tokio::time::sleep_until(far());
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
+        loop {
+            self.apply_outputs().await;
+            if self.lifecycle.is_ended() {
+                break;
+            }
+            let deadline = match (self.lifecycle.poll_timeout(), self.retry_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if deadline != armed {
+                armed = deadline;
+                timer
+                    .as_mut()
+                    .reset(deadline.map_or_else(far, tokio::time::Instant::from_std));
+            }
+            tokio::select! {
+                event = next_event(&mut self.publisher) => match event {
+                    Some(IngestEvent::Media(event)) => self.handle_media(event).await,
+                    None => {
+                        info!("publisher disconnected");
+                        self.drop_publisher().await;
+                        self.lifecycle.handle_disconnected(Instant::now());
+                    }
+                },
+                Some(control) = self.control.recv() => self.handle_control(control).await,
+                () = &mut timer => {
+                    armed = None;
+                    timer.as_mut().reset(far());
+                    let now = Instant::now();
+                    if self.retry_at.is_some_and(|t| now >= t) {
+                        self.retry_at = None;
+                    }
+                    self.lifecycle.handle_timeout(now);
+                }
+                () = &mut shutting_down => self.lifecycle.handle_shutdown(Instant::now()),
+            }
+        }
+        self.finish(&shutdown).await;
+    }
+
+    async fn handle_media(&mut self, event: DemuxEvent) {
+        let now = SystemTime::now();
+        if let Some(p) = &self.publisher {
+            p.last_media.store(unix_ms(now), Ordering::Relaxed);
+        }
+        let event = if self.stream.audio_only {
+            match audio_only(event) {
+                Some(e) => e,
+                None => return,
+            }
+        } else {
+            event
+        };
+        if self.lifecycle.state() == State::Connected && matches!(event, DemuxEvent::Frame(_)) {
+            self.lifecycle.handle_media(Instant::now());
+        }
+        match self.packager.handle_event(event, now) {
+            Ok(Some(segment)) => {
+                self.publish(&segment).await;
+                if self.lifecycle.state() != State::Active {
+                    self.lifecycle.handle_segment(Instant::now());
+                    if self.lifecycle.state() == State::Active {
+                        info!("live: first segment is playable");
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "media dropped"),
+        }
+    }
+
+    async fn handle_control(&mut self, control: Control) {
+        let now = Instant::now();
+        match control {
+            Control::Attach { publisher, reply } => {
+                if let Some(old) = &self.publisher {
+                    // Admission found it stale (no media for a while): the new encoder takes
+                    // over the broadcast.
+                    info!(old_peer = %old.peer, "stale publisher replaced");
+                    old.kick.cancel();
+                    self.drop_publisher().await;
+                    self.lifecycle.handle_disconnected(now);
+                }
+                match self.lifecycle.handle_connected(publisher.protocol, now) {
+                    Ok(()) => {
+                        info!(peer = %publisher.peer, "publisher reconnected");
+                        // A new connection: its timestamps start afresh.
+                        if let Some(segment) = self.packager.handle_discontinuity() {
+                            self.publish(&segment).await;
+                        }
+                        self.publisher = Some(publisher);
+                        let _ = reply.send(Ok(()));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err((e, publisher)));
+                    }
+                }
+            }
+            Control::Command { command, reply } => {
+                match command {
+                    Command::Complete => self.lifecycle.handle_complete(now),
+                    Command::Disable => self.lifecycle.handle_disable(now),
+                    Command::Delete => self.lifecycle.handle_delete(now),
+                    Command::ResetStreamKey => self.lifecycle.handle_stream_key_reset(now),
+                }
+                self.apply_outputs().await;
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    /// Carries out what the lifecycle asked for, in order, then writes the transitions.
+    async fn apply_outputs(&mut self) {
+        let mut any = false;
+        while let Some(output) = self.lifecycle.poll_output() {
+            any = true;
+            match output {
+                Output::Transition {
+                    state,
+                    status,
+                    broadcast_started,
+                } => {
+                    info!(state = state.as_str(), "lifecycle");
+                    self.pending.push_back(TransitionRecord {
+                        live_stream_id: self.stream.id.clone(),
+                        broadcast_id: self.broadcast_id.clone(),
+                        recording_dir: self.recording.dir().to_path_buf(),
+                        state,
+                        status,
+                        broadcast_started,
+                        at_ms: unix_ms(SystemTime::now()),
+                    });
+                }
+                Output::Kick(reason) => {
+                    if let Some(p) = &self.publisher {
+                        info!(reason = reason.as_str(), peer = %p.peer, "disconnecting the encoder");
+                        p.kick.cancel();
+                    }
+                    self.drop_publisher().await;
+                }
+                Output::FinishRecording => self.finish_recording().await,
+            }
+        }
+        if any || self.retry_at.is_none() {
+            self.flush().await;
+        }
+    }
+
+    /// Writes pending transitions in order; on failure keeps them and retries later (a status
+    /// that could not be written is never silently left wrong).
+    async fn flush(&mut self) {
+        while let Some(record) = self.pending.front() {
+            match store_glue::record_transition(self.manager.store(), record).await {
+                Ok(()) => {
+                    self.pending.pop_front();
+                    self.retry_delay = FIRST_WRITE_RETRY;
+                    self.retry_at = None;
+                }
+                Err(WriteError::Gone) => {
+                    // The live stream was deleted: nothing left to record against.
+                    self.pending.clear();
+                    self.retry_at = None;
+                }
+                Err(WriteError::Failed(e)) => {
+                    warn!(error = %e, pending = self.pending.len(), retry_in = ?self.retry_delay, "could not record a lifecycle transition; retrying");
+                    self.retry_at = Some(Instant::now() + self.retry_delay);
+                    self.retry_delay = (self.retry_delay * 2).min(MAX_WRITE_RETRY);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Lets the current publisher go: its channel is dropped (its connection ends) and the
+    /// open segment is closed and published, so that the live playlist holds everything it
+    /// sent while the broadcast waits.
+    async fn drop_publisher(&mut self) {
+        let Some(publisher) = self.publisher.take() else {
+            return;
+        };
+        self.manager
+            .publisher_left(&self.stream.id, self.generation, &publisher.last_media);
+        drop(publisher);
+        if let Some(segment) = self.packager.handle_discontinuity() {
+            self.publish(&segment).await;
+        }
+    }
+
+    async fn finish_recording(&mut self) {
+        if self.restored {
+            self.recording.end_restored().await;
+            self.view.end(None);
+            return;
+        }
+        if let Some(segment) = self.packager.finish() {
+            self.publish(&segment).await;
+        }
+        let uri = self.view.segment_uri();
+        self.view
+            .end(Some(self.packager.playlist().render_live(|s| uri(s.sequence))));
+        self.recording.end(self.packager.playlist()).await;
+    }
+
+    async fn publish(&mut self, segment: &Segment) {
+        let config = self.manager.config();
+        let limits = MemoryLimits {
+            listed: config.live_window,
+            in_memory: config.segments_in_memory.clamp(1, config.live_window),
+        };
+        let uri = self.view.segment_uri();
+        let evicted = self.view.publish(
+            segment.sequence,
+            segment.data.clone(),
+            self.packager
+                .playlist()
+                .render_live(|s: &SegmentInfo| uri(s.sequence)),
+            &self.packager.multivariant("stream.m3u8"),
+            limits,
+        );
+        for data in evicted {
+            self.packager.recycle(data);
+        }
+        // Listed segments leave memory only once they are on disk (playback falls back to it).
+        if self.recording.write(segment, self.packager.playlist()).await {
+            self.view.mark_recorded(segment.sequence);
+        }
+    }
+
+    /// The broadcast is over (or the gateway stops): write what is pending, leave the
+    /// registry, answer whoever is still waiting.
+    async fn finish(mut self, shutdown: &CancellationToken) {
+        let mut tries_after_shutdown = 3;
+        while !self.pending.is_empty() {
+            self.flush().await;
+            if self.pending.is_empty() {
+                break;
+            }
+            if shutdown.is_cancelled() {
+                tries_after_shutdown -= 1;
+                if tries_after_shutdown == 0 {
+                    warn!(
+                        pending = self.pending.len(),
+                        "stopping with lifecycle transitions unwritten; the next start reconciles the stream"
+                    );
+                    break;
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.retry_delay) => {}
+                () = shutdown.cancelled(), if !shutdown.is_cancelled() => {}
+            }
+        }
+        self.manager.remove(&self.stream.id, self.generation);
+        // Nobody can send any more (the sender left with the registry entry): answer what
+        // came in meanwhile.
+        while let Ok(control) = self.control.try_recv() {
+            match control {
+                Control::Attach { publisher, reply } => {
+                    let _ = reply.send(Err((JoinError::Ended, publisher)));
+                }
+                Control::Command { reply, .. } => {
+                    let _ = reply.send(());
+                }
+            }
+        }
+        let stats = self.packager.segmenter().stats();
+        info!(
+            broadcast_id = %self.broadcast_id,
+            state = self.lifecycle.state().as_str(),
+            segments = self.packager.playlist().segment_count(),
+            frames_before_keyframe = stats.frames_before_keyframe,
+            recycled_buffers = stats.recycled_buffers,
+            allocated_buffers = stats.allocated_buffers,
+            grown_buffers = stats.grown_buffers,
+            "broadcast session ended"
+        );
+        self.done.cancel();
+    }
+}
