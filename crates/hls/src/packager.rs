@@ -58,6 +58,11 @@ impl Packager {
     fn keep(&mut self, segment: Option<Segment>) -> Option<Segment> {
         if let Some(s) = &segment {
             self.playlist.push(SegmentInfo::from(s));
+            debug_assert_eq!(
+                self.segmenter.target_duration_secs(),
+                Some(self.playlist.target_duration_secs()),
+                "the segmenter and the playlist decide the target duration alike"
+            );
         }
         segment
     }
@@ -126,5 +131,66 @@ impl Packager {
     /// The target duration this packager cuts at.
     pub fn target_duration(&self) -> Duration {
         self.playlist.configured_target_duration()
+    }
+
+    /// `EXT-X-TARGETDURATION` of this broadcast: decided when the first segment closed and
+    /// fixed from then on, across discontinuities (see [`crate::segmenter`]); `None` before.
+    pub fn target_duration_secs(&self) -> Option<u64> {
+        self.segmenter.target_duration_secs()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+    use crate::segmenter::tests::{gop_frames, video_only};
+    use crate::segmenter::{rounded_secs, LatencyMode};
+
+    fn extinfs(text: &str) -> Vec<f64> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("#EXTINF:"))
+            .map(|l| l.trim_end_matches(',').parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_live_target_duration_never_changes_across_reconnects() {
+        let mut packager = Packager::live(SegmenterConfig::for_latency(LatencyMode::Standard), 3);
+        let now = UNIX_EPOCH;
+        let mut renders = Vec::new();
+        // A 2 s GOP, a reconnect, then a 10 s GOP with timestamps from 0 again.
+        packager.handle_config(video_only());
+        for f in gop_frames(0, 20_000, 0, 2_000) {
+            packager.handle_frame(&f, now).unwrap();
+            renders.push(packager.playlist().render_live(|s| s.sequence.to_string()));
+        }
+        packager.handle_discontinuity();
+        packager.handle_config(video_only());
+        for f in gop_frames(0, 60_000, 0, 10_000) {
+            let f = Frame {
+                pts: f.pts - 90_000,
+                dts: f.dts - 90_000,
+                ..f
+            };
+            packager.handle_frame(&f, now).unwrap();
+            renders.push(packager.playlist().render_live(|s| s.sequence.to_string()));
+        }
+        packager.finish();
+        renders.push(packager.playlist().render_live(|s| s.sequence.to_string()));
+        assert_eq!(packager.target_duration_secs(), Some(4));
+        for text in renders.iter().filter(|t| t.contains("#EXTINF")) {
+            assert!(text.contains("#EXT-X-TARGETDURATION:4\n"), "{text}");
+            for d in extinfs(text) {
+                assert!(d.round() <= 4.0, "{text}");
+            }
+        }
+        assert!(packager.segmenter().stats().forced_cuts > 0);
+        assert!(packager
+            .playlist()
+            .segments()
+            .iter()
+            .all(|s| rounded_secs(s.duration) <= 4));
     }
 }

@@ -1,4 +1,34 @@
 //! Cuts a stream of [`Frame`]s into MPEG-TS segments that each start on a video keyframe.
+//!
+//! # Target duration
+//!
+//! RFC 8216 §6.2.1 forbids changing `EXT-X-TARGETDURATION` while a media playlist is live,
+//! and §4.3.3.1 wants every `EXTINF`, rounded to the nearest second, at or below it. One
+//! [`Segmenter`] lives for a whole broadcast (across encoder reconnects and discontinuities),
+//! so it decides the target once and keeps it:
+//!
+//! - The target is decided when the **first segment closes**: the configured target rounded
+//!   up to whole seconds, or that first segment's duration rounded to the nearest second if
+//!   larger ([`Segmenter::target_duration_secs`]). The first segment is cut like any other
+//!   (at the first keyframe at or after [`SegmenterConfig::target_duration`], or without one at
+//!   [`SegmenterConfig::max_segment_duration`]), so the decided target is at most the maximum
+//!   segment duration rounded up. Deciding on the first segment rather than on the
+//!   configuration alone lets an encoder with a steady GOP longer than the target (a 10 s GOP
+//!   under a 4 s target) keep whole-GOP segments that all start on a keyframe; deciding it no
+//!   later is forced by the playlist being published with that first segment.
+//! - From then on segments are still cut at the first keyframe at or after the configured
+//!   target, and additionally **forced** without a keyframe (counted in
+//!   [`SegmenterStats::forced_cuts`]) at the first frame of the timeline (video, or audio
+//!   without video) that would take the segment to `target + 0.5 s` once its own duration is
+//!   added, so that its `EXTINF` rounds to the target or less. A segment is never reported
+//!   longer than that bound: when timestamps jump ahead (a gap, a broken encoder clock), a
+//!   segment ends at the end of its last frame instead of at the start of the next one.
+//! - An encoder whose GOP later grows beyond the decided target (a reconnect with other
+//!   settings, a scene-cut keyframe placement) therefore gets segments that do not start with
+//!   a keyframe (`independent == false`): they play through for a viewer already watching, and
+//!   a player joining at one waits for the next keyframe. To bring keyframes back to segment
+//!   starts, a segment that did not start with a keyframe is closed at the next keyframe once
+//!   it is at least half the configured target long.
 
 use std::time::{Duration, SystemTime};
 
@@ -15,6 +45,35 @@ pub const DEFAULT_MAX_SEGMENT_DURATION: Duration = Duration::from_secs(30);
 
 /// Audio this far ahead of the first video keyframe is kept and written after it.
 pub const EARLY_AUDIO: Duration = Duration::from_secs(1);
+const EARLY_AUDIO_TICKS: u64 = ticks(EARLY_AUDIO);
+
+/// 90 kHz ticks per millisecond, the precision of `EXTINF` and `EXT-X-PROGRAM-DATE-TIME`.
+const TICKS_PER_MS: u64 = TIMESCALE / 1000;
+
+/// A duration in 90 kHz ticks rounded to the nearest whole second, as RFC 8216 compares an
+/// `EXTINF` with the target duration (half a second rounds up).
+pub fn rounded_secs(duration: u64) -> u64 {
+    (duration + TIMESCALE / 2) / TIMESCALE
+}
+
+/// A duration rounded up to whole seconds, at least 1: a configured target as
+/// `EXT-X-TARGETDURATION` states it.
+pub fn ceil_secs(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+}
+
+/// The target duration of a stream whose first segment lasted `first_segment` ticks: the
+/// configured target in whole seconds, raised to the first segment's rounded duration (see the
+/// module documentation). [`Segmenter`] and [`crate::MediaPlaylist`] both decide with this.
+pub fn decide_target_secs(configured: Duration, first_segment: u64) -> u64 {
+    ceil_secs(configured).max(rounded_secs(first_segment))
+}
+
+/// The segment duration, in ticks, that a segment must stay below for its `EXTINF` to round
+/// to `target_secs` or less, with a millisecond to spare for the rounding of `EXTINF` itself.
+fn duration_limit(target_secs: u64) -> u64 {
+    target_secs * TIMESCALE + TIMESCALE / 2 - TICKS_PER_MS
+}
 
 /// The latency modes of the seeds that this segmenter serves (low latency comes with parts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -142,6 +201,17 @@ pub struct Segmenter {
     /// opens, so that no frame the encoder sent is lost.
     early_audio: Vec<Frame>,
     stats: SegmenterStats,
+    /// `config.target_duration` in ticks.
+    target_ticks: u64,
+    /// `config.max_segment_duration` in ticks.
+    max_ticks: u64,
+    /// The target duration, once the first segment decided it.
+    target_secs: Option<u64>,
+    /// A segment's duration stays below this many ticks (see [`duration_limit`]): from the
+    /// decided target, or before that from the maximum segment duration.
+    limit_ticks: u64,
+    /// Duration of one audio frame of the current configuration.
+    audio_interval: u64,
 }
 
 /// Segment buffers are sized in steps of this, so that the buffers of one stream are of a few
@@ -158,8 +228,8 @@ fn is_loose(buf: &BytesMut) -> bool {
     buf.capacity() - buf.len() > buf.len() / 2 + BUFFER_STEP
 }
 
-fn ticks(d: Duration) -> u64 {
-    (d.as_nanos() * u128::from(TIMESCALE) / 1_000_000_000) as u64
+const fn ticks(d: Duration) -> u64 {
+    (d.as_nanos() * TIMESCALE as u128 / 1_000_000_000) as u64
 }
 
 impl Segmenter {
@@ -178,7 +248,21 @@ impl Segmenter {
             spare: None,
             early_audio: Vec::new(),
             stats: SegmenterStats::default(),
+            target_ticks: ticks(config.target_duration),
+            max_ticks: ticks(config.max_segment_duration),
+            target_secs: None,
+            limit_ticks: duration_limit(
+                ceil_secs(config.target_duration).max(ceil_secs(config.max_segment_duration)),
+            ),
+            audio_interval: 0,
         }
+    }
+
+    /// `EXT-X-TARGETDURATION` in seconds, once the first segment closed and decided it (see the
+    /// module documentation); it never changes afterwards, through discontinuities included.
+    /// No segment this segmenter returns rounds above it.
+    pub fn target_duration_secs(&self) -> Option<u64> {
+        self.target_secs
     }
 
     /// What was dropped or forced so far.
@@ -216,6 +300,10 @@ impl Segmenter {
     fn apply_config(&mut self, config: StreamConfig) {
         self.pending_config = None;
         self.drop_early_audio();
+        self.audio_interval = config
+            .audio
+            .as_ref()
+            .map_or(0, |a| a.asc.frame_duration_90k());
         match &mut self.muxer {
             Some(muxer) => muxer.set_config(config),
             None => self.muxer = Some(TsMuxer::new(config)),
@@ -279,7 +367,7 @@ impl Segmenter {
             None if !random_access => {
                 if frame.track == Track::Audio {
                     // Bounded: only the last EARLY_AUDIO of it can be written.
-                    let horizon = frame.pts.saturating_sub(ticks(EARLY_AUDIO));
+                    let horizon = frame.pts.saturating_sub(EARLY_AUDIO_TICKS);
                     let stale = self
                         .early_audio
                         .iter()
@@ -296,13 +384,22 @@ impl Segmenter {
             None => {}
             Some(open) => {
                 let elapsed = frame.pts.saturating_sub(open.start_pts);
-                let cut_here = random_access && (frame.track == Track::Video || !has_video);
-                let target_reached = elapsed >= ticks(self.config.target_duration);
-                if cut_here && (target_reached || self.pending_config.is_some()) {
+                // Frames of the timeline (video, or audio without video) decide the cuts.
+                let timeline = frame.track == Track::Video || !has_video;
+                let cut_here = random_access && timeline;
+                // A segment that did not start with a keyframe realigns at the next one.
+                let min_ticks = if open.independent {
+                    self.target_ticks
+                } else {
+                    self.target_ticks / 2
+                };
+                if cut_here && (elapsed >= min_ticks || self.pending_config.is_some()) {
                     closed = self.close(Some(frame.pts));
-                } else if elapsed >= ticks(self.config.max_segment_duration)
-                    && (frame.track == Track::Video || !has_video)
+                } else if timeline
+                    && (elapsed >= self.max_ticks
+                        || elapsed + self.frame_interval(frame.track) >= self.limit_ticks)
                 {
+                    // This frame and its duration would take the segment to its limit.
                     self.stats.forced_cuts += 1;
                     closed = self.close(Some(frame.pts));
                 }
@@ -316,7 +413,7 @@ impl Segmenter {
             self.write(frame)?;
             // The keyframe first (the segment starts with it and its PCR), then the audio that
             // came just before it; players order by timestamp.
-            let horizon = frame.pts.saturating_sub(ticks(EARLY_AUDIO));
+            let horizon = frame.pts.saturating_sub(EARLY_AUDIO_TICKS);
             for audio in std::mem::take(&mut self.early_audio) {
                 if audio.pts >= horizon {
                     self.write(&audio)?;
@@ -328,6 +425,14 @@ impl Segmenter {
         }
         self.write(frame)?;
         Ok(closed)
+    }
+
+    /// The duration of a frame of `track`, as far as it is known.
+    fn frame_interval(&self, track: Track) -> u64 {
+        match track {
+            Track::Video => self.video_interval,
+            Track::Audio => self.audio_interval,
+        }
     }
 
     /// Closes and returns the open segment (end of stream).
@@ -436,11 +541,7 @@ impl Segmenter {
             }
             Track::Audio => {
                 open.audio_frames += 1;
-                muxer
-                    .config()
-                    .audio
-                    .as_ref()
-                    .map_or(0, |a| a.asc.frame_duration_90k())
+                self.audio_interval
             }
         };
         // The timeline of a stream with video is the video's: trailing audio (encoder priming,
@@ -465,15 +566,24 @@ impl Segmenter {
         } else {
             open.buf.freeze()
         };
+        // A segment lasts until the next one starts, which counts the small gaps between frames;
+        // but when the timestamps jumped ahead (more than the segment may last), it ends with
+        // its last frame, and never after its limit, so that its EXTINF fits the target.
         let end = match next_start {
-            Some(next) if next > open.start_pts => next,
+            Some(next) if next > open.start_pts && next - open.start_pts < self.limit_ticks => next,
             _ => open.end_pts,
         };
+        let duration = end.saturating_sub(open.start_pts).min(self.limit_ticks - 1);
+        if self.target_secs.is_none() {
+            let target = decide_target_secs(self.config.target_duration, duration);
+            self.target_secs = Some(target);
+            self.limit_ticks = duration_limit(target);
+        }
         Some(Segment {
             sequence: open.sequence,
             discontinuity: open.discontinuity,
             start_pts: open.start_pts,
-            duration: end.saturating_sub(open.start_pts),
+            duration,
             program_date_time: open.program_date_time,
             independent: open.independent,
             video_frames: open.video_frames,
@@ -484,7 +594,7 @@ impl Segmenter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use bytes::Bytes;
@@ -494,7 +604,7 @@ mod tests {
 
     use super::*;
 
-    fn video_config(level: u8) -> Arc<VideoConfig> {
+    pub(crate) fn video_config(level: u8) -> Arc<VideoConfig> {
         let rec = AvcDecoderConfigurationRecord {
             profile: 0x42,
             compatibility: 0xc0,
@@ -509,13 +619,13 @@ mod tests {
         Arc::new(VideoConfig::from_avc(rec).unwrap())
     }
 
-    fn audio_config() -> Arc<AudioConfig> {
+    pub(crate) fn audio_config() -> Arc<AudioConfig> {
         Arc::new(AudioConfig {
             asc: AudioSpecificConfig::new(2, 3, 2).unwrap(),
         })
     }
 
-    fn video(ms: u64, keyframe: bool) -> Frame {
+    pub(crate) fn video(ms: u64, keyframe: bool) -> Frame {
         let nal: &'static [u8] = if keyframe {
             &[0, 0, 0, 2, 0x65, 0x88]
         } else {
@@ -530,7 +640,7 @@ mod tests {
         }
     }
 
-    fn audio(ms: u64) -> Frame {
+    pub(crate) fn audio(ms: u64) -> Frame {
         Frame {
             track: Track::Audio,
             pts: 90_000 + ms * 90,
@@ -641,6 +751,148 @@ mod tests {
         assert_eq!(seg.stats().forced_cuts, 1);
         let rest = seg.finish().unwrap();
         assert!(!rest.independent);
+    }
+
+    pub(crate) fn video_only() -> StreamConfig {
+        StreamConfig {
+            video: Some(video_config(0x1e)),
+            audio: None,
+        }
+    }
+
+    /// 100 ms video frames from `from_ms` (inclusive) to `to_ms` (exclusive), a keyframe every
+    /// `gop_ms` counted from `gop_start_ms`.
+    pub(crate) fn gop_frames(
+        from_ms: u64,
+        to_ms: u64,
+        gop_start_ms: u64,
+        gop_ms: u64,
+    ) -> Vec<Frame> {
+        (from_ms / 100..to_ms / 100)
+            .map(|i| {
+                let ms = i * 100;
+                video(ms, ms >= gop_start_ms && (ms - gop_start_ms) % gop_ms == 0)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_first_segment_decides_the_target_and_later_segments_fit_it() {
+        let mut seg = Segmenter::new(SegmenterConfig::default());
+        seg.handle_config(video_only());
+        assert_eq!(seg.target_duration_secs(), None);
+        // A 2 s GOP for 12 s (segments of 4 s: the target is 4), then the encoder's GOP grows
+        // to 10 s.
+        let mut frames = gop_frames(0, 12_000, 0, 2_000);
+        frames.extend(gop_frames(12_000, 60_000, 12_000, 10_000));
+        let mut segments = run(&mut seg, frames);
+        segments.extend(seg.finish());
+        assert_eq!(seg.target_duration_secs(), Some(4));
+        for s in &segments {
+            assert!(
+                rounded_secs(s.duration) <= 4,
+                "{} is {}",
+                s.sequence,
+                s.duration
+            );
+        }
+        let spans: Vec<(u64, u64, bool)> = segments
+            .iter()
+            .map(|s| ((s.start_pts - 90_000) / 90, s.duration / 90, s.independent))
+            .collect();
+        assert_eq!(
+            spans,
+            vec![
+                (0, 4000, true),
+                (4000, 4000, true),
+                (8000, 4000, true),
+                // The 10 s GOP: forced at 4.4 s (4.5 s with the next frame would round to 5);
+                // the keyframe at 22 s comes 1.2 s into a segment, too early to realign, the
+                // one at 32 s 2.4 s into one, which then closes there.
+                (12_000, 4400, true),
+                (16_400, 4400, false),
+                (20_800, 4400, false),
+                (25_200, 4400, false),
+                (29_600, 2400, false),
+                (32_000, 4400, true),
+                (36_400, 4400, false),
+                (40_800, 4400, false),
+                (45_200, 4400, false),
+                (49_600, 2400, false),
+                (52_000, 4400, true),
+                (56_400, 3600, false),
+            ]
+        );
+        assert_eq!(seg.stats().forced_cuts, 9);
+    }
+
+    #[test]
+    fn a_long_gop_from_the_start_makes_a_long_target_and_no_forced_cuts() {
+        let mut seg = Segmenter::new(SegmenterConfig::default());
+        seg.handle_config(video_only());
+        let segments = run(&mut seg, gop_frames(0, 40_000, 0, 10_000));
+        assert_eq!(seg.target_duration_secs(), Some(10));
+        assert_eq!(segments.len(), 3);
+        assert!(segments
+            .iter()
+            .all(|s| s.independent && s.duration == 900_000));
+        assert_eq!(seg.stats().forced_cuts, 0);
+    }
+
+    #[test]
+    fn the_target_survives_a_reconnect_whose_timestamps_restart() {
+        let mut seg = Segmenter::new(SegmenterConfig::for_latency(LatencyMode::Reduced));
+        seg.handle_config(video_only());
+        let mut segments = run(&mut seg, gop_frames(0, 6_000, 0, 1_000));
+        segments.extend(seg.handle_discontinuity());
+        assert_eq!(seg.target_duration_secs(), Some(2));
+        // The encoder comes back with timestamps from 0 and a 5 s GOP.
+        seg.handle_config(video_only());
+        let again = run(
+            &mut seg,
+            (0..150u64).map(|i| Frame {
+                pts: i * 9000,
+                dts: i * 9000,
+                ..video(0, i % 50 == 0)
+            }),
+        );
+        assert!(again[0].discontinuity);
+        assert_eq!(seg.target_duration_secs(), Some(2));
+        for s in segments.iter().chain(&again) {
+            assert!(rounded_secs(s.duration) <= 2, "{s:?}");
+        }
+        assert!(seg.stats().forced_cuts > 0);
+    }
+
+    #[test]
+    fn a_timestamp_jump_does_not_make_a_segment_longer_than_the_target() {
+        let mut seg = Segmenter::new(SegmenterConfig::default());
+        seg.handle_config(video_only());
+        let mut frames = gop_frames(0, 10_000, 0, 2_000);
+        // An hour ahead, then on from there.
+        frames.extend(gop_frames(3_610_000, 3_620_000, 3_610_000, 2_000));
+        let mut segments = run(&mut seg, frames);
+        segments.extend(seg.finish());
+        assert_eq!(seg.target_duration_secs(), Some(4));
+        assert!(segments.iter().all(|s| rounded_secs(s.duration) <= 4));
+        // The segment before the jump ends with its last frame.
+        let before = segments
+            .iter()
+            .find(|s| s.start_pts == 90_000 + 8_000 * 90)
+            .unwrap();
+        assert_eq!(before.duration, 2_000 * 90);
+    }
+
+    #[test]
+    fn the_first_segment_of_an_encoder_without_keyframes_decides_a_capped_target() {
+        let mut seg = Segmenter::new(SegmenterConfig {
+            target_duration: Duration::from_secs(2),
+            max_segment_duration: Duration::from_secs(5),
+        });
+        seg.handle_config(video_only());
+        let segments = run(&mut seg, (0..200).map(|i| video(i * 100, i == 0)));
+        assert_eq!(seg.target_duration_secs(), Some(5));
+        assert!(segments.iter().all(|s| rounded_secs(s.duration) <= 5));
     }
 
     #[test]
