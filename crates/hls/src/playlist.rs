@@ -291,7 +291,10 @@ fn write_entry(out: &mut String, s: &SegmentInfo, first: bool, uri: &str) {
             format_date_time(s.program_date_time)
         );
     }
-    let _ = writeln!(out, "#EXTINF:{:.3},", s.duration_secs());
+    // In whole milliseconds by integer arithmetic: the segmenter's durations are exact there,
+    // so a player adding them to a program date time gets exactly the segmenter's times.
+    let millis = (s.duration + TIMESCALE / 2000) / (TIMESCALE / 1000);
+    let _ = writeln!(out, "#EXTINF:{}.{:03},", millis / 1000, millis % 1000);
     out.push_str(uri);
     out.push('\n');
 }

@@ -1,5 +1,21 @@
 //! Cuts a stream of [`Frame`]s into MPEG-TS segments that each start on a video keyframe.
 //!
+//! # Program date time
+//!
+//! A live playlist states `EXT-X-PROGRAM-DATE-TIME` on its first segment (and after each
+//! discontinuity); a player derives every other segment's from the `EXTINF`s before it. For
+//! that to give a segment the same time in every refresh of the playlist, the segments' times
+//! follow their media durations, not the wall clock at which their frames happened to arrive:
+//! a segment's [`Segment::program_date_time`] is the previous segment's plus its duration. Only
+//! the first segment of the segmenter and the first after a discontinuity take the wall clock
+//! `now` of their first frame (and never a time before the previous segment's end, so times do
+//! not go backward). Durations are reported in whole milliseconds, the precision of both tags,
+//! rounded so that their sum stays within half a millisecond of the media time (no drift
+//! however long the stream runs); times are whole milliseconds too, so what a player adds up
+//! is exactly what the segmenter states. Between discontinuities the times thus follow the
+//! encoder's clock: they drift from the wall clock by the encoder clock's error (tens of parts
+//! per million, a few tenths of a second over an hour).
+//!
 //! # Target duration
 //!
 //! RFC 8216 §6.2.1 forbids changing `EXT-X-TARGETDURATION` while a media playlist is live,
@@ -30,7 +46,7 @@
 //!   starts, a segment that did not start with a keyframe is closed at the next keyframe once
 //!   it is at least half the configured target long.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use media::{Frame, MediaError, StreamConfig, Track, TsMuxer, TIMESCALE};
@@ -129,9 +145,12 @@ pub struct Segment {
     pub discontinuity: bool,
     /// PTS of the first frame (90 kHz).
     pub start_pts: u64,
-    /// Duration in 90 kHz ticks.
+    /// Duration in 90 kHz ticks, a whole number of milliseconds (see the module documentation).
     pub duration: u64,
-    /// Wall clock time at which the first frame was ingested.
+    /// Wall clock time of the start of the segment, in whole milliseconds: the previous
+    /// segment's plus its duration, or, for the first segment and the first after a
+    /// discontinuity, the wall clock at which its first frame was ingested (see the module
+    /// documentation).
     pub program_date_time: SystemTime,
     /// Starts with a video keyframe (or is audio-only).
     pub independent: bool,
@@ -161,6 +180,44 @@ struct OpenSegment {
     video_frames: u32,
     audio_frames: u32,
     buf: BytesMut,
+}
+
+/// The wall-clock timeline of the segments since the last anchoring (module documentation).
+#[derive(Debug, Clone, Copy)]
+struct Timeline {
+    /// Program date time of the segment that anchored it, in whole milliseconds.
+    anchor: SystemTime,
+    /// Exact media time of the segments closed since then.
+    ticks: u64,
+    /// `ticks` rounded to whole milliseconds: where the last closed segment ends.
+    millis: u64,
+}
+
+impl Timeline {
+    fn anchored(at: SystemTime) -> Self {
+        let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let millis = u64::try_from(since.as_millis()).unwrap_or(u64::MAX / 2);
+        Timeline {
+            anchor: UNIX_EPOCH + Duration::from_millis(millis),
+            ticks: 0,
+            millis: 0,
+        }
+    }
+
+    /// Where the last closed segment ends: the time of the next one.
+    fn end(&self) -> SystemTime {
+        self.anchor + Duration::from_millis(self.millis)
+    }
+
+    /// Adds a segment of `duration` ticks; returns its duration in whole milliseconds (in
+    /// ticks), rounded so that the timeline stays within half a millisecond of media time.
+    fn advance(&mut self, duration: u64) -> u64 {
+        self.ticks += duration;
+        let millis = (self.ticks + TICKS_PER_MS / 2) / TICKS_PER_MS;
+        let rounded = millis - self.millis;
+        self.millis = millis;
+        rounded * TICKS_PER_MS
+    }
 }
 
 /// Counters of the segmenter.
@@ -212,6 +269,8 @@ pub struct Segmenter {
     limit_ticks: u64,
     /// Duration of one audio frame of the current configuration.
     audio_interval: u64,
+    /// The program date times of the segments, from the first one on.
+    timeline: Option<Timeline>,
 }
 
 /// Segment buffers are sized in steps of this, so that the buffers of one stream are of a few
@@ -255,6 +314,7 @@ impl Segmenter {
                 ceil_secs(config.target_duration).max(ceil_secs(config.max_segment_duration)),
             ),
             audio_interval: 0,
+            timeline: None,
         }
     }
 
@@ -496,12 +556,23 @@ impl Segmenter {
         if let Some(muxer) = &mut self.muxer {
             muxer.write_tables(&mut buf)?;
         }
+        let discontinuity = std::mem::take(&mut self.pending_discontinuity);
+        let program_date_time = match &self.timeline {
+            Some(timeline) if !discontinuity => timeline.end(),
+            previous => {
+                // Anchored to the wall clock, but never before the previous segment's end.
+                let floor = previous.map_or(UNIX_EPOCH, |t| t.end());
+                let timeline = Timeline::anchored(now.max(floor));
+                self.timeline = Some(timeline);
+                timeline.anchor
+            }
+        };
         self.open = Some(OpenSegment {
             sequence: self.next_sequence,
-            discontinuity: std::mem::take(&mut self.pending_discontinuity),
+            discontinuity,
             start_pts: frame.pts,
             end_pts: frame.pts,
-            program_date_time: now,
+            program_date_time,
             independent,
             video_frames: 0,
             audio_frames: 0,
@@ -573,7 +644,13 @@ impl Segmenter {
             Some(next) if next > open.start_pts && next - open.start_pts < self.limit_ticks => next,
             _ => open.end_pts,
         };
-        let duration = end.saturating_sub(open.start_pts).min(self.limit_ticks - 1);
+        let exact = end.saturating_sub(open.start_pts).min(self.limit_ticks - 1);
+        // Rounding to whole milliseconds moves a duration by less than one: still below
+        // `target + 0.5 s`, as `duration_limit` keeps a millisecond to spare.
+        let duration = match &mut self.timeline {
+            Some(timeline) => timeline.advance(exact),
+            None => exact,
+        };
         if self.target_secs.is_none() {
             let target = decide_target_secs(self.config.target_duration, duration);
             self.target_secs = Some(target);
