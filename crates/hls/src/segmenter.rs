@@ -46,6 +46,7 @@
 //!   starts, a segment that did not start with a keyframe is closed at the next keyframe once
 //!   it is at least half the configured target long.
 
+use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -58,6 +59,20 @@ pub const REDUCED_TARGET_DURATION: Duration = Duration::from_secs(2);
 /// A segment is cut even without a keyframe once it is this long, so that an encoder that
 /// never sends one cannot make a segment grow without bound.
 pub const DEFAULT_MAX_SEGMENT_DURATION: Duration = Duration::from_secs(30);
+
+/// An open segment is cut once its next frame would take it past this many bytes of frame data,
+/// whatever the timestamps say (an encoder that repeats one timestamp never reaches a target
+/// duration). A 4 s segment reaches it at 64 Mb/s, a 30 s one (the longest target) at 8.5 Mb/s,
+/// above what an ingest gateway is fed; a live window of six segments then holds at most
+/// 192 MiB of a misbehaving stream.
+pub const DEFAULT_MAX_SEGMENT_BYTES: usize = 32 * 1024 * 1024;
+/// An open segment is cut once it holds this many frames, video and audio together. A 30 s
+/// segment of 60 fps video and 48 kHz AAC (47 frames per second) holds 3,200: this is almost
+/// four times that.
+pub const DEFAULT_MAX_SEGMENT_FRAMES: u32 = 12_000;
+/// Audio frames kept while waiting for the first video keyframe (the oldest are dropped
+/// beyond): one second of audio is 47 frames at 48 kHz, 94 at 96 kHz.
+pub const DEFAULT_MAX_EARLY_AUDIO_FRAMES: usize = 256;
 
 /// Audio this far ahead of the first video keyframe is kept and written after it.
 pub const EARLY_AUDIO: Duration = Duration::from_secs(1);
@@ -118,6 +133,12 @@ pub struct SegmenterConfig {
     pub target_duration: Duration,
     /// Cut here even without a keyframe.
     pub max_segment_duration: Duration,
+    /// Cut before a frame whose data would take the segment past this many bytes.
+    pub max_segment_bytes: usize,
+    /// Cut before a frame that would be the segment's frame number `max_segment_frames + 1`.
+    pub max_segment_frames: u32,
+    /// Audio frames kept while waiting for the first video keyframe.
+    pub max_early_audio_frames: usize,
 }
 
 impl Default for SegmenterConfig {
@@ -132,6 +153,9 @@ impl SegmenterConfig {
         SegmenterConfig {
             target_duration: mode.target_duration(),
             max_segment_duration: DEFAULT_MAX_SEGMENT_DURATION,
+            max_segment_bytes: DEFAULT_MAX_SEGMENT_BYTES,
+            max_segment_frames: DEFAULT_MAX_SEGMENT_FRAMES,
+            max_early_audio_frames: DEFAULT_MAX_EARLY_AUDIO_FRAMES,
         }
     }
 }
@@ -224,10 +248,15 @@ impl Timeline {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SegmenterStats {
     /// Frames dropped while waiting for the first video keyframe of a segment (audio only when
-    /// it is more than [`EARLY_AUDIO`] ahead of the keyframe).
+    /// it is more than [`EARLY_AUDIO`] ahead of the keyframe, or beyond
+    /// [`SegmenterConfig::max_early_audio_frames`]).
     pub frames_before_keyframe: u64,
-    /// Segments cut without a keyframe because they reached the maximum duration.
+    /// Segments cut without a keyframe because they reached the maximum duration or would
+    /// otherwise round above the target duration.
     pub forced_cuts: u64,
+    /// Segments cut because they reached [`SegmenterConfig::max_segment_bytes`] or
+    /// [`SegmenterConfig::max_segment_frames`] (timestamps that do not advance).
+    pub capped_cuts: u64,
     /// Audio frames dropped while an audio configuration change waited for a keyframe.
     pub frames_dropped_for_config: u64,
     /// Segments written into a recycled buffer (see [`Segmenter::recycle`]).
@@ -256,7 +285,7 @@ pub struct Segmenter {
     /// Audio that arrived while waiting for the first video keyframe (encoders send the first
     /// audio frame a few milliseconds ahead of it): written into the segment the keyframe
     /// opens, so that no frame the encoder sent is lost.
-    early_audio: Vec<Frame>,
+    early_audio: VecDeque<Frame>,
     stats: SegmenterStats,
     /// `config.target_duration` in ticks.
     target_ticks: u64,
@@ -305,7 +334,7 @@ impl Segmenter {
             video_interval: TIMESCALE / 30,
             last_segment_len: 64 * 1024,
             spare: None,
-            early_audio: Vec::new(),
+            early_audio: VecDeque::new(),
             stats: SegmenterStats::default(),
             target_ticks: ticks(config.target_duration),
             max_ticks: ticks(config.max_segment_duration),
@@ -435,7 +464,12 @@ impl Segmenter {
                         .count();
                     self.stats.frames_before_keyframe += stale as u64;
                     self.early_audio.drain(..stale);
-                    self.early_audio.push(frame.clone());
+                    self.early_audio.push_back(frame.clone());
+                    // Bounded in frames too: timestamps that do not advance make none stale.
+                    if self.early_audio.len() > self.config.max_early_audio_frames {
+                        self.early_audio.pop_front();
+                        self.stats.frames_before_keyframe += 1;
+                    }
                 } else {
                     self.stats.frames_before_keyframe += 1;
                 }
@@ -461,6 +495,12 @@ impl Segmenter {
                 {
                     // This frame and its duration would take the segment to its limit.
                     self.stats.forced_cuts += 1;
+                    closed = self.close(Some(frame.pts));
+                } else if open.buf.len() + frame.data.len() > self.config.max_segment_bytes
+                    || open.video_frames + open.audio_frames >= self.config.max_segment_frames
+                {
+                    // Bounded memory whatever the timestamps say (they may not advance at all).
+                    self.stats.capped_cuts += 1;
                     closed = self.close(Some(frame.pts));
                 }
             }
@@ -817,6 +857,7 @@ pub(crate) mod tests {
         let mut seg = Segmenter::new(SegmenterConfig {
             target_duration: Duration::from_secs(2),
             max_segment_duration: Duration::from_secs(5),
+            ..SegmenterConfig::default()
         });
         seg.handle_config(StreamConfig {
             video: Some(video_config(0x1e)),
@@ -965,11 +1006,82 @@ pub(crate) mod tests {
         let mut seg = Segmenter::new(SegmenterConfig {
             target_duration: Duration::from_secs(2),
             max_segment_duration: Duration::from_secs(5),
+            ..SegmenterConfig::default()
         });
         seg.handle_config(video_only());
         let segments = run(&mut seg, (0..200).map(|i| video(i * 100, i == 0)));
         assert_eq!(seg.target_duration_secs(), Some(5));
         assert!(segments.iter().all(|s| rounded_secs(s.duration) <= 5));
+    }
+
+    #[test]
+    fn frames_that_repeat_one_timestamp_are_cut_at_the_frame_cap() {
+        let mut seg = Segmenter::new(SegmenterConfig {
+            max_segment_frames: 1000,
+            ..SegmenterConfig::default()
+        });
+        seg.handle_config(StreamConfig {
+            video: Some(video_config(0x1e)),
+            audio: Some(audio_config()),
+        });
+        // 90,000 frames, every one at the same PTS (a keyframe now and then).
+        let frames = (0..45_000u64).flat_map(|i| [video(0, i % 30 == 0), audio(0)]);
+        let segments = run(&mut seg, frames);
+        assert_eq!(segments.len(), 89);
+        assert_eq!(seg.stats().capped_cuts, 89);
+        assert!(segments
+            .iter()
+            .all(|s| s.video_frames + s.audio_frames == 1000));
+        let rest = seg.finish().unwrap();
+        assert_eq!(rest.video_frames + rest.audio_frames, 1000);
+        assert!(segments.iter().all(|s| rounded_secs(s.duration) <= 4));
+    }
+
+    #[test]
+    fn a_segment_is_cut_at_the_byte_cap() {
+        let mut seg = Segmenter::new(SegmenterConfig {
+            max_segment_bytes: 1024 * 1024,
+            ..SegmenterConfig::default()
+        });
+        seg.handle_config(video_only());
+        // One NAL unit of 100,000 bytes, length-prefixed.
+        let mut nal = 99_996u32.to_be_bytes().to_vec();
+        nal.resize(100_000, 0x41);
+        let nal = Bytes::from(nal);
+        let big = |keyframe| Frame {
+            data: nal.clone(),
+            ..video(0, keyframe)
+        };
+        let segments = run(&mut seg, (0..100).map(|i| big(i == 0)));
+        assert_eq!(seg.stats().capped_cuts, segments.len() as u64);
+        assert!(segments.len() >= 9, "{}", segments.len());
+        for s in &segments {
+            // Frame data up to the cap, plus what MPEG-TS adds to it.
+            assert!(s.video_frames == 10, "{}", s.video_frames);
+            assert!(s.data.len() <= 1024 * 1024 * 105 / 100, "{}", s.data.len());
+        }
+        assert!(segments[0].independent && !segments[1].independent);
+    }
+
+    #[test]
+    fn early_audio_is_capped_in_frames() {
+        let mut seg = Segmenter::new(SegmenterConfig::default());
+        seg.handle_config(StreamConfig {
+            video: Some(video_config(0x1e)),
+            audio: Some(audio_config()),
+        });
+        // No keyframe yet, and audio that repeats one timestamp: nothing is stale by time.
+        for _ in 0..10_000 {
+            assert!(seg.handle_frame(&audio(0), now()).unwrap().is_none());
+        }
+        assert_eq!(seg.early_audio.len(), DEFAULT_MAX_EARLY_AUDIO_FRAMES);
+        assert_eq!(
+            seg.stats().frames_before_keyframe,
+            10_000 - DEFAULT_MAX_EARLY_AUDIO_FRAMES as u64
+        );
+        seg.handle_frame(&video(0, true), now()).unwrap();
+        let first = seg.finish().unwrap();
+        assert_eq!(first.audio_frames as usize, DEFAULT_MAX_EARLY_AUDIO_FRAMES);
     }
 
     #[test]
