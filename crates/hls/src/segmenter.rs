@@ -62,9 +62,9 @@ pub const DEFAULT_MAX_SEGMENT_DURATION: Duration = Duration::from_secs(30);
 
 /// An open segment is cut once its next frame would take it past this many bytes of frame data,
 /// whatever the timestamps say (an encoder that repeats one timestamp never reaches a target
-/// duration). A 4 s segment reaches it at 64 Mb/s, a 30 s one (the longest target) at 8.5 Mb/s,
-/// above what an ingest gateway is fed; a live window of six segments then holds at most
-/// 192 MiB of a misbehaving stream.
+/// duration). A segment of a 4 s target (up to 4.5 s long) reaches it at about 60 Mb/s, one of
+/// a 30 s target at about 9 Mb/s, above what an ingest gateway is fed; a live window of six
+/// segments then holds about 200 MiB of a misbehaving stream at most.
 pub const DEFAULT_MAX_SEGMENT_BYTES: usize = 32 * 1024 * 1024;
 /// An open segment is cut once it holds this many frames, video and audio together. A 30 s
 /// segment of 60 fps video and 48 kHz AAC (47 frames per second) holds 3,200: this is almost
