@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use media::TIMESCALE;
 
-use crate::segmenter::Segment;
+use crate::segmenter::{ceil_secs, decide_target_secs, rounded_secs, Segment};
 
 /// Segments listed in a live media playlist by default.
 pub const DEFAULT_WINDOW: usize = 6;
@@ -68,7 +68,9 @@ pub struct MediaPlaylist {
     count: u64,
     /// Discontinuities of segments no longer kept.
     dropped_discontinuities: usize,
-    max_rounded_duration: u64,
+    /// The decided target duration (0 before the first segment), raised only by a segment
+    /// that rounds above it.
+    target_secs: u64,
     peak_bps: f64,
     total_bytes: u64,
     total_ticks: u64,
@@ -87,7 +89,7 @@ impl MediaPlaylist {
             segments: Vec::new(),
             count: 0,
             dropped_discontinuities: 0,
-            max_rounded_duration: 0,
+            target_secs: 0,
             peak_bps: 0.0,
             total_bytes: 0,
             total_ticks: 0,
@@ -106,9 +108,10 @@ impl MediaPlaylist {
 
     /// Adds a closed segment.
     pub fn push(&mut self, segment: SegmentInfo) {
-        self.max_rounded_duration = self
-            .max_rounded_duration
-            .max(segment.duration_secs().round() as u64);
+        if self.count == 0 {
+            self.target_secs = decide_target_secs(self.target_duration, segment.duration);
+        }
+        self.target_secs = self.target_secs.max(rounded_secs(segment.duration));
         if segment.duration > 0 {
             self.peak_bps = self
                 .peak_bps
@@ -160,11 +163,18 @@ impl MediaPlaylist {
         &self.segments[self.segments.len().saturating_sub(self.window)..]
     }
 
-    /// `EXT-X-TARGETDURATION`: the configured target, raised to the largest rounded segment
-    /// duration seen.
+    /// `EXT-X-TARGETDURATION`: decided by the first segment and fixed from then on (RFC 8216
+    /// §6.2.1), by the same rule as [`crate::Segmenter::target_duration_secs`]: the configured
+    /// target in whole seconds, raised to the first segment's rounded duration. Before the
+    /// first segment, the configured target.
+    ///
+    /// The [`crate::Segmenter`] never produces a later segment that rounds above it, so a
+    /// playlist fed by one never changes its target and an event playlist written
+    /// incrementally never needs its head rewritten. A segment from elsewhere that does round
+    /// above it raises it: an `EXTINF` above the target (§4.3.3.1) stalls players, a changed
+    /// target only breaks the letter of the RFC.
     pub fn target_duration_secs(&self) -> u64 {
-        let configured = self.target_duration.as_secs_f64().ceil() as u64;
-        configured.max(self.max_rounded_duration).max(1)
+        ceil_secs(self.target_duration).max(self.target_secs)
     }
 
     /// Peak and average bitrate in bits per second (`BANDWIDTH`, `AVERAGE-BANDWIDTH`).
@@ -205,8 +215,10 @@ impl MediaPlaylist {
 
     /// The head of an event playlist whose first segment is `first_sequence`, for a playlist
     /// written incrementally: this, then [`MediaPlaylist::render_entry`] for each segment, then
-    /// `#EXT-X-ENDLIST`. Its target duration is the current one; when a later segment raises
-    /// [`MediaPlaylist::target_duration_secs`], the writer must update the head.
+    /// `#EXT-X-ENDLIST`. Its target duration is the current one: write it once the first
+    /// segment was pushed, when [`MediaPlaylist::target_duration_secs`] is decided. Only a
+    /// segment that did not come from a [`crate::Segmenter`] can raise it later (then the
+    /// writer must update the head).
     pub fn render_event_head(&self, first_sequence: u64) -> String {
         let mut out = String::with_capacity(128);
         self.write_head(&mut out, first_sequence, 0, Some("EVENT"));
@@ -279,7 +291,10 @@ fn write_entry(out: &mut String, s: &SegmentInfo, first: bool, uri: &str) {
             format_date_time(s.program_date_time)
         );
     }
-    let _ = writeln!(out, "#EXTINF:{:.3},", s.duration_secs());
+    // In whole milliseconds by integer arithmetic: the segmenter's durations are exact there,
+    // so a player adding them to a program date time gets exactly the segmenter's times.
+    let millis = (s.duration + TIMESCALE / 2000) / (TIMESCALE / 1000);
+    let _ = writeln!(out, "#EXTINF:{}.{:03},", millis / 1000, millis % 1000);
     out.push_str(uri);
     out.push('\n');
 }
@@ -425,6 +440,27 @@ mod tests {
         // target duration (the writer updates it when a segment raises it).
         let incremental = incremental.replace("TARGETDURATION:4\n", "TARGETDURATION:7\n");
         assert_eq!(incremental, all.render_event(uri));
+    }
+
+    #[test]
+    fn the_first_segment_decides_the_target_duration() {
+        let mut p = MediaPlaylist::live(Duration::from_secs(4), 3);
+        assert_eq!(p.target_duration_secs(), 4);
+        p.push(info(0, 5.4, false));
+        assert_eq!(p.target_duration_secs(), 5);
+        // Shorter segments do not lower it.
+        for i in 1..5 {
+            p.push(info(i, 2.0 + i as f64 / 2.0, false));
+            assert_eq!(p.target_duration_secs(), 5);
+        }
+        let mut short = MediaPlaylist::live(Duration::from_millis(1500), 3);
+        short.push(info(0, 0.4, false));
+        assert_eq!(short.target_duration_secs(), 2);
+        short.push(info(1, 2.49, false));
+        assert_eq!(short.target_duration_secs(), 2);
+        // Only a segment that breaks the segmenter's promise raises it (4.3.3.1 over 6.2.1).
+        short.push(info(2, 2.5, false));
+        assert_eq!(short.target_duration_secs(), 3);
     }
 
     #[test]

@@ -1,6 +1,53 @@
 //! Cuts a stream of [`Frame`]s into MPEG-TS segments that each start on a video keyframe.
+//!
+//! # Program date time
+//!
+//! A live playlist states `EXT-X-PROGRAM-DATE-TIME` on its first segment (and after each
+//! discontinuity); a player derives every other segment's from the `EXTINF`s before it. For
+//! that to give a segment the same time in every refresh of the playlist, the segments' times
+//! follow their media durations, not the wall clock at which their frames happened to arrive:
+//! a segment's [`Segment::program_date_time`] is the previous segment's plus its duration. Only
+//! the first segment of the segmenter and the first after a discontinuity take the wall clock
+//! `now` of their first frame (and never a time before the previous segment's end, so times do
+//! not go backward). Durations are reported in whole milliseconds, the precision of both tags,
+//! rounded so that their sum stays within half a millisecond of the media time (no drift
+//! however long the stream runs); times are whole milliseconds too, so what a player adds up
+//! is exactly what the segmenter states. Between discontinuities the times thus follow the
+//! encoder's clock: they drift from the wall clock by the encoder clock's error (tens of parts
+//! per million, a few tenths of a second over an hour).
+//!
+//! # Target duration
+//!
+//! RFC 8216 §6.2.1 forbids changing `EXT-X-TARGETDURATION` while a media playlist is live,
+//! and §4.3.3.1 wants every `EXTINF`, rounded to the nearest second, at or below it. One
+//! [`Segmenter`] lives for a whole broadcast (across encoder reconnects and discontinuities),
+//! so it decides the target once and keeps it:
+//!
+//! - The target is decided when the **first segment closes**: the configured target rounded
+//!   up to whole seconds, or that first segment's duration rounded to the nearest second if
+//!   larger ([`Segmenter::target_duration_secs`]). The first segment is cut like any other
+//!   (at the first keyframe at or after [`SegmenterConfig::target_duration`], or without one at
+//!   [`SegmenterConfig::max_segment_duration`]), so the decided target is at most the maximum
+//!   segment duration rounded up. Deciding on the first segment rather than on the
+//!   configuration alone lets an encoder with a steady GOP longer than the target (a 10 s GOP
+//!   under a 4 s target) keep whole-GOP segments that all start on a keyframe; deciding it no
+//!   later is forced by the playlist being published with that first segment.
+//! - From then on segments are still cut at the first keyframe at or after the configured
+//!   target, and additionally **forced** without a keyframe (counted in
+//!   [`SegmenterStats::forced_cuts`]) at the first frame of the timeline (video, or audio
+//!   without video) that would take the segment to `target + 0.5 s` once its own duration is
+//!   added, so that its `EXTINF` rounds to the target or less. A segment is never reported
+//!   longer than that bound: when timestamps jump ahead (a gap, a broken encoder clock), a
+//!   segment ends at the end of its last frame instead of at the start of the next one.
+//! - An encoder whose GOP later grows beyond the decided target (a reconnect with other
+//!   settings, a scene-cut keyframe placement) therefore gets segments that do not start with
+//!   a keyframe (`independent == false`): they play through for a viewer already watching, and
+//!   a player joining at one waits for the next keyframe. To bring keyframes back to segment
+//!   starts, a segment that did not start with a keyframe is closed at the next keyframe once
+//!   it is at least half the configured target long.
 
-use std::time::{Duration, SystemTime};
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use media::{Frame, MediaError, StreamConfig, Track, TsMuxer, TIMESCALE};
@@ -13,8 +60,51 @@ pub const REDUCED_TARGET_DURATION: Duration = Duration::from_secs(2);
 /// never sends one cannot make a segment grow without bound.
 pub const DEFAULT_MAX_SEGMENT_DURATION: Duration = Duration::from_secs(30);
 
+/// An open segment is cut once its next frame would take it past this many bytes of frame data,
+/// whatever the timestamps say (an encoder that repeats one timestamp never reaches a target
+/// duration). A segment of a 4 s target (up to 4.5 s long) reaches it at about 60 Mb/s, one of
+/// a 30 s target at about 9 Mb/s, above what an ingest gateway is fed; a live window of six
+/// segments then holds about 200 MiB of a misbehaving stream at most.
+pub const DEFAULT_MAX_SEGMENT_BYTES: usize = 32 * 1024 * 1024;
+/// An open segment is cut once it holds this many frames, video and audio together. A 30 s
+/// segment of 60 fps video and 48 kHz AAC (47 frames per second) holds 3,200: this is almost
+/// four times that.
+pub const DEFAULT_MAX_SEGMENT_FRAMES: u32 = 12_000;
+/// Audio frames kept while waiting for the first video keyframe (the oldest are dropped
+/// beyond): one second of audio is 47 frames at 48 kHz, 94 at 96 kHz.
+pub const DEFAULT_MAX_EARLY_AUDIO_FRAMES: usize = 256;
+
 /// Audio this far ahead of the first video keyframe is kept and written after it.
 pub const EARLY_AUDIO: Duration = Duration::from_secs(1);
+const EARLY_AUDIO_TICKS: u64 = ticks(EARLY_AUDIO);
+
+/// 90 kHz ticks per millisecond, the precision of `EXTINF` and `EXT-X-PROGRAM-DATE-TIME`.
+const TICKS_PER_MS: u64 = TIMESCALE / 1000;
+
+/// A duration in 90 kHz ticks rounded to the nearest whole second, as RFC 8216 compares an
+/// `EXTINF` with the target duration (half a second rounds up).
+pub fn rounded_secs(duration: u64) -> u64 {
+    (duration + TIMESCALE / 2) / TIMESCALE
+}
+
+/// A duration rounded up to whole seconds, at least 1: a configured target as
+/// `EXT-X-TARGETDURATION` states it.
+pub fn ceil_secs(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+}
+
+/// The target duration of a stream whose first segment lasted `first_segment` ticks: the
+/// configured target in whole seconds, raised to the first segment's rounded duration (see the
+/// module documentation). [`Segmenter`] and [`crate::MediaPlaylist`] both decide with this.
+pub fn decide_target_secs(configured: Duration, first_segment: u64) -> u64 {
+    ceil_secs(configured).max(rounded_secs(first_segment))
+}
+
+/// The segment duration, in ticks, that a segment must stay below for its `EXTINF` to round
+/// to `target_secs` or less, with a millisecond to spare for the rounding of `EXTINF` itself.
+fn duration_limit(target_secs: u64) -> u64 {
+    target_secs * TIMESCALE + TIMESCALE / 2 - TICKS_PER_MS
+}
 
 /// The latency modes of the seeds that this segmenter serves (low latency comes with parts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,6 +133,12 @@ pub struct SegmenterConfig {
     pub target_duration: Duration,
     /// Cut here even without a keyframe.
     pub max_segment_duration: Duration,
+    /// Cut before a frame whose data would take the segment past this many bytes.
+    pub max_segment_bytes: usize,
+    /// Cut before a frame that would be the segment's frame number `max_segment_frames + 1`.
+    pub max_segment_frames: u32,
+    /// Audio frames kept while waiting for the first video keyframe.
+    pub max_early_audio_frames: usize,
 }
 
 impl Default for SegmenterConfig {
@@ -57,6 +153,9 @@ impl SegmenterConfig {
         SegmenterConfig {
             target_duration: mode.target_duration(),
             max_segment_duration: DEFAULT_MAX_SEGMENT_DURATION,
+            max_segment_bytes: DEFAULT_MAX_SEGMENT_BYTES,
+            max_segment_frames: DEFAULT_MAX_SEGMENT_FRAMES,
+            max_early_audio_frames: DEFAULT_MAX_EARLY_AUDIO_FRAMES,
         }
     }
 }
@@ -70,9 +169,12 @@ pub struct Segment {
     pub discontinuity: bool,
     /// PTS of the first frame (90 kHz).
     pub start_pts: u64,
-    /// Duration in 90 kHz ticks.
+    /// Duration in 90 kHz ticks, a whole number of milliseconds (see the module documentation).
     pub duration: u64,
-    /// Wall clock time at which the first frame was ingested.
+    /// Wall clock time of the start of the segment, in whole milliseconds: the previous
+    /// segment's plus its duration, or, for the first segment and the first after a
+    /// discontinuity, the wall clock at which its first frame was ingested (see the module
+    /// documentation).
     pub program_date_time: SystemTime,
     /// Starts with a video keyframe (or is audio-only).
     pub independent: bool,
@@ -104,14 +206,57 @@ struct OpenSegment {
     buf: BytesMut,
 }
 
+/// The wall-clock timeline of the segments since the last anchoring (module documentation).
+#[derive(Debug, Clone, Copy)]
+struct Timeline {
+    /// Program date time of the segment that anchored it, in whole milliseconds.
+    anchor: SystemTime,
+    /// Exact media time of the segments closed since then.
+    ticks: u64,
+    /// `ticks` rounded to whole milliseconds: where the last closed segment ends.
+    millis: u64,
+}
+
+impl Timeline {
+    fn anchored(at: SystemTime) -> Self {
+        let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let millis = u64::try_from(since.as_millis()).unwrap_or(u64::MAX / 2);
+        Timeline {
+            anchor: UNIX_EPOCH + Duration::from_millis(millis),
+            ticks: 0,
+            millis: 0,
+        }
+    }
+
+    /// Where the last closed segment ends: the time of the next one.
+    fn end(&self) -> SystemTime {
+        self.anchor + Duration::from_millis(self.millis)
+    }
+
+    /// Adds a segment of `duration` ticks; returns its duration in whole milliseconds (in
+    /// ticks), rounded so that the timeline stays within half a millisecond of media time.
+    fn advance(&mut self, duration: u64) -> u64 {
+        self.ticks += duration;
+        let millis = (self.ticks + TICKS_PER_MS / 2) / TICKS_PER_MS;
+        let rounded = millis - self.millis;
+        self.millis = millis;
+        rounded * TICKS_PER_MS
+    }
+}
+
 /// Counters of the segmenter.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SegmenterStats {
     /// Frames dropped while waiting for the first video keyframe of a segment (audio only when
-    /// it is more than [`EARLY_AUDIO`] ahead of the keyframe).
+    /// it is more than [`EARLY_AUDIO`] ahead of the keyframe, or beyond
+    /// [`SegmenterConfig::max_early_audio_frames`]).
     pub frames_before_keyframe: u64,
-    /// Segments cut without a keyframe because they reached the maximum duration.
+    /// Segments cut without a keyframe because they reached the maximum duration or would
+    /// otherwise round above the target duration.
     pub forced_cuts: u64,
+    /// Segments cut because they reached [`SegmenterConfig::max_segment_bytes`] or
+    /// [`SegmenterConfig::max_segment_frames`] (timestamps that do not advance).
+    pub capped_cuts: u64,
     /// Audio frames dropped while an audio configuration change waited for a keyframe.
     pub frames_dropped_for_config: u64,
     /// Segments written into a recycled buffer (see [`Segmenter::recycle`]).
@@ -140,8 +285,21 @@ pub struct Segmenter {
     /// Audio that arrived while waiting for the first video keyframe (encoders send the first
     /// audio frame a few milliseconds ahead of it): written into the segment the keyframe
     /// opens, so that no frame the encoder sent is lost.
-    early_audio: Vec<Frame>,
+    early_audio: VecDeque<Frame>,
     stats: SegmenterStats,
+    /// `config.target_duration` in ticks.
+    target_ticks: u64,
+    /// `config.max_segment_duration` in ticks.
+    max_ticks: u64,
+    /// The target duration, once the first segment decided it.
+    target_secs: Option<u64>,
+    /// A segment's duration stays below this many ticks (see [`duration_limit`]): from the
+    /// decided target, or before that from the maximum segment duration.
+    limit_ticks: u64,
+    /// Duration of one audio frame of the current configuration.
+    audio_interval: u64,
+    /// The program date times of the segments, from the first one on.
+    timeline: Option<Timeline>,
 }
 
 /// Segment buffers are sized in steps of this, so that the buffers of one stream are of a few
@@ -158,8 +316,8 @@ fn is_loose(buf: &BytesMut) -> bool {
     buf.capacity() - buf.len() > buf.len() / 2 + BUFFER_STEP
 }
 
-fn ticks(d: Duration) -> u64 {
-    (d.as_nanos() * u128::from(TIMESCALE) / 1_000_000_000) as u64
+const fn ticks(d: Duration) -> u64 {
+    (d.as_nanos() * TIMESCALE as u128 / 1_000_000_000) as u64
 }
 
 impl Segmenter {
@@ -176,9 +334,24 @@ impl Segmenter {
             video_interval: TIMESCALE / 30,
             last_segment_len: 64 * 1024,
             spare: None,
-            early_audio: Vec::new(),
+            early_audio: VecDeque::new(),
             stats: SegmenterStats::default(),
+            target_ticks: ticks(config.target_duration),
+            max_ticks: ticks(config.max_segment_duration),
+            target_secs: None,
+            limit_ticks: duration_limit(
+                ceil_secs(config.target_duration).max(ceil_secs(config.max_segment_duration)),
+            ),
+            audio_interval: 0,
+            timeline: None,
         }
+    }
+
+    /// `EXT-X-TARGETDURATION` in seconds, once the first segment closed and decided it (see the
+    /// module documentation); it never changes afterwards, through discontinuities included.
+    /// No segment this segmenter returns rounds above it.
+    pub fn target_duration_secs(&self) -> Option<u64> {
+        self.target_secs
     }
 
     /// What was dropped or forced so far.
@@ -216,6 +389,10 @@ impl Segmenter {
     fn apply_config(&mut self, config: StreamConfig) {
         self.pending_config = None;
         self.drop_early_audio();
+        self.audio_interval = config
+            .audio
+            .as_ref()
+            .map_or(0, |a| a.asc.frame_duration_90k());
         match &mut self.muxer {
             Some(muxer) => muxer.set_config(config),
             None => self.muxer = Some(TsMuxer::new(config)),
@@ -279,7 +456,7 @@ impl Segmenter {
             None if !random_access => {
                 if frame.track == Track::Audio {
                     // Bounded: only the last EARLY_AUDIO of it can be written.
-                    let horizon = frame.pts.saturating_sub(ticks(EARLY_AUDIO));
+                    let horizon = frame.pts.saturating_sub(EARLY_AUDIO_TICKS);
                     let stale = self
                         .early_audio
                         .iter()
@@ -287,7 +464,12 @@ impl Segmenter {
                         .count();
                     self.stats.frames_before_keyframe += stale as u64;
                     self.early_audio.drain(..stale);
-                    self.early_audio.push(frame.clone());
+                    self.early_audio.push_back(frame.clone());
+                    // Bounded in frames too: timestamps that do not advance make none stale.
+                    if self.early_audio.len() > self.config.max_early_audio_frames {
+                        self.early_audio.pop_front();
+                        self.stats.frames_before_keyframe += 1;
+                    }
                 } else {
                     self.stats.frames_before_keyframe += 1;
                 }
@@ -296,14 +478,29 @@ impl Segmenter {
             None => {}
             Some(open) => {
                 let elapsed = frame.pts.saturating_sub(open.start_pts);
-                let cut_here = random_access && (frame.track == Track::Video || !has_video);
-                let target_reached = elapsed >= ticks(self.config.target_duration);
-                if cut_here && (target_reached || self.pending_config.is_some()) {
+                // Frames of the timeline (video, or audio without video) decide the cuts.
+                let timeline = frame.track == Track::Video || !has_video;
+                let cut_here = random_access && timeline;
+                // A segment that did not start with a keyframe realigns at the next one.
+                let min_ticks = if open.independent {
+                    self.target_ticks
+                } else {
+                    self.target_ticks / 2
+                };
+                if cut_here && (elapsed >= min_ticks || self.pending_config.is_some()) {
                     closed = self.close(Some(frame.pts));
-                } else if elapsed >= ticks(self.config.max_segment_duration)
-                    && (frame.track == Track::Video || !has_video)
+                } else if timeline
+                    && (elapsed >= self.max_ticks
+                        || elapsed + self.frame_interval(frame.track) >= self.limit_ticks)
                 {
+                    // This frame and its duration would take the segment to its limit.
                     self.stats.forced_cuts += 1;
+                    closed = self.close(Some(frame.pts));
+                } else if open.buf.len() + frame.data.len() > self.config.max_segment_bytes
+                    || open.video_frames + open.audio_frames >= self.config.max_segment_frames
+                {
+                    // Bounded memory whatever the timestamps say (they may not advance at all).
+                    self.stats.capped_cuts += 1;
                     closed = self.close(Some(frame.pts));
                 }
             }
@@ -316,7 +513,7 @@ impl Segmenter {
             self.write(frame)?;
             // The keyframe first (the segment starts with it and its PCR), then the audio that
             // came just before it; players order by timestamp.
-            let horizon = frame.pts.saturating_sub(ticks(EARLY_AUDIO));
+            let horizon = frame.pts.saturating_sub(EARLY_AUDIO_TICKS);
             for audio in std::mem::take(&mut self.early_audio) {
                 if audio.pts >= horizon {
                     self.write(&audio)?;
@@ -328,6 +525,14 @@ impl Segmenter {
         }
         self.write(frame)?;
         Ok(closed)
+    }
+
+    /// The duration of a frame of `track`, as far as it is known.
+    fn frame_interval(&self, track: Track) -> u64 {
+        match track {
+            Track::Video => self.video_interval,
+            Track::Audio => self.audio_interval,
+        }
     }
 
     /// Closes and returns the open segment (end of stream).
@@ -391,12 +596,23 @@ impl Segmenter {
         if let Some(muxer) = &mut self.muxer {
             muxer.write_tables(&mut buf)?;
         }
+        let discontinuity = std::mem::take(&mut self.pending_discontinuity);
+        let program_date_time = match &self.timeline {
+            Some(timeline) if !discontinuity => timeline.end(),
+            previous => {
+                // Anchored to the wall clock, but never before the previous segment's end.
+                let floor = previous.map_or(UNIX_EPOCH, |t| t.end());
+                let timeline = Timeline::anchored(now.max(floor));
+                self.timeline = Some(timeline);
+                timeline.anchor
+            }
+        };
         self.open = Some(OpenSegment {
             sequence: self.next_sequence,
-            discontinuity: std::mem::take(&mut self.pending_discontinuity),
+            discontinuity,
             start_pts: frame.pts,
             end_pts: frame.pts,
-            program_date_time: now,
+            program_date_time,
             independent,
             video_frames: 0,
             audio_frames: 0,
@@ -436,11 +652,7 @@ impl Segmenter {
             }
             Track::Audio => {
                 open.audio_frames += 1;
-                muxer
-                    .config()
-                    .audio
-                    .as_ref()
-                    .map_or(0, |a| a.asc.frame_duration_90k())
+                self.audio_interval
             }
         };
         // The timeline of a stream with video is the video's: trailing audio (encoder priming,
@@ -465,15 +677,30 @@ impl Segmenter {
         } else {
             open.buf.freeze()
         };
+        // A segment lasts until the next one starts, which counts the small gaps between frames;
+        // but when the timestamps jumped ahead (more than the segment may last), it ends with
+        // its last frame, and never after its limit, so that its EXTINF fits the target.
         let end = match next_start {
-            Some(next) if next > open.start_pts => next,
+            Some(next) if next > open.start_pts && next - open.start_pts < self.limit_ticks => next,
             _ => open.end_pts,
         };
+        let exact = end.saturating_sub(open.start_pts).min(self.limit_ticks - 1);
+        // Rounding to whole milliseconds moves a duration by less than one: still below
+        // `target + 0.5 s`, as `duration_limit` keeps a millisecond to spare.
+        let duration = match &mut self.timeline {
+            Some(timeline) => timeline.advance(exact),
+            None => exact,
+        };
+        if self.target_secs.is_none() {
+            let target = decide_target_secs(self.config.target_duration, duration);
+            self.target_secs = Some(target);
+            self.limit_ticks = duration_limit(target);
+        }
         Some(Segment {
             sequence: open.sequence,
             discontinuity: open.discontinuity,
             start_pts: open.start_pts,
-            duration: end.saturating_sub(open.start_pts),
+            duration,
             program_date_time: open.program_date_time,
             independent: open.independent,
             video_frames: open.video_frames,
@@ -484,7 +711,7 @@ impl Segmenter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use bytes::Bytes;
@@ -494,7 +721,7 @@ mod tests {
 
     use super::*;
 
-    fn video_config(level: u8) -> Arc<VideoConfig> {
+    pub(crate) fn video_config(level: u8) -> Arc<VideoConfig> {
         let rec = AvcDecoderConfigurationRecord {
             profile: 0x42,
             compatibility: 0xc0,
@@ -509,13 +736,13 @@ mod tests {
         Arc::new(VideoConfig::from_avc(rec).unwrap())
     }
 
-    fn audio_config() -> Arc<AudioConfig> {
+    pub(crate) fn audio_config() -> Arc<AudioConfig> {
         Arc::new(AudioConfig {
             asc: AudioSpecificConfig::new(2, 3, 2).unwrap(),
         })
     }
 
-    fn video(ms: u64, keyframe: bool) -> Frame {
+    pub(crate) fn video(ms: u64, keyframe: bool) -> Frame {
         let nal: &'static [u8] = if keyframe {
             &[0, 0, 0, 2, 0x65, 0x88]
         } else {
@@ -530,7 +757,7 @@ mod tests {
         }
     }
 
-    fn audio(ms: u64) -> Frame {
+    pub(crate) fn audio(ms: u64) -> Frame {
         Frame {
             track: Track::Audio,
             pts: 90_000 + ms * 90,
@@ -630,6 +857,7 @@ mod tests {
         let mut seg = Segmenter::new(SegmenterConfig {
             target_duration: Duration::from_secs(2),
             max_segment_duration: Duration::from_secs(5),
+            ..SegmenterConfig::default()
         });
         seg.handle_config(StreamConfig {
             video: Some(video_config(0x1e)),
@@ -641,6 +869,219 @@ mod tests {
         assert_eq!(seg.stats().forced_cuts, 1);
         let rest = seg.finish().unwrap();
         assert!(!rest.independent);
+    }
+
+    pub(crate) fn video_only() -> StreamConfig {
+        StreamConfig {
+            video: Some(video_config(0x1e)),
+            audio: None,
+        }
+    }
+
+    /// 100 ms video frames from `from_ms` (inclusive) to `to_ms` (exclusive), a keyframe every
+    /// `gop_ms` counted from `gop_start_ms`.
+    pub(crate) fn gop_frames(
+        from_ms: u64,
+        to_ms: u64,
+        gop_start_ms: u64,
+        gop_ms: u64,
+    ) -> Vec<Frame> {
+        (from_ms / 100..to_ms / 100)
+            .map(|i| {
+                let ms = i * 100;
+                video(ms, ms >= gop_start_ms && (ms - gop_start_ms) % gop_ms == 0)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_first_segment_decides_the_target_and_later_segments_fit_it() {
+        let mut seg = Segmenter::new(SegmenterConfig::default());
+        seg.handle_config(video_only());
+        assert_eq!(seg.target_duration_secs(), None);
+        // A 2 s GOP for 12 s (segments of 4 s: the target is 4), then the encoder's GOP grows
+        // to 10 s.
+        let mut frames = gop_frames(0, 12_000, 0, 2_000);
+        frames.extend(gop_frames(12_000, 60_000, 12_000, 10_000));
+        let mut segments = run(&mut seg, frames);
+        segments.extend(seg.finish());
+        assert_eq!(seg.target_duration_secs(), Some(4));
+        for s in &segments {
+            assert!(
+                rounded_secs(s.duration) <= 4,
+                "{} is {}",
+                s.sequence,
+                s.duration
+            );
+        }
+        let spans: Vec<(u64, u64, bool)> = segments
+            .iter()
+            .map(|s| ((s.start_pts - 90_000) / 90, s.duration / 90, s.independent))
+            .collect();
+        assert_eq!(
+            spans,
+            vec![
+                (0, 4000, true),
+                (4000, 4000, true),
+                (8000, 4000, true),
+                // The 10 s GOP: forced at 4.4 s (4.5 s with the next frame would round to 5);
+                // the keyframe at 22 s comes 1.2 s into a segment, too early to realign, the
+                // one at 32 s 2.4 s into one, which then closes there.
+                (12_000, 4400, true),
+                (16_400, 4400, false),
+                (20_800, 4400, false),
+                (25_200, 4400, false),
+                (29_600, 2400, false),
+                (32_000, 4400, true),
+                (36_400, 4400, false),
+                (40_800, 4400, false),
+                (45_200, 4400, false),
+                (49_600, 2400, false),
+                (52_000, 4400, true),
+                (56_400, 3600, false),
+            ]
+        );
+        assert_eq!(seg.stats().forced_cuts, 9);
+    }
+
+    #[test]
+    fn a_long_gop_from_the_start_makes_a_long_target_and_no_forced_cuts() {
+        let mut seg = Segmenter::new(SegmenterConfig::default());
+        seg.handle_config(video_only());
+        let segments = run(&mut seg, gop_frames(0, 40_000, 0, 10_000));
+        assert_eq!(seg.target_duration_secs(), Some(10));
+        assert_eq!(segments.len(), 3);
+        assert!(segments
+            .iter()
+            .all(|s| s.independent && s.duration == 900_000));
+        assert_eq!(seg.stats().forced_cuts, 0);
+    }
+
+    #[test]
+    fn the_target_survives_a_reconnect_whose_timestamps_restart() {
+        let mut seg = Segmenter::new(SegmenterConfig::for_latency(LatencyMode::Reduced));
+        seg.handle_config(video_only());
+        let mut segments = run(&mut seg, gop_frames(0, 6_000, 0, 1_000));
+        segments.extend(seg.handle_discontinuity());
+        assert_eq!(seg.target_duration_secs(), Some(2));
+        // The encoder comes back with timestamps from 0 and a 5 s GOP.
+        seg.handle_config(video_only());
+        let again = run(
+            &mut seg,
+            (0..150u64).map(|i| Frame {
+                pts: i * 9000,
+                dts: i * 9000,
+                ..video(0, i % 50 == 0)
+            }),
+        );
+        assert!(again[0].discontinuity);
+        assert_eq!(seg.target_duration_secs(), Some(2));
+        for s in segments.iter().chain(&again) {
+            assert!(rounded_secs(s.duration) <= 2, "{s:?}");
+        }
+        assert!(seg.stats().forced_cuts > 0);
+    }
+
+    #[test]
+    fn a_timestamp_jump_does_not_make_a_segment_longer_than_the_target() {
+        let mut seg = Segmenter::new(SegmenterConfig::default());
+        seg.handle_config(video_only());
+        let mut frames = gop_frames(0, 10_000, 0, 2_000);
+        // An hour ahead, then on from there.
+        frames.extend(gop_frames(3_610_000, 3_620_000, 3_610_000, 2_000));
+        let mut segments = run(&mut seg, frames);
+        segments.extend(seg.finish());
+        assert_eq!(seg.target_duration_secs(), Some(4));
+        assert!(segments.iter().all(|s| rounded_secs(s.duration) <= 4));
+        // The segment before the jump ends with its last frame.
+        let before = segments
+            .iter()
+            .find(|s| s.start_pts == 90_000 + 8_000 * 90)
+            .unwrap();
+        assert_eq!(before.duration, 2_000 * 90);
+    }
+
+    #[test]
+    fn the_first_segment_of_an_encoder_without_keyframes_decides_a_capped_target() {
+        let mut seg = Segmenter::new(SegmenterConfig {
+            target_duration: Duration::from_secs(2),
+            max_segment_duration: Duration::from_secs(5),
+            ..SegmenterConfig::default()
+        });
+        seg.handle_config(video_only());
+        let segments = run(&mut seg, (0..200).map(|i| video(i * 100, i == 0)));
+        assert_eq!(seg.target_duration_secs(), Some(5));
+        assert!(segments.iter().all(|s| rounded_secs(s.duration) <= 5));
+    }
+
+    #[test]
+    fn frames_that_repeat_one_timestamp_are_cut_at_the_frame_cap() {
+        let mut seg = Segmenter::new(SegmenterConfig {
+            max_segment_frames: 1000,
+            ..SegmenterConfig::default()
+        });
+        seg.handle_config(StreamConfig {
+            video: Some(video_config(0x1e)),
+            audio: Some(audio_config()),
+        });
+        // 90,000 frames, every one at the same PTS (a keyframe now and then).
+        let frames = (0..45_000u64).flat_map(|i| [video(0, i % 30 == 0), audio(0)]);
+        let segments = run(&mut seg, frames);
+        assert_eq!(segments.len(), 89);
+        assert_eq!(seg.stats().capped_cuts, 89);
+        assert!(segments
+            .iter()
+            .all(|s| s.video_frames + s.audio_frames == 1000));
+        let rest = seg.finish().unwrap();
+        assert_eq!(rest.video_frames + rest.audio_frames, 1000);
+        assert!(segments.iter().all(|s| rounded_secs(s.duration) <= 4));
+    }
+
+    #[test]
+    fn a_segment_is_cut_at_the_byte_cap() {
+        let mut seg = Segmenter::new(SegmenterConfig {
+            max_segment_bytes: 1024 * 1024,
+            ..SegmenterConfig::default()
+        });
+        seg.handle_config(video_only());
+        // One NAL unit of 100,000 bytes, length-prefixed.
+        let mut nal = 99_996u32.to_be_bytes().to_vec();
+        nal.resize(100_000, 0x41);
+        let nal = Bytes::from(nal);
+        let big = |keyframe| Frame {
+            data: nal.clone(),
+            ..video(0, keyframe)
+        };
+        let segments = run(&mut seg, (0..100).map(|i| big(i == 0)));
+        assert_eq!(seg.stats().capped_cuts, segments.len() as u64);
+        assert!(segments.len() >= 9, "{}", segments.len());
+        for s in &segments {
+            // Frame data up to the cap, plus what MPEG-TS adds to it.
+            assert!(s.video_frames == 10, "{}", s.video_frames);
+            assert!(s.data.len() <= 1024 * 1024 * 105 / 100, "{}", s.data.len());
+        }
+        assert!(segments[0].independent && !segments[1].independent);
+    }
+
+    #[test]
+    fn early_audio_is_capped_in_frames() {
+        let mut seg = Segmenter::new(SegmenterConfig::default());
+        seg.handle_config(StreamConfig {
+            video: Some(video_config(0x1e)),
+            audio: Some(audio_config()),
+        });
+        // No keyframe yet, and audio that repeats one timestamp: nothing is stale by time.
+        for _ in 0..10_000 {
+            assert!(seg.handle_frame(&audio(0), now()).unwrap().is_none());
+        }
+        assert_eq!(seg.early_audio.len(), DEFAULT_MAX_EARLY_AUDIO_FRAMES);
+        assert_eq!(
+            seg.stats().frames_before_keyframe,
+            10_000 - DEFAULT_MAX_EARLY_AUDIO_FRAMES as u64
+        );
+        seg.handle_frame(&video(0, true), now()).unwrap();
+        let first = seg.finish().unwrap();
+        assert_eq!(first.audio_frames as usize, DEFAULT_MAX_EARLY_AUDIO_FRAMES);
     }
 
     #[test]
