@@ -1,4 +1,5 @@
-//! OnAir's metadata store: live streams, their playback IDs, and API access tokens.
+//! OnAir's metadata store: live streams, their playback IDs, API access tokens, and the
+//! broadcast lifecycle with its event log.
 //!
 //! This is the only crate that talks to the database. Everything above it (the REST API, the
 //! session manager admitting publishers, HLS playback resolving playback IDs, the CLI) goes
@@ -48,6 +49,7 @@ use std::future::Future;
 mod access_token;
 mod error;
 mod ids;
+mod lifecycle;
 mod live_stream;
 mod sqlite;
 
@@ -56,6 +58,9 @@ pub use access_token::{
     MAX_TOKEN_ID_LEN, MAX_TOKEN_SECRET_LEN,
 };
 pub use error::{OptionExt, StoreError};
+pub use lifecycle::{
+    event_type, Broadcast, BroadcastChange, Event, LifecycleRecord, LifecycleState, Transition,
+};
 pub use live_stream::{
     EmbeddedSubtitle, IngestProtocol, LatencyMode, LiveStream, LiveStreamChanges, LiveStreamPatch,
     LiveStreamSettings, LiveStreamStatus, NewLiveStream, PlaybackId, PlaybackPolicy, StatusChange,
@@ -220,6 +225,56 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many tokens are usable (not revoked): zero means the server should create one.
     fn count_access_tokens(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    // ---- broadcast lifecycle and events ----
+
+    /// Applies a transition of the session manager in one transaction: the live stream's
+    /// lifecycle columns (and `status`/`active_ingest_protocol` when `t.status` is given), the
+    /// broadcast row, and the event row. Returns the event, whose `broadcast_id` is the
+    /// current broadcast or the one just ended.
+    ///
+    /// [`StoreError::NotFound`] if the live stream does not exist; [`StoreError::Conflict`]
+    /// (and nothing written) for `Active` on a disabled stream, `Start` while a broadcast is
+    /// current, `End` without one, or a result where "has a broadcast" and "is not idle"
+    /// disagree; [`StoreError::InvalidField`] for an empty `event_type` or a `recording_dir`
+    /// outside the data directory.
+    fn record_transition(
+        &self,
+        t: Transition,
+    ) -> impl Future<Output = Result<Event, StoreError>> + Send;
+
+    /// The lifecycle record of a live stream; `None` if there is no such stream.
+    fn lifecycle(
+        &self,
+        live_stream_id: &str,
+    ) -> impl Future<Output = Result<Option<LifecycleRecord>, StoreError>> + Send;
+
+    /// Live streams whose lifecycle is not idle (what a crash left behind), oldest stream
+    /// first, with their record and current broadcast.
+    fn unfinished_lifecycles(
+        &self,
+    ) -> impl Future<
+        Output = Result<Vec<(LiveStream, LifecycleRecord, Option<Broadcast>)>, StoreError>,
+    > + Send;
+
+    /// A broadcast, ended or not, of any live stream (deleted ones included).
+    fn get_broadcast(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Broadcast>, StoreError>> + Send;
+
+    /// Events with `seq > after`, oldest first, at most `limit` (1..=[`MAX_LIST_LIMIT`]).
+    fn list_events(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
+
+    /// Every event of one live stream, oldest first (also after the stream was deleted).
+    fn live_stream_events(
+        &self,
+        live_stream_id: &str,
+    ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
 }
 
 #[cfg(test)]
