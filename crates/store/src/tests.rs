@@ -1641,3 +1641,66 @@ async fn concurrent_transitions_get_distinct_consecutive_numbers() {
     other.close().await;
     store.close().await;
 }
+
+#[tokio::test]
+async fn lifecycle_migration_keeps_existing_streams_idle() {
+    // A database made by the first migration alone, with one live stream in it.
+    let dir = TempDir::new();
+    let only_first = dir.path().join("migrations");
+    std::fs::create_dir_all(&only_first).unwrap();
+    let first = "0001_live_streams_and_access_tokens.sql";
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations/sqlite")
+            .join(first),
+        only_first.join(first),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(data.join(DB_FILE_NAME))
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate::Migrator::new(only_first.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO live_streams (id, created_at, stream_key, reconnect_window, \
+         srt_passphrase, updated_at) VALUES ('old', 1700000000, 'key', 60, 'pass', 1700000000)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = SqliteStore::open(&data).await.unwrap();
+    let record = store.lifecycle("old").await.unwrap().unwrap();
+    assert_eq!(
+        record,
+        LifecycleRecord {
+            state: LifecycleState::Idle,
+            broadcast_id: None,
+            state_since_ms: 1_700_000_000_000,
+        }
+    );
+    assert!(store.unfinished_lifecycles().await.unwrap().is_empty());
+    // Its first event is number 1.
+    let ev = store
+        .record_transition(transition(
+            "old",
+            event_type::CONNECTED,
+            LifecycleState::Connected,
+            None,
+            start("rec/old"),
+            1_700_000_100_000,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ev.stream_seq, 1);
+    assert_eq!(ev.object["created_at"], "1700000000");
+    store.close().await;
+}
