@@ -34,6 +34,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # The event log
+//!
+//! Every change of a live stream is written in one transaction with an [`Event`] row: the
+//! API's own changes (created, updated, disabled, enabled, deleted) and the session manager's
+//! lifecycle [`Transition`]s ([`Store::record_transition`]). Events are numbered globally
+//! ([`Event::seq`], for readers of the whole log such as webhook delivery) and per live stream
+//! ([`Event::stream_seq`], 1, 2, 3, ... without gaps), and carry the stream's API JSON as of
+//! that moment. Events and broadcasts outlive the stream they belong to.
+//!
 //! # Conventions
 //!
 //! - Looking up something that may not exist answers `Ok(None)` (or `Ok(false)` for deletes);
@@ -83,7 +92,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Validates `params` ([`NewLiveStream::validate`]) and creates a live stream with a new
     /// ID, stream key and SRT passphrase, status idle, and one playback ID per requested
-    /// policy (one public playback ID by default).
+    /// policy (one public playback ID by default). Logs [`event_type::CREATED`].
     fn create_live_stream(
         &self,
         params: NewLiveStream,
@@ -104,7 +113,9 @@ pub trait Store: Send + Sync + 'static {
         status: Option<LiveStreamStatus>,
     ) -> impl Future<Output = Result<Vec<LiveStream>, StoreError>> + Send;
 
-    /// Deletes a live stream and its playback IDs; `false` if there was none.
+    /// Deletes a live stream and its playback IDs; `false` if there was none. Its events and
+    /// broadcasts are kept: the current broadcast (if any) ends, and
+    /// [`event_type::DELETED`] is logged with the stream as it was last.
     fn delete_live_stream(&self, id: &str)
         -> impl Future<Output = Result<bool, StoreError>> + Send;
 
@@ -116,7 +127,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<LiveStream>, StoreError>> + Send;
 
     /// Replaces the stream key (and the SRT passphrase, the other ingest credential); the old
-    /// key stops matching immediately. `None` if there is no such live stream.
+    /// key stops matching immediately. `None` if there is no such live stream. Logs
+    /// [`event_type::UPDATED`].
     fn reset_stream_key(
         &self,
         id: &str,
@@ -124,26 +136,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies a status transition (see [`StatusChange`]) and returns the stream as it now
     /// is. Activating a disabled stream is [`StoreError::Conflict`]; going idle leaves a
-    /// disabled stream disabled.
+    /// disabled stream disabled. Logs no event: the session manager records status changes
+    /// with [`Store::record_transition`].
     fn set_status(
         &self,
         id: &str,
         change: StatusChange,
     ) -> impl Future<Output = Result<Option<LiveStream>, StoreError>> + Send;
 
-    /// Disables a live stream (no new broadcasts; clears the ingest protocol).
+    /// Disables a live stream (no new broadcasts; clears the ingest protocol). Logs
+    /// [`event_type::DISABLED`] unless it already was disabled. The lifecycle is left to the
+    /// session manager (which kicks the encoder and records the way to idle).
     fn disable_live_stream(
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<LiveStream>, StoreError>> + Send;
 
-    /// Enables a disabled live stream (it becomes idle); other statuses are left as they are.
+    /// Enables a disabled live stream (it becomes idle) and logs [`event_type::ENABLED`];
+    /// other statuses are left as they are, and nothing is logged.
     fn enable_live_stream(
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<LiveStream>, StoreError>> + Send;
 
-    /// Validates `patch` ([`LiveStreamPatch::validate`]) and applies it.
+    /// Validates `patch` ([`LiveStreamPatch::validate`]) and applies it, logging
+    /// [`event_type::UPDATED`]; an empty patch writes and logs nothing.
     fn update_live_stream(
         &self,
         id: &str,
