@@ -10,6 +10,8 @@
 //! | playback ID | 44 characters `[A-Za-z0-9]` | ~262 bits |
 //! | stream key | 16 random bytes as lowercase hex, grouped 8-4-4-4-12 (looks like the seeds' UUID-style keys) | 128 bits |
 //! | SRT passphrase | 32 characters `[A-Za-z0-9]` (SRT accepts 10..=79) | ~190 bits |
+//! | broadcast ID | 44 characters `[A-Za-z0-9]` | ~262 bits |
+//! | event ID | a random (v4) UUID | 122 bits (not a secret) |
 //! | access token ID | a random (v4) UUID, like the seeds' `44c819de-4add-...` | 122 bits (not a secret) |
 //! | access token secret | 64 characters `[A-Za-z0-9]` | ~381 bits |
 //! | token hash salt | 16 random bytes as hex | 128 bits |
@@ -62,6 +64,16 @@ pub fn playback_id() -> String {
     alphanumeric(ID_LEN)
 }
 
+/// A new broadcast ID.
+pub fn broadcast_id() -> String {
+    alphanumeric(ID_LEN)
+}
+
+/// A new event ID (a version 4 UUID, the shape webhook consumers expect).
+pub fn event_id() -> String {
+    uuid_v4()
+}
+
 /// A new stream key: 128 random bits, UUID-shaped so it is easy to read out and paste.
 pub fn stream_key() -> String {
     uuid_layout(&random_bytes::<16>())
@@ -74,6 +86,10 @@ pub fn srt_passphrase() -> String {
 
 /// A new access token ID (a version 4 UUID).
 pub fn access_token_id() -> String {
+    uuid_v4()
+}
+
+fn uuid_v4() -> String {
     let mut bytes = random_bytes::<16>();
     bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
     bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant

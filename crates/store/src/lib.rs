@@ -1,4 +1,5 @@
-//! OnAir's metadata store: live streams, their playback IDs, and API access tokens.
+//! OnAir's metadata store: live streams, their playback IDs, API access tokens, and the
+//! broadcast lifecycle with its event log.
 //!
 //! This is the only crate that talks to the database. Everything above it (the REST API, the
 //! session manager admitting publishers, HLS playback resolving playback IDs, the CLI) goes
@@ -33,6 +34,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # The event log
+//!
+//! Every change of a live stream is written in one transaction with an [`Event`] row: the
+//! API's own changes (created, updated, disabled, enabled, deleted) and the session manager's
+//! lifecycle [`Transition`]s ([`Store::record_transition`]). Events are numbered globally
+//! ([`Event::seq`], for readers of the whole log such as webhook delivery) and per live stream
+//! ([`Event::stream_seq`], 1, 2, 3, ... without gaps), and carry the stream's API JSON as of
+//! that moment. Events and broadcasts outlive the stream they belong to.
+//!
 //! # Conventions
 //!
 //! - Looking up something that may not exist answers `Ok(None)` (or `Ok(false)` for deletes);
@@ -48,6 +58,7 @@ use std::future::Future;
 mod access_token;
 mod error;
 mod ids;
+mod lifecycle;
 mod live_stream;
 mod sqlite;
 
@@ -56,6 +67,9 @@ pub use access_token::{
     MAX_TOKEN_ID_LEN, MAX_TOKEN_SECRET_LEN,
 };
 pub use error::{OptionExt, StoreError};
+pub use lifecycle::{
+    event_type, Broadcast, BroadcastChange, Event, LifecycleRecord, LifecycleState, Transition,
+};
 pub use live_stream::{
     EmbeddedSubtitle, IngestProtocol, LatencyMode, LiveStream, LiveStreamChanges, LiveStreamPatch,
     LiveStreamSettings, LiveStreamStatus, NewLiveStream, PlaybackId, PlaybackPolicy, StatusChange,
@@ -78,7 +92,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Validates `params` ([`NewLiveStream::validate`]) and creates a live stream with a new
     /// ID, stream key and SRT passphrase, status idle, and one playback ID per requested
-    /// policy (one public playback ID by default).
+    /// policy (one public playback ID by default). Logs [`event_type::CREATED`].
     fn create_live_stream(
         &self,
         params: NewLiveStream,
@@ -99,7 +113,9 @@ pub trait Store: Send + Sync + 'static {
         status: Option<LiveStreamStatus>,
     ) -> impl Future<Output = Result<Vec<LiveStream>, StoreError>> + Send;
 
-    /// Deletes a live stream and its playback IDs; `false` if there was none.
+    /// Deletes a live stream and its playback IDs; `false` if there was none. Its events and
+    /// broadcasts are kept: the current broadcast (if any) ends, and
+    /// [`event_type::DELETED`] is logged with the stream as it was last.
     fn delete_live_stream(&self, id: &str)
         -> impl Future<Output = Result<bool, StoreError>> + Send;
 
@@ -111,7 +127,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<LiveStream>, StoreError>> + Send;
 
     /// Replaces the stream key (and the SRT passphrase, the other ingest credential); the old
-    /// key stops matching immediately. `None` if there is no such live stream.
+    /// key stops matching immediately. `None` if there is no such live stream. Logs
+    /// [`event_type::UPDATED`].
     fn reset_stream_key(
         &self,
         id: &str,
@@ -119,26 +136,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies a status transition (see [`StatusChange`]) and returns the stream as it now
     /// is. Activating a disabled stream is [`StoreError::Conflict`]; going idle leaves a
-    /// disabled stream disabled.
+    /// disabled stream disabled. Logs no event: the session manager records status changes
+    /// with [`Store::record_transition`].
     fn set_status(
         &self,
         id: &str,
         change: StatusChange,
     ) -> impl Future<Output = Result<Option<LiveStream>, StoreError>> + Send;
 
-    /// Disables a live stream (no new broadcasts; clears the ingest protocol).
+    /// Disables a live stream (no new broadcasts; clears the ingest protocol). Logs
+    /// [`event_type::DISABLED`] unless it already was disabled. The lifecycle is left to the
+    /// session manager (which kicks the encoder and records the way to idle).
     fn disable_live_stream(
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<LiveStream>, StoreError>> + Send;
 
-    /// Enables a disabled live stream (it becomes idle); other statuses are left as they are.
+    /// Enables a disabled live stream (it becomes idle) and logs [`event_type::ENABLED`];
+    /// other statuses are left as they are, and nothing is logged.
     fn enable_live_stream(
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<LiveStream>, StoreError>> + Send;
 
-    /// Validates `patch` ([`LiveStreamPatch::validate`]) and applies it.
+    /// Validates `patch` ([`LiveStreamPatch::validate`]) and applies it, logging
+    /// [`event_type::UPDATED`]; an empty patch writes and logs nothing.
     fn update_live_stream(
         &self,
         id: &str,
@@ -220,6 +242,56 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many tokens are usable (not revoked): zero means the server should create one.
     fn count_access_tokens(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    // ---- broadcast lifecycle and events ----
+
+    /// Applies a transition of the session manager in one transaction: the live stream's
+    /// lifecycle columns (and `status`/`active_ingest_protocol` when `t.status` is given), the
+    /// broadcast row, and the event row. Returns the event, whose `broadcast_id` is the
+    /// current broadcast or the one just ended.
+    ///
+    /// [`StoreError::NotFound`] if the live stream does not exist; [`StoreError::Conflict`]
+    /// (and nothing written) for `Active` on a disabled stream, `Start` while a broadcast is
+    /// current, `End` without one, or a result where "has a broadcast" and "is not idle"
+    /// disagree; [`StoreError::InvalidField`] for an empty `event_type` or a `recording_dir`
+    /// outside the data directory.
+    fn record_transition(
+        &self,
+        t: Transition,
+    ) -> impl Future<Output = Result<Event, StoreError>> + Send;
+
+    /// The lifecycle record of a live stream; `None` if there is no such stream.
+    fn lifecycle(
+        &self,
+        live_stream_id: &str,
+    ) -> impl Future<Output = Result<Option<LifecycleRecord>, StoreError>> + Send;
+
+    /// Live streams whose lifecycle is not idle (what a crash left behind), oldest stream
+    /// first, with their record and current broadcast.
+    fn unfinished_lifecycles(
+        &self,
+    ) -> impl Future<
+        Output = Result<Vec<(LiveStream, LifecycleRecord, Option<Broadcast>)>, StoreError>,
+    > + Send;
+
+    /// A broadcast, ended or not, of any live stream (deleted ones included).
+    fn get_broadcast(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Broadcast>, StoreError>> + Send;
+
+    /// Events with `seq > after`, oldest first, at most `limit` (1..=[`MAX_LIST_LIMIT`]).
+    fn list_events(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
+
+    /// Every event of one live stream, oldest first (also after the stream was deleted).
+    fn live_stream_events(
+        &self,
+        live_stream_id: &str,
+    ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use sqlx::FromRow;
 use crate::access_token::{self, AccessToken, EnsureOutcome, IssuedAccessToken, Permissions};
 use crate::error::db_err;
 use crate::ids;
+use crate::lifecycle::{event_type, Broadcast, Event, LifecycleRecord, Transition};
 use crate::live_stream::{
     parse_policy, IngestProtocol, LatencyMode, LiveStream, LiveStreamPatch, LiveStreamStatus,
     NewLiveStream, PlaybackId, PlaybackPolicy, StatusChange,
@@ -57,6 +58,18 @@ macro_rules! live_stream_columns {
          embedded_subtitles"
     };
 }
+
+/// Selects one live stream by ID (`$1`).
+const LIVE_STREAM_BY_ID: &str = concat!(
+    "SELECT ",
+    live_stream_columns!(),
+    " FROM live_streams WHERE id = $1"
+);
+
+// After the macro above: the event log and lifecycle queries use it.
+mod lifecycle;
+
+use lifecycle::{append_event, claim_stream_seq, end_broadcast, finish_with_event};
 
 const ACCESS_TOKEN_COLUMNS: &str =
     "id, name, secret_salt, secret_hash, can_read, can_write, created_at, revoked";
@@ -152,25 +165,13 @@ impl SqliteStore {
         key: &str,
     ) -> Result<Option<LiveStream>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let row: Option<LiveStreamRow> = sqlx::query_as(sql)
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let stream = match row {
-            None => None,
-            Some(row) => {
-                let mut playback_ids =
-                    playback_ids_of(&mut tx, std::slice::from_ref(&row.id)).await?;
-                let ids = playback_ids.remove(&row.id).unwrap_or_default();
-                Some(row.into_live_stream(ids)?)
-            }
-        };
+        let stream = load_in(&mut tx, sql, key).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(stream)
     }
 
-    async fn insert_live_stream(&self, s: &LiveStream) -> Result<(), StoreError> {
+    /// Inserts a new live stream with its playback IDs and its `created` event.
+    async fn insert_live_stream(&self, s: &LiveStream, now_ms: i64) -> Result<(), StoreError> {
         let new_asset_settings = s.new_asset_settings.as_ref().map(to_json).transpose()?;
         let recent_asset_ids = to_json(&s.recent_asset_ids)?;
         let simulcast_targets = to_json(&s.simulcast_targets)?;
@@ -181,9 +182,9 @@ impl SqliteStore {
              passthrough, reconnect_window, latency_mode, max_continuous_duration, audio_only, \
              test, srt_passphrase, active_ingest_protocol, use_slate_for_standard_latency, \
              reconnect_slate_url, recent_asset_ids, active_asset_id, simulcast_targets, \
-             embedded_subtitles, updated_at) \
+             embedded_subtitles, updated_at, lifecycle_since_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20)",
+             $17, $18, $19, $20, $21)",
         )
         .bind(&s.id)
         .bind(s.created_at)
@@ -205,6 +206,7 @@ impl SqliteStore {
         .bind(simulcast_targets)
         .bind(embedded_subtitles)
         .bind(s.created_at)
+        .bind(now_ms)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -221,6 +223,18 @@ impl SqliteStore {
             .await
             .map_err(db_err)?;
         }
+        let claim = claim_stream_seq(&mut tx, &s.id)
+            .await?
+            .ok_or_else(|| StoreError::Database(format!("live stream {} vanished", s.id)))?;
+        append_event(
+            &mut tx,
+            s,
+            claim.last_event_seq,
+            event_type::CREATED,
+            None,
+            now_ms,
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 }
@@ -230,6 +244,7 @@ impl Store for SqliteStore {
         let settings = params.validate()?;
         let mut attempt = 1;
         loop {
+            let now_ms = now_unix_ms();
             let stream = LiveStream {
                 id: ids::live_stream_id(),
                 stream_key: ids::stream_key(),
@@ -242,7 +257,7 @@ impl Store for SqliteStore {
                         policy,
                     })
                     .collect(),
-                created_at: now_unix(),
+                created_at: now_ms.div_euclid(1000),
                 new_asset_settings: settings.new_asset_settings.clone(),
                 passthrough: settings.passthrough.clone(),
                 reconnect_window: settings.reconnect_window,
@@ -259,7 +274,7 @@ impl Store for SqliteStore {
                 simulcast_targets: Vec::new(),
                 embedded_subtitles: settings.embedded_subtitles.clone(),
             };
-            match self.insert_live_stream(&stream).await {
+            match self.insert_live_stream(&stream, now_ms).await {
                 Ok(()) => {
                     tracing::debug!(live_stream_id = %stream.id, "live stream created");
                     return Ok(stream);
@@ -271,15 +286,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_live_stream(&self, id: &str) -> Result<Option<LiveStream>, StoreError> {
-        self.load_live_stream(
-            concat!(
-                "SELECT ",
-                live_stream_columns!(),
-                " FROM live_streams WHERE id = $1"
-            ),
-            id,
-        )
-        .await
+        self.load_live_stream(LIVE_STREAM_BY_ID, id).await
     }
 
     async fn list_live_streams(
@@ -330,17 +337,37 @@ impl Store for SqliteStore {
     }
 
     async fn delete_live_stream(&self, id: &str) -> Result<bool, StoreError> {
+        let now_ms = now_unix_ms();
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let Some(claim) = claim_stream_seq(&mut tx, id).await? else {
+            return Ok(false);
+        };
+        // The event shows the stream as it was last; its history (events, broadcasts) stays.
+        let stream = load_in(&mut tx, LIVE_STREAM_BY_ID, id)
+            .await?
+            .ok_or_else(|| StoreError::Database(format!("live stream {id} vanished")))?;
+        if let Some(broadcast_id) = &claim.broadcast_id {
+            // Deleting ends the broadcast; nobody is left to record its end otherwise.
+            end_broadcast(&mut tx, broadcast_id, now_ms).await?;
+        }
+        append_event(
+            &mut tx,
+            &stream,
+            claim.last_event_seq,
+            event_type::DELETED,
+            claim.broadcast_id.as_deref(),
+            now_ms,
+        )
+        .await?;
         // Playback IDs go with it (ON DELETE CASCADE).
-        let done = sqlx::query("DELETE FROM live_streams WHERE id = $1")
+        sqlx::query("DELETE FROM live_streams WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        let deleted = done.rows_affected() > 0;
-        if deleted {
-            tracing::debug!(live_stream_id = %id, "live stream deleted");
-        }
-        Ok(deleted)
+        tx.commit().await.map_err(db_err)?;
+        tracing::debug!(live_stream_id = %id, "live stream deleted");
+        Ok(true)
     }
 
     async fn find_live_stream_by_stream_key(
@@ -360,7 +387,12 @@ impl Store for SqliteStore {
 
     async fn reset_stream_key(&self, id: &str) -> Result<Option<LiveStream>, StoreError> {
         let mut attempt = 1;
-        let done = loop {
+        loop {
+            let now_ms = now_unix_ms();
+            let mut tx = self.pool.begin().await.map_err(db_err)?;
+            let Some(claim) = claim_stream_seq(&mut tx, id).await? else {
+                return Ok(None);
+            };
             let result = sqlx::query(
                 "UPDATE live_streams SET stream_key = $2, srt_passphrase = $3, updated_at = $4 \
                  WHERE id = $1",
@@ -368,21 +400,23 @@ impl Store for SqliteStore {
             .bind(id)
             .bind(ids::stream_key())
             .bind(ids::srt_passphrase())
-            .bind(now_unix())
-            .execute(&self.pool)
+            .bind(now_ms.div_euclid(1000))
+            .execute(&mut *tx)
             .await
             .map_err(db_err);
             match result {
-                Ok(done) => break done,
-                Err(StoreError::Conflict(_)) if attempt < INSERT_ATTEMPTS => attempt += 1,
+                Ok(_) => {}
+                // Dropping the transaction rolls the claimed event number back too.
+                Err(StoreError::Conflict(_)) if attempt < INSERT_ATTEMPTS => {
+                    attempt += 1;
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
-        };
-        if done.rows_affected() == 0 {
-            return Ok(None);
+            let stream = finish_with_event(tx, id, claim, event_type::UPDATED, now_ms).await?;
+            tracing::debug!(live_stream_id = %id, "stream key reset");
+            return Ok(Some(stream));
         }
-        tracing::debug!(live_stream_id = %id, "stream key reset");
-        self.get_live_stream(id).await
     }
 
     async fn set_status(
@@ -436,21 +470,11 @@ impl Store for SqliteStore {
     }
 
     async fn disable_live_stream(&self, id: &str) -> Result<Option<LiveStream>, StoreError> {
-        self.set_status(id, StatusChange::Disabled).await
+        self.change_disabled(id, true).await
     }
 
     async fn enable_live_stream(&self, id: &str) -> Result<Option<LiveStream>, StoreError> {
-        sqlx::query(
-            "UPDATE live_streams SET status = $2, updated_at = $3 WHERE id = $1 AND status = $4",
-        )
-        .bind(id)
-        .bind(LiveStreamStatus::Idle.as_str())
-        .bind(now_unix())
-        .bind(LiveStreamStatus::Disabled.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        self.get_live_stream(id).await
+        self.change_disabled(id, false).await
     }
 
     async fn update_live_stream(
@@ -459,6 +483,11 @@ impl Store for SqliteStore {
         patch: LiveStreamPatch,
     ) -> Result<Option<LiveStream>, StoreError> {
         let changes = patch.validate()?;
+        if changes.is_empty() {
+            // Nothing changes, so nothing is written and no event is logged.
+            return self.get_live_stream(id).await;
+        }
+        let now_ms = now_unix_ms();
         let mut sets: Vec<(&'static str, Value)> = Vec::new();
         if let Some(mode) = changes.latency_mode {
             sets.push(("latency_mode", Value::Text(Some(mode.as_str().to_owned()))));
@@ -482,7 +511,7 @@ impl Store for SqliteStore {
             let json = settings.as_ref().map(to_json).transpose()?;
             sets.push(("new_asset_settings", Value::Text(json)));
         }
-        sets.push(("updated_at", Value::Int(now_unix())));
+        sets.push(("updated_at", Value::Int(now_ms.div_euclid(1000))));
 
         // Column names come from the fixed list above, never from input.
         let mut sql = String::from("UPDATE live_streams SET ");
@@ -501,11 +530,13 @@ impl Store for SqliteStore {
                 Value::Bool(b) => query.bind(b),
             };
         }
-        let done = query.execute(&self.pool).await.map_err(db_err)?;
-        if done.rows_affected() == 0 {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let Some(claim) = claim_stream_seq(&mut tx, id).await? else {
             return Ok(None);
-        }
-        self.get_live_stream(id).await
+        };
+        query.execute(&mut *tx).await.map_err(db_err)?;
+        let stream = finish_with_event(tx, id, claim, event_type::UPDATED, now_ms).await?;
+        Ok(Some(stream))
     }
 
     async fn add_playback_id(
@@ -741,9 +772,82 @@ impl Store for SqliteStore {
                 .map_err(db_err)?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
+
+    async fn record_transition(&self, t: Transition) -> Result<Event, StoreError> {
+        self.apply_transition(t).await
+    }
+
+    async fn lifecycle(&self, live_stream_id: &str) -> Result<Option<LifecycleRecord>, StoreError> {
+        self.lifecycle_record(live_stream_id).await
+    }
+
+    async fn unfinished_lifecycles(
+        &self,
+    ) -> Result<Vec<(LiveStream, LifecycleRecord, Option<Broadcast>)>, StoreError> {
+        self.load_unfinished_lifecycles().await
+    }
+
+    async fn get_broadcast(&self, id: &str) -> Result<Option<Broadcast>, StoreError> {
+        self.load_broadcast(id).await
+    }
+
+    async fn list_events(&self, after: u64, limit: u32) -> Result<Vec<Event>, StoreError> {
+        self.load_events_after(after, limit).await
+    }
+
+    async fn live_stream_events(&self, live_stream_id: &str) -> Result<Vec<Event>, StoreError> {
+        self.load_live_stream_events(live_stream_id).await
+    }
 }
 
 impl SqliteStore {
+    /// Disables (`true`) or enables (`false`) a live stream, with its event when the status
+    /// changes. Disabling clears the ingest protocol; enabling affects only a disabled stream.
+    async fn change_disabled(
+        &self,
+        id: &str,
+        disable: bool,
+    ) -> Result<Option<LiveStream>, StoreError> {
+        let now_ms = now_unix_ms();
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let Some(claim) = claim_stream_seq(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        let disabled = LiveStreamStatus::Disabled.as_str();
+        if (claim.status == disabled) == disable {
+            // Nothing to do: give the claimed event number back.
+            let stream = load_in(&mut tx, LIVE_STREAM_BY_ID, id).await?;
+            tx.rollback().await.map_err(db_err)?;
+            return Ok(stream);
+        }
+        let (query, event) = if disable {
+            (
+                sqlx::query(
+                    "UPDATE live_streams SET status = $2, active_ingest_protocol = NULL, \
+                     updated_at = $3 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(disabled),
+                event_type::DISABLED,
+            )
+        } else {
+            (
+                sqlx::query("UPDATE live_streams SET status = $2, updated_at = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(LiveStreamStatus::Idle.as_str()),
+                event_type::ENABLED,
+            )
+        };
+        query
+            .bind(now_ms.div_euclid(1000))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let stream = finish_with_event(tx, id, claim, event, now_ms).await?;
+        tracing::debug!(live_stream_id = %id, status = %stream.status.as_str(), "status changed");
+        Ok(Some(stream))
+    }
+
     async fn access_token_row(&self, id: &str) -> Result<Option<AccessTokenRow>, StoreError> {
         let sql = format!("SELECT {ACCESS_TOKEN_COLUMNS} FROM access_tokens WHERE id = $1");
         sqlx::query_as(&sql)
@@ -751,6 +855,28 @@ impl SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)
+    }
+}
+
+/// One live stream selected by `sql` (which binds `key` as `$1`), with its playback IDs, read
+/// on `conn` (inside the caller's transaction).
+async fn load_in(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    key: &str,
+) -> Result<Option<LiveStream>, StoreError> {
+    let row: Option<LiveStreamRow> = sqlx::query_as(sql)
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    match row {
+        None => Ok(None),
+        Some(row) => {
+            let mut playback_ids = playback_ids_of(conn, std::slice::from_ref(&row.id)).await?;
+            let ids = playback_ids.remove(&row.id).unwrap_or_default();
+            Ok(Some(row.into_live_stream(ids)?))
+        }
     }
 }
 
@@ -939,6 +1065,15 @@ fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result
 fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value)
         .map_err(|e| StoreError::Database(format!("encoding JSON column: {e}")))
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it), for events of the API's
+/// own changes (lifecycle transitions bring their time with them).
+fn now_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).

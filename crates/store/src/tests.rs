@@ -864,3 +864,843 @@ async fn two_handles_on_one_file_see_each_others_writes() {
     again.close().await;
     server.close().await;
 }
+
+// ---- broadcast lifecycle and events ----
+
+fn transition(
+    live_stream_id: &str,
+    event: &str,
+    state: LifecycleState,
+    status: Option<StatusChange>,
+    broadcast: BroadcastChange,
+    at_ms: i64,
+) -> Transition {
+    Transition {
+        live_stream_id: live_stream_id.to_owned(),
+        event_type: event.to_owned(),
+        state,
+        status,
+        broadcast,
+        at_ms,
+    }
+}
+
+fn start(dir: &str) -> BroadcastChange {
+    BroadcastChange::Start {
+        recording_dir: dir.to_owned(),
+    }
+}
+
+async fn count_events(store: &SqliteStore) -> usize {
+    store.list_events(0, MAX_LIST_LIMIT).await.unwrap().len()
+}
+
+/// connected -> recording -> active -> disconnected -> connected -> recording ->
+/// disconnected -> idle: one broadcast across the reconnect, status and events in step.
+async fn full_walk(store: &SqliteStore) {
+    use LifecycleState::*;
+    let ls = store
+        .create_live_stream(NewLiveStream::default())
+        .await
+        .unwrap();
+    let fresh = store.lifecycle(&ls.id).await.unwrap().unwrap();
+    assert_eq!(fresh.state, Idle);
+    assert_eq!(fresh.broadcast_id, None);
+    assert!(store.lifecycle("missing").await.unwrap().is_none());
+
+    let t0 = 1_700_000_000_000;
+    let steps: Vec<(&str, LifecycleState, Option<StatusChange>, BroadcastChange)> = vec![
+        (
+            event_type::CONNECTED,
+            Connected,
+            None,
+            start("recordings/b1"),
+        ),
+        (
+            event_type::RECORDING,
+            Recording,
+            None,
+            BroadcastChange::None,
+        ),
+        (
+            event_type::ACTIVE,
+            Active,
+            Some(StatusChange::Active(IngestProtocol::Rtmp)),
+            BroadcastChange::None,
+        ),
+        // The API status stays active through the reconnect window.
+        (
+            event_type::DISCONNECTED,
+            Disconnected,
+            None,
+            BroadcastChange::None,
+        ),
+        (
+            event_type::CONNECTED,
+            Connected,
+            Some(StatusChange::Active(IngestProtocol::Srt)),
+            BroadcastChange::None,
+        ),
+        (
+            event_type::RECORDING,
+            Recording,
+            None,
+            BroadcastChange::None,
+        ),
+        (
+            event_type::DISCONNECTED,
+            Disconnected,
+            None,
+            BroadcastChange::None,
+        ),
+        (
+            event_type::IDLE,
+            Idle,
+            Some(StatusChange::Idle),
+            BroadcastChange::End,
+        ),
+    ];
+    let mut broadcast_id: Option<String> = None;
+    for (i, (event, state, status, change)) in steps.into_iter().enumerate() {
+        let at = t0 + 1000 * i as i64;
+        let ev = store
+            .record_transition(transition(&ls.id, event, state, status, change, at))
+            .await
+            .unwrap();
+        assert_eq!(ev.event_type, event);
+        assert_eq!(ev.stream_seq, i as u64 + 2, "created is event 1");
+        assert_eq!(ev.created_at_ms, at);
+        assert_eq!(ev.live_stream_id, ls.id);
+        let b = ev.broadcast_id.clone().expect("every step has a broadcast");
+        assert_eq!(*broadcast_id.get_or_insert(b.clone()), b, "one broadcast");
+
+        let record = store.lifecycle(&ls.id).await.unwrap().unwrap();
+        assert_eq!(record.state, state);
+        assert_eq!(record.state_since_ms, at);
+        let stream = store.get_live_stream(&ls.id).await.unwrap().unwrap();
+        assert_eq!(ev.object, serde_json::to_value(&stream).unwrap());
+        let expected_status = match i {
+            0 | 1 => LiveStreamStatus::Idle,
+            7 => LiveStreamStatus::Idle,
+            _ => LiveStreamStatus::Active,
+        };
+        assert_eq!(stream.status, expected_status, "after {event} (step {i})");
+        if state == Idle {
+            assert_eq!(record.broadcast_id, None);
+            assert_eq!(stream.active_ingest_protocol, None);
+        } else {
+            assert_eq!(record.broadcast_id.as_ref(), Some(&b));
+        }
+    }
+    let broadcast_id = broadcast_id.unwrap();
+    assert_eq!(broadcast_id.len(), 44);
+    assert!(broadcast_id.chars().all(|c| c.is_ascii_alphanumeric()));
+    let b = store.get_broadcast(&broadcast_id).await.unwrap().unwrap();
+    assert_eq!(
+        b,
+        Broadcast {
+            id: broadcast_id.clone(),
+            live_stream_id: ls.id.clone(),
+            started_at_ms: t0,
+            ended_at_ms: Some(t0 + 7000),
+            recording_dir: "recordings/b1".into(),
+        }
+    );
+    assert!(store.get_broadcast("missing").await.unwrap().is_none());
+
+    // The status the API showed at each moment is in that event's object.
+    let events = store.live_stream_events(&ls.id).await.unwrap();
+    let statuses: Vec<&str> = events
+        .iter()
+        .map(|e| e.object["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["idle", "idle", "idle", "active", "active", "active", "active", "active", "idle"]
+    );
+    let protocols: Vec<Option<&str>> = events
+        .iter()
+        .map(|e| e.object["active_ingest_protocol"].as_str())
+        .collect();
+    assert_eq!(protocols[3], Some("rtmp"));
+    assert_eq!(protocols[5], Some("srt"));
+    assert_eq!(protocols[8], None);
+    // The lifecycle state stays internal: the object is exactly the API JSON.
+    assert!(events
+        .iter()
+        .all(|e| e.object.get("lifecycle_state").is_none()));
+
+    // A second broadcast gets a new ID; an event that is not a state change keeps the
+    // time the state was entered.
+    let ev = store
+        .record_transition(transition(
+            &ls.id,
+            event_type::CONNECTED,
+            Connected,
+            None,
+            start("recordings/b2"),
+            t0 + 10_000,
+        ))
+        .await
+        .unwrap();
+    assert_ne!(ev.broadcast_id.as_deref(), Some(broadcast_id.as_str()));
+    store
+        .record_transition(transition(
+            &ls.id,
+            "video.live_stream.warning",
+            Connected,
+            None,
+            BroadcastChange::None,
+            t0 + 11_000,
+        ))
+        .await
+        .unwrap();
+    let record = store.lifecycle(&ls.id).await.unwrap().unwrap();
+    assert_eq!(record.state_since_ms, t0 + 10_000);
+    assert_eq!(record.broadcast_id, ev.broadcast_id);
+}
+
+#[tokio::test]
+async fn lifecycle_full_walk_in_memory() {
+    full_walk(&mem().await).await;
+}
+
+#[tokio::test]
+async fn lifecycle_full_walk_on_a_file() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    full_walk(&store).await;
+    store.close().await;
+    // Everything survives a reopen.
+    let again = SqliteStore::open(dir.path()).await.unwrap();
+    let events = again.list_events(0, 100).await.unwrap();
+    assert_eq!(events.len(), 11);
+    assert_eq!(events[10].event_type, "video.live_stream.warning");
+    again.close().await;
+}
+
+#[tokio::test]
+async fn event_numbers_are_gapless_per_stream_and_increasing_overall() {
+    let store = mem().await;
+    let a = store
+        .create_live_stream(NewLiveStream::default())
+        .await
+        .unwrap();
+    let b = store
+        .create_live_stream(NewLiveStream::default())
+        .await
+        .unwrap();
+    let mut at = 1_000;
+    for (id, dir) in [(&a.id, "a/1"), (&b.id, "b/1")] {
+        store
+            .record_transition(transition(
+                id,
+                event_type::CONNECTED,
+                LifecycleState::Connected,
+                None,
+                start(dir),
+                at,
+            ))
+            .await
+            .unwrap();
+        at += 1;
+    }
+    // Interleave API changes and transitions of both streams.
+    store.disable_live_stream(&b.id).await.unwrap();
+    for id in [&a.id, &b.id, &a.id] {
+        store
+            .record_transition(transition(
+                id,
+                event_type::RECORDING,
+                LifecycleState::Recording,
+                None,
+                BroadcastChange::None,
+                at,
+            ))
+            .await
+            .unwrap();
+        at += 1;
+    }
+    store
+        .update_live_stream(
+            &a.id,
+            LiveStreamPatch {
+                reconnect_window: Some(10),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    store.enable_live_stream(&b.id).await.unwrap();
+    store.reset_stream_key(&a.id).await.unwrap();
+
+    let all = store.list_events(0, MAX_LIST_LIMIT).await.unwrap();
+    assert_eq!(all.len(), 11);
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    let ids: HashSet<&str> = all.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids.len(), all.len(), "event IDs are unique");
+    assert!(all.iter().all(|e| e.id.len() == 36));
+    for (id, expected_types) in [
+        (
+            &a.id,
+            vec![
+                event_type::CREATED,
+                event_type::CONNECTED,
+                event_type::RECORDING,
+                event_type::RECORDING,
+                event_type::UPDATED,
+                event_type::UPDATED,
+            ],
+        ),
+        (
+            &b.id,
+            vec![
+                event_type::CREATED,
+                event_type::CONNECTED,
+                event_type::DISABLED,
+                event_type::RECORDING,
+                event_type::ENABLED,
+            ],
+        ),
+    ] {
+        let events = store.live_stream_events(id).await.unwrap();
+        let seqs: Vec<u64> = events.iter().map(|e| e.stream_seq).collect();
+        assert_eq!(seqs, (1..=expected_types.len() as u64).collect::<Vec<_>>());
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(types, expected_types);
+        // The same rows as in the global log.
+        for e in &events {
+            assert!(all.contains(e));
+        }
+    }
+
+    // Paging through the log with `after`.
+    let first = store.list_events(0, 4).await.unwrap();
+    assert_eq!(first, all[..4]);
+    let rest = store.list_events(first[3].seq, 100).await.unwrap();
+    assert_eq!(rest, all[4..]);
+    assert!(store
+        .list_events(all[10].seq, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.list_events(u64::MAX, 100).await.unwrap().is_empty());
+    assert_eq!(
+        field_of(store.list_events(0, 0).await.unwrap_err()),
+        "limit"
+    );
+    assert_eq!(
+        field_of(store.list_events(0, MAX_LIST_LIMIT + 1).await.unwrap_err()),
+        "limit"
+    );
+}
+
+#[tokio::test]
+async fn api_changes_log_events_with_the_object_after_the_change() {
+    let store = mem().await;
+    let ls = store
+        .create_live_stream(NewLiveStream {
+            passthrough: Some("hello".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let created = store.live_stream_events(&ls.id).await.unwrap();
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].event_type, event_type::CREATED);
+    assert_eq!(created[0].object, serde_json::to_value(&ls).unwrap());
+    assert_eq!(created[0].broadcast_id, None);
+    assert_eq!(created[0].created_at_ms.div_euclid(1000), ls.created_at);
+
+    let updated = store
+        .update_live_stream(
+            &ls.id,
+            LiveStreamPatch {
+                passthrough: Some(Some("bye".into())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let reset = store.reset_stream_key(&ls.id).await.unwrap().unwrap();
+    let disabled = store.disable_live_stream(&ls.id).await.unwrap().unwrap();
+    let enabled = store.enable_live_stream(&ls.id).await.unwrap().unwrap();
+    // Changes that change nothing log nothing.
+    store
+        .update_live_stream(&ls.id, LiveStreamPatch::default())
+        .await
+        .unwrap();
+    store.enable_live_stream(&ls.id).await.unwrap();
+    store.disable_live_stream(&ls.id).await.unwrap();
+    store.disable_live_stream(&ls.id).await.unwrap();
+
+    let events = store.live_stream_events(&ls.id).await.unwrap();
+    let got: Vec<(&str, &serde_json::Value)> = events
+        .iter()
+        .map(|e| (e.event_type.as_str(), &e.object))
+        .collect();
+    let objects =
+        [&ls, &updated, &reset, &disabled, &enabled].map(|s| serde_json::to_value(s).unwrap());
+    assert_eq!(
+        got,
+        vec![
+            (event_type::CREATED, &objects[0]),
+            (event_type::UPDATED, &objects[1]),
+            (event_type::UPDATED, &objects[2]),
+            (event_type::DISABLED, &objects[3]),
+            (event_type::ENABLED, &objects[4]),
+            (
+                event_type::DISABLED,
+                &serde_json::to_value(store.get_live_stream(&ls.id).await.unwrap().unwrap())
+                    .unwrap()
+            ),
+        ]
+    );
+    assert_eq!(events[1].object["passthrough"], "bye");
+    assert_eq!(events[2].object["stream_key"], json!(reset.stream_key));
+    assert_eq!(events[3].object["status"], "disabled");
+    assert_eq!(events[4].object["status"], "idle");
+    assert_eq!(
+        events.iter().map(|e| e.stream_seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
+    // Unknown streams log nothing either.
+    store.reset_stream_key("missing").await.unwrap();
+    store.disable_live_stream("missing").await.unwrap();
+    store
+        .update_live_stream(
+            "missing",
+            LiveStreamPatch {
+                reconnect_window: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!store.delete_live_stream("missing").await.unwrap());
+    assert_eq!(count_events(&store).await, 6);
+}
+
+#[tokio::test]
+async fn unfinished_lifecycles_are_the_non_idle_streams() {
+    let store = mem().await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(
+            store
+                .create_live_stream(NewLiveStream::default())
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    // 0 stays idle; 1 is active; 2 is disconnected; 3 went through a broadcast to idle.
+    for (i, id) in ids.iter().enumerate().skip(1) {
+        store
+            .record_transition(transition(
+                id,
+                event_type::CONNECTED,
+                LifecycleState::Connected,
+                None,
+                start(&format!("rec/{i}")),
+                100,
+            ))
+            .await
+            .unwrap();
+    }
+    store
+        .record_transition(transition(
+            &ids[1],
+            event_type::ACTIVE,
+            LifecycleState::Active,
+            Some(StatusChange::Active(IngestProtocol::Rtmp)),
+            BroadcastChange::None,
+            200,
+        ))
+        .await
+        .unwrap();
+    store
+        .record_transition(transition(
+            &ids[2],
+            event_type::DISCONNECTED,
+            LifecycleState::Disconnected,
+            None,
+            BroadcastChange::None,
+            300,
+        ))
+        .await
+        .unwrap();
+    store
+        .record_transition(transition(
+            &ids[3],
+            event_type::IDLE,
+            LifecycleState::Idle,
+            Some(StatusChange::Idle),
+            BroadcastChange::End,
+            400,
+        ))
+        .await
+        .unwrap();
+
+    let unfinished = store.unfinished_lifecycles().await.unwrap();
+    assert_eq!(unfinished.len(), 2);
+    let (s1, r1, b1) = &unfinished[0];
+    assert_eq!(s1.id, ids[1]);
+    assert_eq!(s1.status, LiveStreamStatus::Active);
+    assert_eq!(s1.playback_ids.len(), 1);
+    assert_eq!(r1.state, LifecycleState::Active);
+    assert_eq!(r1.state_since_ms, 200);
+    let b1 = b1.as_ref().unwrap();
+    assert_eq!(Some(&b1.id), r1.broadcast_id.as_ref());
+    assert_eq!((b1.recording_dir.as_str(), b1.ended_at_ms), ("rec/1", None));
+    let (s2, r2, b2) = &unfinished[1];
+    assert_eq!(s2.id, ids[2]);
+    assert_eq!(r2.state, LifecycleState::Disconnected);
+    assert_eq!(b2.as_ref().unwrap().recording_dir, "rec/2");
+    assert_eq!(b2.as_ref().unwrap().live_stream_id, ids[2]);
+}
+
+#[tokio::test]
+async fn deleting_keeps_the_history_and_logs_deleted() {
+    let store = mem().await;
+    let ls = store
+        .create_live_stream(NewLiveStream::default())
+        .await
+        .unwrap();
+    let connected = store
+        .record_transition(transition(
+            &ls.id,
+            event_type::CONNECTED,
+            LifecycleState::Connected,
+            None,
+            start("rec/x"),
+            5_000,
+        ))
+        .await
+        .unwrap();
+    let broadcast_id = connected.broadcast_id.unwrap();
+    assert!(store.delete_live_stream(&ls.id).await.unwrap());
+
+    let events = store.live_stream_events(&ls.id).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.event_type.as_str(), e.stream_seq))
+            .collect::<Vec<_>>(),
+        [
+            (event_type::CREATED, 1),
+            (event_type::CONNECTED, 2),
+            (event_type::DELETED, 3)
+        ]
+    );
+    let deleted = &events[2];
+    assert_eq!(deleted.broadcast_id.as_deref(), Some(broadcast_id.as_str()));
+    assert_eq!(deleted.object["id"], json!(ls.id));
+    assert_eq!(deleted.object["playback_ids"], json!(ls.playback_ids));
+    // The broadcast is kept, and ended by the deletion.
+    let b = store.get_broadcast(&broadcast_id).await.unwrap().unwrap();
+    assert_eq!(b.live_stream_id, ls.id);
+    assert!(b.ended_at_ms.unwrap() >= deleted.created_at_ms);
+    assert!(store.lifecycle(&ls.id).await.unwrap().is_none());
+    assert!(store.unfinished_lifecycles().await.unwrap().is_empty());
+    // A deleted stream takes no more transitions.
+    let err = store
+        .record_transition(transition(
+            &ls.id,
+            event_type::IDLE,
+            LifecycleState::Idle,
+            None,
+            BroadcastChange::End,
+            6_000,
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    assert_eq!(count_events(&store).await, 3);
+}
+
+#[tokio::test]
+async fn refused_transitions_write_nothing() {
+    let store = mem().await;
+    let err = store
+        .record_transition(transition(
+            "missing",
+            event_type::CONNECTED,
+            LifecycleState::Connected,
+            None,
+            start("rec/m"),
+            1,
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::NotFound {
+                resource: "live stream",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(count_events(&store).await, 0);
+    let broadcasts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM broadcasts")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(broadcasts, 0);
+
+    let ls = store
+        .create_live_stream(NewLiveStream::default())
+        .await
+        .unwrap();
+    let id = ls.id.as_str();
+    let conflicts = [
+        // Not idle without a broadcast.
+        transition(
+            id,
+            event_type::CONNECTED,
+            LifecycleState::Connected,
+            None,
+            BroadcastChange::None,
+            1,
+        ),
+        // Nothing to end.
+        transition(
+            id,
+            event_type::IDLE,
+            LifecycleState::Idle,
+            None,
+            BroadcastChange::End,
+            1,
+        ),
+        // Idle with a broadcast.
+        transition(
+            id,
+            event_type::CONNECTED,
+            LifecycleState::Idle,
+            None,
+            start("rec/a"),
+            1,
+        ),
+    ];
+    for t in conflicts {
+        let err = store.record_transition(t.clone()).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{t:?}: {err:?}");
+    }
+    for (dir, field) in [("/abs", "recording_dir"), ("../x", "recording_dir")] {
+        let t = transition(
+            id,
+            event_type::CONNECTED,
+            LifecycleState::Connected,
+            None,
+            start(dir),
+            1,
+        );
+        assert_eq!(
+            field_of(store.record_transition(t).await.unwrap_err()),
+            field
+        );
+    }
+    let mut empty_type = transition(id, "", LifecycleState::Connected, None, start("rec/a"), 1);
+    assert_eq!(
+        field_of(
+            store
+                .record_transition(empty_type.clone())
+                .await
+                .unwrap_err()
+        ),
+        "event_type"
+    );
+    empty_type.event_type = event_type::CONNECTED.into();
+    let ok = store.record_transition(empty_type).await.unwrap();
+    assert_eq!(ok.stream_seq, 2);
+    // A second start while one broadcast is current.
+    let err = store
+        .record_transition(transition(
+            id,
+            event_type::CONNECTED,
+            LifecycleState::Connected,
+            None,
+            start("rec/b"),
+            2,
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    // A disabled stream does not go active (and the state is left as it was).
+    store.disable_live_stream(id).await.unwrap();
+    let err = store
+        .record_transition(transition(
+            id,
+            event_type::ACTIVE,
+            LifecycleState::Active,
+            Some(StatusChange::Active(IngestProtocol::Rtmp)),
+            BroadcastChange::None,
+            3,
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let record = store.lifecycle(id).await.unwrap().unwrap();
+    assert_eq!(record.state, LifecycleState::Connected);
+    assert_eq!(record.broadcast_id, ok.broadcast_id);
+    // Going idle leaves it disabled.
+    let idle = store
+        .record_transition(transition(
+            id,
+            event_type::IDLE,
+            LifecycleState::Idle,
+            Some(StatusChange::Idle),
+            BroadcastChange::End,
+            4,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(idle.object["status"], "disabled");
+    let seqs: Vec<u64> = store
+        .live_stream_events(id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.stream_seq)
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4], "created, connected, disabled, idle");
+    let broadcasts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM broadcasts")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(broadcasts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_transitions_get_distinct_consecutive_numbers() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    // A second handle on the same file: another process, as far as SQLite can tell.
+    let other = SqliteStore::open(dir.path()).await.unwrap();
+    let ls = store
+        .create_live_stream(NewLiveStream::default())
+        .await
+        .unwrap();
+    store
+        .record_transition(transition(
+            &ls.id,
+            event_type::CONNECTED,
+            LifecycleState::Connected,
+            None,
+            start("rec/c"),
+            0,
+        ))
+        .await
+        .unwrap();
+    const PER_TASK: usize = 20;
+    let mut tasks = Vec::new();
+    for (n, handle) in [store.clone(), other.clone(), store.clone(), other.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        let id = ls.id.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..PER_TASK {
+                let ev = handle
+                    .record_transition(transition(
+                        &id,
+                        "video.live_stream.heartbeat",
+                        LifecycleState::Connected,
+                        None,
+                        BroadcastChange::None,
+                        (n * 1000 + i) as i64,
+                    ))
+                    .await
+                    .unwrap();
+                seqs.push(ev.stream_seq);
+            }
+            seqs
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        let seqs = t.await.unwrap();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "each task in order");
+        all.extend(seqs);
+    }
+    all.sort_unstable();
+    let expected: Vec<u64> = (3..3 + 4 * PER_TASK as u64).collect();
+    assert_eq!(all, expected, "no duplicates, no gaps");
+    let stored: Vec<u64> = store
+        .live_stream_events(&ls.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.stream_seq)
+        .collect();
+    assert_eq!(stored, (1..3 + 4 * PER_TASK as u64).collect::<Vec<_>>());
+    other.close().await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn lifecycle_migration_keeps_existing_streams_idle() {
+    // A database made by the first migration alone, with one live stream in it.
+    let dir = TempDir::new();
+    let only_first = dir.path().join("migrations");
+    std::fs::create_dir_all(&only_first).unwrap();
+    let first = "0001_live_streams_and_access_tokens.sql";
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations/sqlite")
+            .join(first),
+        only_first.join(first),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(data.join(DB_FILE_NAME))
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate::Migrator::new(only_first.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO live_streams (id, created_at, stream_key, reconnect_window, \
+         srt_passphrase, updated_at) VALUES ('old', 1700000000, 'key', 60, 'pass', 1700000000)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = SqliteStore::open(&data).await.unwrap();
+    let record = store.lifecycle("old").await.unwrap().unwrap();
+    assert_eq!(
+        record,
+        LifecycleRecord {
+            state: LifecycleState::Idle,
+            broadcast_id: None,
+            state_since_ms: 1_700_000_000_000,
+        }
+    );
+    assert!(store.unfinished_lifecycles().await.unwrap().is_empty());
+    // Its first event is number 1.
+    let ev = store
+        .record_transition(transition(
+            "old",
+            event_type::CONNECTED,
+            LifecycleState::Connected,
+            None,
+            start("rec/old"),
+            1_700_000_100_000,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ev.stream_seq, 1);
+    assert_eq!(ev.object["created_at"], "1700000000");
+    store.close().await;
+}
