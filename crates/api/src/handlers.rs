@@ -10,10 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use serde_json::json;
-use store::{
-    LiveStream, LiveStreamPatch, LiveStreamStatus, NewLiveStream, PlaybackPolicy,
-    Store,
-};
+use store::{LiveStream, LiveStreamPatch, LiveStreamStatus, NewLiveStream, PlaybackPolicy, Store};
 
 use crate::body::{decode, integral_floats, optional_string, read_object};
 use crate::error::ApiError;

@@ -197,11 +197,15 @@ impl MediaPlaylist {
     pub fn render_live(&self, uri: impl Fn(&SegmentInfo) -> String) -> String {
         let window = self.window();
         let skipped = self.segments.len() - window.len();
+        // The first listed segment carries no tag (see `write_entry`): a discontinuity before
+        // it is counted here instead, so that each segment keeps its discontinuity sequence
+        // number as the window slides (RFC 8216 6.2.1).
         let discontinuity_sequence = self.dropped_discontinuities
             + self.segments[..skipped]
                 .iter()
                 .filter(|s| s.discontinuity)
-                .count();
+                .count()
+            + usize::from(window.first().is_some_and(|s| s.discontinuity));
         let media_sequence = window.first().map_or(self.count, |s| s.sequence);
         self.render(window, media_sequence, discontinuity_sequence, None, uri)
     }
@@ -400,11 +404,18 @@ mod tests {
         assert_eq!(live.matches("#EXTINF").count(), 3);
         assert_eq!(live.matches("#EXT-X-DISCONTINUITY\n").count(), 1);
         assert!(!live.contains("ENDLIST"));
+        // Segment 4 (after a discontinuity) becomes the first listed: its tag goes and the
+        // discontinuity sequence counts it, so its number stays 2.
+        p.push(info(6, 4.0, false));
+        let live = p.render_live(|s| format!("{}.ts", s.sequence));
+        assert!(live.contains("#EXT-X-MEDIA-SEQUENCE:4\n"), "{live}");
+        assert!(live.contains("#EXT-X-DISCONTINUITY-SEQUENCE:2\n"), "{live}");
+        assert!(!live.contains("#EXT-X-DISCONTINUITY\n"), "{live}");
         p.end();
         let vod = p.render_event(|s| format!("{}.ts", s.sequence));
         assert!(vod.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"));
         assert!(vod.ends_with("#EXT-X-ENDLIST\n"));
-        assert_eq!(vod.matches("#EXTINF").count(), 6);
+        assert_eq!(vod.matches("#EXTINF").count(), 7);
         assert_eq!(p.bandwidth().0, 1_000_000);
     }
 

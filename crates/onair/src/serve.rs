@@ -103,7 +103,10 @@ async fn serve(settings: ServeSettings) -> Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("reconciling unfinished broadcasts: {e}"))?;
     if restored > 0 {
-        info!(restored, "unfinished broadcasts restored: idle after their reconnect window");
+        info!(
+            restored,
+            "unfinished broadcasts restored: idle after their reconnect window"
+        );
     }
     let tasks = TaskTracker::new();
     let rtmp_config = rtmp::RtmpConfig::default();

@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -185,29 +186,37 @@ impl Actor {
         if let Some(p) = &self.publisher {
             p.last_media.store(unix_ms(now), Ordering::Relaxed);
         }
+        if self.lifecycle.state() == State::Connected && matches!(event, DemuxEvent::Frame(_)) {
+            self.lifecycle.handle_media(Instant::now());
+        }
+        if self.package(event, now).await && self.lifecycle.state() != State::Active {
+            self.lifecycle.handle_segment(Instant::now());
+            if self.lifecycle.state() == State::Active {
+                info!("live: first segment is playable");
+            }
+        }
+    }
+
+    /// Feeds the packager; publishes a segment that closed (then `true`).
+    async fn package(&mut self, event: DemuxEvent, now: SystemTime) -> bool {
         let event = if self.stream.audio_only {
             match audio_only(event) {
                 Some(e) => e,
-                None => return,
+                None => return false,
             }
         } else {
             event
         };
-        if self.lifecycle.state() == State::Connected && matches!(event, DemuxEvent::Frame(_)) {
-            self.lifecycle.handle_media(Instant::now());
-        }
         match self.packager.handle_event(event, now) {
             Ok(Some(segment)) => {
                 self.publish(&segment).await;
-                if self.lifecycle.state() != State::Active {
-                    self.lifecycle.handle_segment(Instant::now());
-                    if self.lifecycle.state() == State::Active {
-                        info!("live: first segment is playable");
-                    }
-                }
+                true
             }
-            Ok(None) => {}
-            Err(e) => warn!(error = %e, "media dropped"),
+            Ok(None) => false,
+            Err(e) => {
+                warn!(error = %e, "media dropped");
+                false
+            }
         }
     }
 
@@ -266,7 +275,7 @@ impl Actor {
                     self.pending.push_back(TransitionRecord {
                         live_stream_id: self.stream.id.clone(),
                         broadcast_id: self.broadcast_id.clone(),
-                        recording_dir: self.recording.dir().to_path_buf(),
+                        recording_dir: PathBuf::from(&self.stream.id).join(&self.broadcast_id),
                         state,
                         status,
                         broadcast_started,
@@ -298,6 +307,10 @@ impl Actor {
                     self.retry_delay = FIRST_WRITE_RETRY;
                     self.retry_at = None;
                 }
+                Err(WriteError::Refused(e)) => {
+                    warn!(error = %e, state = record.state.as_str(), "lifecycle transition refused by the store; skipped");
+                    self.pending.pop_front();
+                }
                 Err(WriteError::Gone) => {
                     // The live stream was deleted: nothing left to record against.
                     self.pending.clear();
@@ -317,11 +330,16 @@ impl Actor {
     /// open segment is closed and published, so that the live playlist holds everything it
     /// sent while the broadcast waits.
     async fn drop_publisher(&mut self) {
-        let Some(publisher) = self.publisher.take() else {
+        let Some(mut publisher) = self.publisher.take() else {
             return;
         };
         self.manager
             .publisher_left(&self.stream.id, self.generation, &publisher.last_media);
+        // What it sent before it was let go is recorded (bounded by the channel's capacity).
+        publisher.rx.close();
+        while let Ok(IngestEvent::Media(event)) = publisher.rx.try_recv() {
+            self.package(event, SystemTime::now()).await;
+        }
         drop(publisher);
         if let Some(segment) = self.packager.handle_discontinuity() {
             self.publish(&segment).await;
@@ -338,8 +356,9 @@ impl Actor {
             self.publish(&segment).await;
         }
         let uri = self.view.segment_uri();
-        self.view
-            .end(Some(self.packager.playlist().render_live(|s| uri(s.sequence))));
+        self.view.end(Some(
+            self.packager.playlist().render_live(|s| uri(s.sequence)),
+        ));
         self.recording.end(self.packager.playlist()).await;
     }
 
@@ -363,7 +382,11 @@ impl Actor {
             self.packager.recycle(data);
         }
         // Listed segments leave memory only once they are on disk (playback falls back to it).
-        if self.recording.write(segment, self.packager.playlist()).await {
+        if self
+            .recording
+            .write(segment, self.packager.playlist())
+            .await
+        {
             self.view.mark_recorded(segment.sequence);
         }
     }

@@ -4,11 +4,11 @@
 //! reach it through the [`ingest`] contract.
 #![forbid(unsafe_code)]
 
+mod actor;
 pub mod ingest;
 pub mod lifecycle;
 pub mod live;
 pub mod manager;
-mod actor;
 mod recording;
 mod store_glue;
 

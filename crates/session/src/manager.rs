@@ -193,13 +193,17 @@ impl SessionManager {
                 .unwrap_or_else(new_broadcast_id);
             let recording_dir = broadcast.as_ref().map_or_else(
                 || self.recording_dir(&stream.id, &broadcast_id),
-                |b| PathBuf::from(&b.recording_dir),
+                |b| self.inner.config.recordings_dir.join(&b.recording_dir),
             );
             let was_connected = state != State::Disconnected;
             let lifecycle = Lifecycle::restored(stream.lifecycle, was_connected, now);
             info!(live_stream_id = %stream.id, %broadcast_id, was = state.as_str(), "restoring an unfinished broadcast");
-            self.spawn(stream, broadcast_id, recording_dir, lifecycle, None, true);
-            restored += 1;
+            if self
+                .spawn(stream, broadcast_id, recording_dir, lifecycle, None, true)
+                .is_some()
+            {
+                restored += 1;
+            }
         }
         Ok(restored)
     }
@@ -212,8 +216,8 @@ impl SessionManager {
             .join(broadcast_id)
     }
 
-    /// Starts the actor of a broadcast and registers it (the caller checked that the stream
-    /// has none). Returns the registry entry's generation.
+    /// Starts the actor of a broadcast and registers it, unless the stream already has one
+    /// (`None`). Returns the registry entry's generation.
     fn spawn(
         &self,
         stream: StreamInfo,
@@ -222,7 +226,7 @@ impl SessionManager {
         lifecycle: Lifecycle,
         publisher: Option<Publisher>,
         restored: bool,
-    ) -> u64 {
+    ) -> Option<u64> {
         let generation = self.inner.next_generation.fetch_add(1, Ordering::Relaxed);
         let view = Arc::new(LiveView::with_recording(
             recording_dir.clone(),
@@ -232,6 +236,9 @@ impl SessionManager {
         let done = CancellationToken::new();
         {
             let mut running = lock(&self.inner.running);
+            if running.contains_key(&stream.id) {
+                return None;
+            }
             running.insert(
                 stream.id.clone(),
                 Running {
@@ -251,7 +258,8 @@ impl SessionManager {
                 playback.insert(pid.clone(), view.clone());
             }
         }
-        let span = info_span!("live_stream", live_stream_id = %stream.id, broadcast_id = %broadcast_id);
+        let span =
+            info_span!("live_stream", live_stream_id = %stream.id, broadcast_id = %broadcast_id);
         let actor = Actor {
             manager: self.clone(),
             packager: actor::packager_for(self, &stream),
@@ -270,7 +278,7 @@ impl SessionManager {
             done,
         };
         self.inner.tracker.spawn(actor.run().instrument(span));
-        generation
+        Some(generation)
     }
 
     /// Sends an API command to the live stream's broadcast, if it has one, and waits until it
@@ -288,7 +296,11 @@ impl SessionManager {
             }
         };
         if !sent {
-            warn!(live_stream_id, ?command, "broadcast busy: command not delivered");
+            warn!(
+                live_stream_id,
+                ?command,
+                "broadcast busy: command not delivered"
+            );
             return false;
         }
         let _ = tokio::time::timeout(ACTOR_ANSWER_TIMEOUT, answer).await;
@@ -396,11 +408,7 @@ impl SessionManager {
             let step = {
                 let mut running = lock(&self.inner.running);
                 match running.get_mut(&stream.id) {
-                    None => {
-                        drop(running);
-                        self.start_broadcast(&stream, publisher);
-                        return self.granted(&stream, media, kick).await;
-                    }
+                    None => None,
                     Some(r) => {
                         if let Some(current) = &r.publisher {
                             let silent_ms = actor::unix_ms(SystemTime::now())
@@ -419,11 +427,18 @@ impl SessionManager {
                             kick: kick.clone(),
                             last_media: publisher.last_media.clone(),
                         });
-                        (r.control.clone(), r.generation)
+                        Some((r.control.clone(), r.generation))
                     }
                 }
             };
-            let (control, generation) = step;
+            let Some((control, generation)) = step else {
+                // No broadcast running: this encoder begins one. (Registered under the lock
+                // again; a racing encoder finds it there.)
+                if !self.start_broadcast(&stream, publisher) {
+                    return Err(PublishRejection::AlreadyPublishing);
+                }
+                return self.granted(&stream, media, kick).await;
+            };
             {
                 {
                     let (reply, answer) = oneshot::channel();
@@ -447,11 +462,9 @@ impl SessionManager {
                                 .filter(|r| r.generation == generation)
                                 .map(|r| r.done.clone());
                             if let Some(done) = done {
-                                let _ = tokio::time::timeout(
-                                    ACTOR_ANSWER_TIMEOUT,
-                                    done.cancelled(),
-                                )
-                                .await;
+                                let _ =
+                                    tokio::time::timeout(ACTOR_ANSWER_TIMEOUT, done.cancelled())
+                                        .await;
                             }
                         }
                         Ok(Ok(Err((JoinError::Busy, _)))) => {
@@ -473,8 +486,9 @@ impl SessionManager {
         ))
     }
 
-    /// Starts a new broadcast for `stream` with its first publisher.
-    fn start_broadcast(&self, stream: &StreamInfo, publisher: Publisher) {
+    /// Starts a new broadcast for `stream` with its first publisher; `false` if another
+    /// encoder started one first.
+    fn start_broadcast(&self, stream: &StreamInfo, publisher: Publisher) -> bool {
         let broadcast_id = new_broadcast_id();
         let recording_dir = self.recording_dir(&stream.id, &broadcast_id);
         let mut lifecycle = Lifecycle::new(stream.lifecycle);
@@ -488,7 +502,8 @@ impl SessionManager {
             lifecycle,
             Some(publisher),
             false,
-        );
+        )
+        .is_some()
     }
 
     /// The grant, unless a disable, key reset or delete raced the admission (they write the
@@ -527,8 +542,7 @@ impl SessionManager {
         let mut running = lock(&self.inner.running);
         if let Some(r) = running.get_mut(live_stream_id) {
             if r.generation == generation
-                && r
-                    .publisher
+                && r.publisher
                     .as_ref()
                     .is_some_and(|p| Arc::ptr_eq(&p.last_media, last_media))
             {

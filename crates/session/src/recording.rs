@@ -151,8 +151,11 @@ fn end_restored(dir: &Path) -> std::io::Result<()> {
     if keep == 0 {
         return std::fs::remove_file(&path); // not one segment listed
     }
-    let mut text =
-        text[..keep].replacen("#EXT-X-PLAYLIST-TYPE:EVENT\n", "#EXT-X-PLAYLIST-TYPE:VOD\n", 1);
+    let mut text = text[..keep].replacen(
+        "#EXT-X-PLAYLIST-TYPE:EVENT\n",
+        "#EXT-X-PLAYLIST-TYPE:VOD\n",
+        1,
+    );
     text.push_str("#EXT-X-ENDLIST\n");
     write_atomic(&path, text.as_bytes())
 }
@@ -217,8 +220,6 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use bytes::Bytes;
-
-    use std::time::SystemTime;
 
     use super::*;
 
@@ -291,7 +292,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_unfinished_recording_is_ended_after_a_crash() {
-        let dir = std::env::temp_dir().join(format!("onair-recording-crash-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("onair-recording-crash-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut recording = Recording::new(dir.clone());
         let mut live = MediaPlaylist::live(Duration::from_secs(2), 3);

@@ -29,9 +29,7 @@ impl From<LiveStream> for StreamInfo {
             audio_only: s.audio_only,
             lifecycle: LifecycleConfig {
                 reconnect_window: Duration::from_secs(u64::from(s.reconnect_window)),
-                max_continuous_duration: Duration::from_secs(u64::from(
-                    s.max_continuous_duration,
-                )),
+                max_continuous_duration: Duration::from_secs(u64::from(s.max_continuous_duration)),
                 test: s.test,
             },
             playback_ids: s.playback_ids.into_iter().map(|p| p.id).collect(),
@@ -79,6 +77,7 @@ pub(crate) async fn playback_exists(
 pub(crate) struct TransitionRecord {
     pub live_stream_id: String,
     pub broadcast_id: String,
+    /// Relative to the recordings directory.
     pub recording_dir: PathBuf,
     pub state: State,
     pub status: Option<StatusChange>,
@@ -91,6 +90,8 @@ pub(crate) struct TransitionRecord {
 pub(crate) enum WriteError {
     /// The live stream no longer exists.
     Gone,
+    /// The store refused it as inconsistent (not retried).
+    Refused(String),
     /// The store failed (retry).
     Failed(String),
 }
@@ -152,7 +153,10 @@ pub(crate) async fn record_transition(
     };
     match store.record_transition(transition).await {
         Ok(_) => Ok(()),
-        Err(store::StoreError::NotFound(_)) => Err(WriteError::Gone),
+        Err(store::StoreError::NotFound { .. }) => Err(WriteError::Gone),
+        // Refused as inconsistent with what the store holds (e.g. `active` after the stream
+        // was disabled, or a broadcast the delete already ended): retrying cannot help.
+        Err(e @ store::StoreError::Conflict(_)) => Err(WriteError::Refused(e.to_string())),
         Err(e) => Err(WriteError::Failed(e.to_string())),
     }
 }

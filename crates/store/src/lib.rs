@@ -79,6 +79,11 @@ pub use live_stream::{
 };
 pub use sqlite::{SqliteStore, DB_FILE_NAME, DEFAULT_BUSY_TIMEOUT};
 
+/// A new broadcast identifier: 44 ASCII letters and digits, like live stream IDs.
+pub fn new_broadcast_id() -> String {
+    ids::broadcast_id()
+}
+
 /// Largest page size [`Store::list_live_streams`] accepts.
 pub const MAX_LIST_LIMIT: u32 = 1000;
 

@@ -104,7 +104,7 @@ pub struct Broadcast {
     pub started_at_ms: i64,
     /// When it ended, unix milliseconds; `None` while it goes on.
     pub ended_at_ms: Option<i64>,
-    /// Where its recording lives, relative to the data directory.
+    /// Where its recording lives, relative to the recordings directory.
     pub recording_dir: String,
 }
 
@@ -126,7 +126,11 @@ pub enum BroadcastChange {
     None,
     /// A new broadcast starts (the stream must have none) and becomes current.
     Start {
-        /// Where its recording will live, relative to the data directory.
+        /// Its identifier, chosen by the caller with [`new_broadcast_id`](crate::new_broadcast_id)
+        /// (the session names the recording and the segment URLs after it before anything is
+        /// written).
+        id: String,
+        /// Where its recording will live, relative to the recordings directory.
         recording_dir: String,
     },
     /// The current broadcast ends (the stream must have one).
@@ -161,7 +165,13 @@ impl Transition {
         if self.event_type.trim().is_empty() {
             return Err(StoreError::invalid("event_type", "must not be empty"));
         }
-        if let BroadcastChange::Start { recording_dir } = &self.broadcast {
+        if let BroadcastChange::Start { id, recording_dir } = &self.broadcast {
+            if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(StoreError::invalid(
+                    "broadcast_id",
+                    "must be 1 to 64 ASCII letters and digits",
+                ));
+            }
             check_recording_dir(recording_dir)?;
         }
         Ok(())

@@ -887,6 +887,7 @@ fn transition(
 
 fn start(dir: &str) -> BroadcastChange {
     BroadcastChange::Start {
+        id: crate::new_broadcast_id(),
         recording_dir: dir.to_owned(),
     }
 }
@@ -1003,6 +1004,7 @@ async fn full_walk(store: &SqliteStore) {
             live_stream_id: ls.id.clone(),
             started_at_ms: t0,
             ended_at_ms: Some(t0 + 7000),
+            id: crate::new_broadcast_id(),
             recording_dir: "recordings/b1".into(),
         }
     );

@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used)] // test support: a failure here is a failed test
 #![forbid(unsafe_code)]
 
+pub mod encoder;
 pub mod gateway;
 pub mod http;
 pub mod player;

@@ -195,9 +195,8 @@ impl SqliteStore {
                     "live stream {id} already has broadcast {current}"
                 )))
             }
-            (BroadcastChange::Start { .. }, None) => {
-                let new = ids::broadcast_id();
-                (Some(new.clone()), Some(new))
+            (BroadcastChange::Start { id: new, .. }, None) => {
+                (Some(new.clone()), Some(new.clone()))
             }
             (BroadcastChange::End, None) => {
                 return Err(StoreError::Conflict(format!(
@@ -220,7 +219,7 @@ impl SqliteStore {
 
         match &t.broadcast {
             BroadcastChange::None => {}
-            BroadcastChange::Start { recording_dir } => {
+            BroadcastChange::Start { recording_dir, .. } => {
                 sqlx::query(
                     "INSERT INTO broadcasts (id, live_stream_id, started_at_ms, recording_dir) \
                      VALUES ($1, $2, $3, $4)",
