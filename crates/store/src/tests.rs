@@ -1004,7 +1004,6 @@ async fn full_walk(store: &SqliteStore) {
             live_stream_id: ls.id.clone(),
             started_at_ms: t0,
             ended_at_ms: Some(t0 + 7000),
-            id: crate::new_broadcast_id(),
             recording_dir: "recordings/b1".into(),
         }
     );

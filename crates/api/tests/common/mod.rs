@@ -262,10 +262,11 @@ impl Server {
         self.call(Some(&admin), method, path, body, headers).await
     }
 
-    /// Waits until no live stream has a publisher (a kicked session has wound down).
+    /// Waits until no live stream has a publisher (a kicked encoder has been let go; its
+    /// broadcast may still wait for a reconnect).
     pub async fn wait_no_publishers(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.sessions.running() > 0 {
+        while self.sessions.publishing() > 0 {
             assert!(Instant::now() < deadline, "a session did not end");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
