@@ -248,7 +248,7 @@ for path, value in zip(sys.argv[2:], (d["stream_key"], d["playback_ids"][0]["id"
     print(value, file=open(path, "a"))
 PY
     done
-    # Each publish is recorded in recordings/{live stream id}/{started ms}/ (N.ts, stream.m3u8).
+    # Each broadcast is recorded in recordings/{live stream id}/{broadcast id}/ (N.ts, stream.m3u8).
     onair_files() { local id; id=$(sed -n "${1}p" "$work/onair-streamids-$n"); echo "$data/recordings/${id:-none}"/*/; }
     measure "$server" onair "$n" rtmp://127.0.0.1:25222/app "$work/onair-keys-$n" "$work/onair-ids-$n" \
       'http://127.0.0.1:28080/{key}/stream.m3u8' \
