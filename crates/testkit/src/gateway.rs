@@ -30,6 +30,7 @@ pub struct Gateway {
     /// Stdout lines after `ready`, as they come.
     pub stdout: mpsc::Receiver<String>,
     stderr_path: PathBuf,
+    extra: Vec<String>,
 }
 
 fn listening(line: &str, name: &str) -> Option<SocketAddr> {
@@ -42,8 +43,18 @@ impl Gateway {
     /// RTMPS (dev certificate) and HTTP on ephemeral loopback ports, plus `extra` arguments.
     pub fn start(binary: &Path, name: &str, extra: &[&str]) -> Gateway {
         let data_dir = crate::scratch_dir(name);
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        Gateway::start_in(binary, data_dir, extra)
+    }
+
+    fn start_in(binary: &Path, data_dir: PathBuf, extra: Vec<String>) -> Gateway {
         let stderr_path = data_dir.join("onair.log");
-        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        // Appended to: a restarted gateway keeps the log of the run before it.
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stderr_path)
+            .unwrap();
         let mut child = Command::new(binary)
             .arg("--data-dir")
             .arg(&data_dir)
@@ -59,7 +70,7 @@ impl Gateway {
                 "--access-token",
                 &format!("{TEST_TOKEN_ID}:{TEST_TOKEN_SECRET}"),
             ])
-            .args(extra)
+            .args(&extra)
             .env("RUST_LOG", "info,rtmp=debug,session=debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
@@ -83,6 +94,7 @@ impl Gateway {
             http: None,
             stdout: rx,
             stderr_path,
+            extra,
         };
         loop {
             let line = match gateway.stdout.recv_timeout(Duration::from_secs(30)) {
@@ -129,6 +141,24 @@ impl Gateway {
             format!("{TEST_TOKEN_ID}:{TEST_TOKEN_SECRET}"),
         );
         command.output().unwrap()
+    }
+
+    /// Kills the server with SIGKILL (a crash: nothing is flushed or closed) and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same data directory with the same arguments (new
+    /// ephemeral ports), after [`Gateway::kill9`] or [`Gateway::stop`].
+    pub fn restart(&mut self) {
+        assert!(
+            self.child.try_wait().unwrap().is_some(),
+            "restart: the server is still running"
+        );
+        let next = Gateway::start_in(&self.binary, self.data_dir.clone(), self.extra.clone());
+        // The old one has exited: dropping it only closes its pipes.
+        drop(std::mem::replace(self, next));
     }
 
     /// Sends SIGTERM and waits for the exit status (panics after 20 s).
