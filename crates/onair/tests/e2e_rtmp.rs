@@ -387,7 +387,7 @@ fn slow_viewer_does_not_stall_a_live_stream() {
 }
 
 #[test]
-fn sigterm_writes_the_open_segment() {
+fn sigterm_writes_the_open_segment_and_the_restart_ends_the_recording() {
     let mut gw = start("e2e_sigterm");
     let stream = create(&gw, &[]);
     let mut encoder = ffmpeg_push(
@@ -409,9 +409,17 @@ fn sigterm_writes_the_open_segment() {
         .unwrap()
         .unwrap()
         .path();
+    // The open segment is written; the broadcast is left disconnected for the next start.
+    let playlist = std::fs::read_to_string(session.join("stream.m3u8")).unwrap();
+    assert!(!playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+    assert!(playlist.matches("#EXTINF").count() >= 2, "{playlist}");
+    // The next start reconciles it: window 0, so idle and ended at once.
+    gw.restart();
+    wait_for("idle after the restart", Duration::from_secs(10), || {
+        status(&gw, &stream.id) == "idle"
+    });
     let playlist = std::fs::read_to_string(session.join("stream.m3u8")).unwrap();
     assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
-    assert!(playlist.matches("#EXTINF").count() >= 2, "{playlist}");
     let errors = ffmpeg_decode_errors(&session.join("stream.m3u8"));
     assert!(errors.trim().is_empty(), "{errors}");
 }
