@@ -159,6 +159,12 @@ impl Actor {
             tokio::select! {
                 event = next_event(&mut self.publisher) => match event {
                     Some(IngestEvent::Media(event)) => self.handle_media(event).await,
+                    None if shutdown.is_cancelled() => {
+                        // The connection closed because the gateway is stopping (its kick is
+                        // a child of the shutdown token): that is a shutdown, not the encoder
+                        // leaving, whichever of the two this loop saw first.
+                        self.lifecycle.handle_shutdown(Instant::now());
+                    }
                     None => {
                         info!("publisher disconnected");
                         self.drop_publisher().await;
