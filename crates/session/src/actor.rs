@@ -268,9 +268,7 @@ impl Actor {
 
     /// Carries out what the lifecycle asked for, in order, then writes the transitions.
     async fn apply_outputs(&mut self) {
-        let mut any = false;
         while let Some(output) = self.lifecycle.poll_output() {
-            any = true;
             match output {
                 Output::Transition {
                     state,
@@ -298,7 +296,8 @@ impl Actor {
                 Output::FinishRecording => self.finish_recording().await,
             }
         }
-        if any || self.retry_at.is_none() {
+        // While a failed write waits for its retry, new transitions queue behind it.
+        if !self.pending.is_empty() && self.retry_at.is_none() {
             self.flush().await;
         }
     }

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Ingest CPU of one OnAir binary, with no HLS requests at all: N `onair-loadgen` publishers of
+# the 720p30 3 Mbit/s fixture (real time, looped), `reduced` latency, window 0. The gateway's
+# CPU time (utime + stime from /proc) is read after WARMUP seconds and again WINDOW seconds
+# later; the figure is CPU-seconds per stream-second over that window. Nothing polls the
+# server while it is measured (a probe would load it too).
+#
+#   benches/ingest_cpu.sh ONAIR_BINARY LOADGEN_BINARY STREAMS [WARMUP_SECS] [WINDOW_SECS]
+#
+# Prints one line: binary, streams, cpu_s, window_s, cpu_per_stream_s, publisher errors.
+# Everything listens on 127.0.0.1 only; the data directory is a fresh temporary one.
+set -euo pipefail
+onair=$1
+loadgen=$2
+streams=$3
+warmup=${4:-10}
+window=${5:-20}
+cd "$(dirname "$0")/.."
+fixture=target/fixtures/avc_aac_720p30.flv
+[ -f "$fixture" ] || { echo "missing $fixture (run cargo test -p testkit once to generate the fixtures)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/onair-ingest-cpu.XXXXXX)
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+token=bench:bench-secret-0123456789
+"$onair" --data-dir "$work/data" serve --rtmp-addr 127.0.0.1:29222 --rtmps-addr off \
+  --http-addr 127.0.0.1:29080 --access-token "$token" > "$work/stdout" 2> "$work/stderr" &
+pid=$!
+for _ in $(seq 100); do grep -q '^ready$' "$work/stdout" 2>/dev/null && break; sleep 0.1; done
+grep -q '^ready$' "$work/stdout" || { cat "$work/stderr" >&2; exit 1; }
+
+: > "$work/keys"
+for _ in $(seq "$streams"); do
+  ONAIR_API_URL=http://127.0.0.1:29080 ONAIR_ACCESS_TOKEN=$token "$onair" live-streams create \
+    --latency-mode reduced --reconnect-window 0 \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["stream_key"])' >> "$work/keys"
+done
+
+cpu() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
+hz=$(getconf CLK_TCK)
+"$loadgen" --url rtmp://127.0.0.1:29222/app --keys-file "$work/keys" --file "$fixture" \
+  --duration-secs $((warmup + window + 5)) --ramp-ms 20 --report "$work/report.json" \
+  > "$work/loadgen.out" 2>&1 &
+gen=$!
+sleep "$warmup"
+start=$(cpu)
+sleep "$window"
+end=$(cpu)
+wait "$gen" || true
+errors=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sum(1 for p in r["publishers"] if p.get("error")))' "$work/report.json" 2>/dev/null || echo "?")
+python3 - "$onair" "$streams" "$start" "$end" "$hz" "$window" "$errors" <<'EOF'
+import sys
+onair, streams, start, end, hz, window, errors = sys.argv[1:]
+cpu = (float(end) - float(start)) / float(hz)
+per = cpu / (int(streams) * float(window))
+print(f"{onair}\tstreams={streams}\tcpu_s={cpu:.2f}\twindow_s={window}\tcpu_per_stream_s={per:.5f}\tpublisher_errors={errors}")
+EOF
