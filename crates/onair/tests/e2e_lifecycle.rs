@@ -35,12 +35,30 @@ fn start(name: &str, extra: &[&str]) -> Gateway {
 
 /// The last lines of the gateway's log, for failure messages.
 fn log_tail(gw: &Gateway) -> String {
-    let log = gw.log();
+    let log = strip_ansi(&gw.log());
     let lines: Vec<&str> = log.lines().collect();
     format!(
         "--- onair log, last lines ---\n{}",
-        lines[lines.len().saturating_sub(80)..].join("\n")
+        lines[lines.len().saturating_sub(60)..].join("\n")
     )
+}
+
+/// The log is written with terminal colours; they only get in the way in a failure message.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn unix_ms() -> f64 {
@@ -158,6 +176,14 @@ fn split_uri(uri: &str) -> (&str, u64) {
     (broadcast, n)
 }
 
+/// `abcdef…/N.ts` for messages: broadcast IDs are long.
+fn short_uri(uri: &str) -> String {
+    match uri.split_once('/') {
+        Some((b, n)) => format!("{}…/{n}", b.get(..6).unwrap_or(b)),
+        None => uri.to_owned(),
+    }
+}
+
 /// Sequence number of the last segment of a playlist.
 fn last_sequence(p: &MediaPlaylist) -> Option<u64> {
     (!p.segments.is_empty()).then(|| p.media_sequence + p.segments.len() as u64 - 1)
@@ -266,7 +292,7 @@ impl<'a> Watcher<'a> {
                     l.discontinuity_at(),
                     l.playlist
                         .as_ref()
-                        .map(|p| p.segments.iter().map(|s| s.uri.as_str()).collect::<Vec<_>>())
+                        .map(|p| p.segments.iter().map(|s| short_uri(&s.uri)).collect::<Vec<_>>())
                         .unwrap_or_default(),
                 )
             })
@@ -274,16 +300,22 @@ impl<'a> Watcher<'a> {
             .join("\n")
     }
 
-    /// One broadcast throughout: every look answered 200 with status `active`, the media
+    /// One broadcast throughout, from the first look that found it playable: every look
+    /// answered 200 with status `active`, the media
     /// sequence never went back, every segment URI names `broadcast`, and once a
     /// discontinuity has left the window `EXT-X-DISCONTINUITY-SEQUENCE` counts it
     /// (RFC 8216 6.2.2). Returns the sequence number of the first segment after a
     /// discontinuity, if one was seen.
     fn assert_one_continuous_broadcast(&self, broadcast: &str) -> Option<u64> {
-        let all = || format!("{}\n{}", self.summary(usize::MAX), log_tail(self.gw));
+        let all = || format!("{}\n{}", self.summary(40), log_tail(self.gw));
         let mut last_sequence = 0;
         let mut discontinuity = None;
-        for look in &self.looks {
+        let first_playable = self
+            .looks
+            .iter()
+            .position(|l| l.http == 200)
+            .unwrap_or_else(|| panic!("the broadcast was never playable:\n{}", all()));
+        for look in &self.looks[first_playable..] {
             assert!(
                 look.http == 200 && look.status == "active",
                 "at {:?} the broadcast was not live (http {}, status {}):\n{}",
@@ -561,8 +593,8 @@ fn reconnect_inside_the_window_keeps_the_player_playing() {
          connection: the second connection is missing"
     );
     eprintln!(
-        "reconnect: played {:.1} s ({} stalls), recording {frames_all} frames ({frames_first} \
-         before the discontinuity), took {:?}",
+        "reconnect: played {:.1} s ({} stalls; the first connection offered {first_connection_seconds:.1} s), \
+         recording {frames_all} frames ({frames_first} before the discontinuity), took {:?}",
         report.played_seconds,
         report.stalls,
         started.elapsed()
@@ -834,11 +866,13 @@ fn audio_only_streams_are_audio_only() {
 
 /// An encoder frozen with `SIGSTOP` keeps its TCP connection open and sends nothing. A new
 /// encoder with the same key is refused while the old one has been silent for less than
-/// `stale_publisher_after_secs` (2 s here), and replaces it afterwards: the broadcast goes on.
+/// `stale_publisher_after_secs` (3 s here), and replaces it afterwards: the broadcast goes on.
+/// (3 s rather than less: ffmpeg's start under the load of the parallel tests must not
+/// reach the threshold.)
 #[test]
 fn a_frozen_encoder_is_replaced() {
     let config = scratch_dir("e2e_lifecycle_frozen_config").join("onair.toml");
-    std::fs::write(&config, "[broadcasts]\nstale_publisher_after_secs = 2.0\n").unwrap();
+    std::fs::write(&config, "[broadcasts]\nstale_publisher_after_secs = 3.0\n").unwrap();
     let gw = start(
         "e2e_lifecycle_frozen",
         &["--config", config.to_str().unwrap()],
@@ -858,19 +892,19 @@ fn a_frozen_encoder_is_replaced() {
     let frozen_at = Instant::now();
     let frozen_last = watcher.look().last_sequence().unwrap();
 
-    // Silent for less than 2 s: a second encoder is refused, the frozen one keeps the slot.
+    // Silent for less than 3 s: a second encoder is refused, the frozen one keeps the slot.
     let early_started = frozen_at.elapsed();
     let mut early = Encoder::ffmpeg_720p(&stream.rtmp_url(&gw), Some(10));
     let refused = early.wait_timeout(Duration::from_secs(5));
     assert!(
         refused.is_some_and(|s| !s.success()),
-        "an encoder started {early_started:?} after the publisher fell silent (threshold 2 s) \
+        "an encoder started {early_started:?} after the publisher fell silent (threshold 3 s) \
          was not refused ({refused:?})\n{}",
         log_tail(&gw)
     );
 
     // Silent for longer: the new encoder takes over the broadcast.
-    watcher.watch(Duration::from_secs(3).saturating_sub(frozen_at.elapsed()));
+    watcher.watch(Duration::from_millis(3500).saturating_sub(frozen_at.elapsed()));
     let replacement_started = Instant::now();
     let mut replacement = Encoder::ffmpeg_720p(&stream.rtmp_url(&gw), None);
     watcher.until(
@@ -906,7 +940,7 @@ fn a_frozen_encoder_is_replaced() {
     assert!(
         discontinuity.is_some_and(|d| d > frozen_last),
         "no discontinuity after the frozen encoder's last segment {frozen_last}:\n{}",
-        watcher.summary(usize::MAX)
+        watcher.summary(40)
     );
 
     replacement.kill();
@@ -943,7 +977,6 @@ fn event_types(gw: &Gateway, stream: &Stream) -> Vec<String> {
 /// `kill -9` of the gateway mid-broadcast, then a restart on the same data directory: the
 /// unfinished broadcast is found again, stays `active` for its reconnect window (from the
 /// restart), then goes idle with its recording ended and decodable.
-#[cfg(any())] // TEMP-K9
 #[test]
 fn kill_9_then_restart_reconciles() {
     const WINDOW: u64 = 10;

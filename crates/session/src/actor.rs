@@ -26,6 +26,7 @@ use crate::live::{LiveView, MemoryLimits};
 use crate::manager::SessionManager;
 use crate::recording::Recording;
 use crate::store_glue::{self, StreamInfo, TransitionRecord, WriteError};
+use crate::timeline::Timeline;
 
 /// Control messages queued for one actor; senders use `try_send` under the registry lock and
 /// answer "busy" when it is full (a handful of API calls or encoders at once is the most a
@@ -92,6 +93,8 @@ pub(crate) struct Actor {
     /// Restored after a restart: the recording is on disk from a previous run.
     pub restored: bool,
     pub publisher: Option<Publisher>,
+    /// One timeline across the broadcast's connections.
+    pub timeline: Timeline,
     pub control: mpsc::Receiver<Control>,
     /// Transitions not yet in the store, oldest first.
     pub pending: VecDeque<TransitionRecord>,
@@ -213,6 +216,13 @@ impl Actor {
         } else {
             event
         };
+        let event = match event {
+            DemuxEvent::Frame(mut frame) => {
+                self.timeline.apply(&mut frame);
+                DemuxEvent::Frame(frame)
+            }
+            other => other,
+        };
         match self.packager.handle_event(event, now) {
             Ok(Some(segment)) => {
                 self.publish(&segment).await;
@@ -241,10 +251,12 @@ impl Actor {
                 match self.lifecycle.handle_connected(publisher.protocol, now) {
                     Ok(()) => {
                         info!(peer = %publisher.peer, "publisher reconnected");
-                        // A new connection: its timestamps start afresh.
+                        // A new connection: its timestamps start afresh (the playlists mark the
+                        // gap; the timeline continues after it).
                         if let Some(segment) = self.packager.handle_discontinuity() {
                             self.publish(&segment).await;
                         }
+                        self.timeline.handle_new_connection();
                         self.publisher = Some(publisher);
                         let _ = reply.send(Ok(()));
                     }

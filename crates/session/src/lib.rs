@@ -1,7 +1,8 @@
 //! # OnAir session manager
 //!
-//! One actor per live stream owns its packager (segmenter and live window); ingest listeners
-//! reach it through the [`ingest`] contract.
+//! One actor per running broadcast owns its packager (segmenter and live window), live view
+//! and recording, and drives the broadcast's [`lifecycle`]; ingest listeners reach it through
+//! the [`ingest`] contract, the API through [`SessionManager`]'s commands.
 #![forbid(unsafe_code)]
 
 mod actor;
@@ -11,6 +12,7 @@ pub mod live;
 pub mod manager;
 mod recording;
 mod store_glue;
+mod timeline;
 
 pub use ingest::{
     Admission, IngestEvent, IngestProtocol, IngestSender, PublishGrant, PublishRejection,

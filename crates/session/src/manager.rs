@@ -271,6 +271,7 @@ impl SessionManager {
             recording: Recording::new(recording_dir),
             restored,
             publisher,
+            timeline: Default::default(),
             control: control_rx,
             pending: Default::default(),
             retry_at: None,
