@@ -20,9 +20,11 @@ fixture=target/fixtures/avc_aac_720p30.flv
 [ -f "$fixture" ] || { echo "missing $fixture (run cargo test -p testkit once to generate the fixtures)" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/onair-ingest-cpu.XXXXXX)
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 token=bench:bench-secret-0123456789
-"$onair" --data-dir "$work/data" serve --rtmp-addr 127.0.0.1:29222 --rtmps-addr off \
+# The streams are created through the API as fast as it answers: no rate limit.
+printf '[api]\npost_requests_per_second = 0\nother_requests_per_second = 0\n' > "$work/onair.toml"
+"$onair" --config "$work/onair.toml" --data-dir "$work/data" serve --rtmp-addr 127.0.0.1:29222 --rtmps-addr off \
   --http-addr 127.0.0.1:29080 --access-token "$token" > "$work/stdout" 2> "$work/stderr" &
 pid=$!
 for _ in $(seq 100); do grep -q '^ready$' "$work/stdout" 2>/dev/null && break; sleep 0.1; done

@@ -33,6 +33,9 @@ use crate::timeline::Timeline;
 /// live stream sees).
 pub(crate) const CONTROL_CHANNEL_CAPACITY: usize = 16;
 
+/// Media events handled per wake-up of the actor before it looks at its other inputs.
+const MEDIA_BATCH: usize = 64;
+
 /// First wait before a failed store write is tried again; doubles up to
 /// [`MAX_WRITE_RETRY`].
 const FIRST_WRITE_RETRY: Duration = Duration::from_millis(250);
@@ -161,7 +164,20 @@ impl Actor {
             }
             tokio::select! {
                 event = next_event(&mut self.publisher) => match event {
-                    Some(IngestEvent::Media(event)) => self.handle_media(event).await,
+                    Some(IngestEvent::Media(event)) => {
+                        self.handle_media(event).await;
+                        // Take what else is queued without going back through `select!`
+                        // (one wake-up per batch, not per frame); bounded so that control
+                        // messages and timers wait at most this many frames.
+                        for _ in 0..MEDIA_BATCH {
+                            let Some(Ok(IngestEvent::Media(event))) =
+                                self.publisher.as_mut().map(|p| p.rx.try_recv())
+                            else {
+                                break;
+                            };
+                            self.handle_media(event).await;
+                        }
+                    }
                     None if shutdown.is_cancelled() => {
                         // The connection closed because the gateway is stopping (its kick is
                         // a child of the shutdown token): that is a shutdown, not the encoder
