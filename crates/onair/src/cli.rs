@@ -92,6 +92,11 @@ pub enum LiveStreamsCommand {
         /// The live stream ID.
         id: String,
     },
+    /// End the running broadcast now, without waiting for the reconnect window.
+    Complete {
+        /// The live stream ID.
+        id: String,
+    },
 }
 
 /// Runs a live-streams command against the API.
@@ -166,6 +171,10 @@ fn execute(client: &ApiClient, command: LiveStreamsCommand) -> Result<Value> {
         }
         LiveStreamsCommand::Enable { id } => {
             client.call("PUT", &format!("{}/enable", path(&id)), None)?;
+            data(client.call("GET", &path(&id), None)?)
+        }
+        LiveStreamsCommand::Complete { id } => {
+            client.call("PUT", &format!("{}/complete", path(&id)), None)?;
             data(client.call("GET", &path(&id), None)?)
         }
     })

@@ -54,6 +54,8 @@ fn live_streams_commands_are_api_clients() {
         1
     );
     assert_eq!(gw.cli(&["live-streams", "enable", id])["status"], "idle");
+    // Without a running broadcast, complete changes nothing.
+    assert_eq!(gw.cli(&["live-streams", "complete", id])["status"], "idle");
     let reset = gw.cli(&["live-streams", "reset-stream-key", id]);
     assert_ne!(reset["stream_key"], created["stream_key"]);
     gw.cli(&["live-streams", "delete", id]);

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use m3u8_rs::MediaPlaylist;
 use testkit::encoder::Encoder;
-use testkit::gateway::{Gateway, TEST_TOKEN_ID, TEST_TOKEN_SECRET};
-use testkit::http::{get, request, HttpResponse};
+use testkit::gateway::Gateway;
+use testkit::http::{get, HttpResponse};
 use testkit::player::spawn_hls_js;
 use testkit::{ffmpeg_decode_errors, ffprobe, require_tool, scratch_dir};
 
@@ -114,23 +114,11 @@ fn status(gw: &Gateway, id: &str) -> String {
         .to_owned()
 }
 
-/// `PUT /video/v1/live-streams/{id}/complete` (the CLI has no `complete` command).
+/// `onair live-streams complete ID` (`PUT /video/v1/live-streams/{id}/complete`): it answers
+/// once the broadcast has ended, so the stream it prints is already idle.
 fn complete(gw: &Gateway, id: &str) {
-    let response = request(
-        gw.http.unwrap(),
-        "PUT",
-        &format!("/video/v1/live-streams/{id}/complete"),
-        Some((TEST_TOKEN_ID, TEST_TOKEN_SECRET)),
-        None,
-    )
-    .unwrap();
-    assert_eq!(
-        response.status,
-        200,
-        "complete answered {}: {}",
-        response.status,
-        response.text()
-    );
+    let stream = gw.cli(&["live-streams", "complete", id]);
+    assert_eq!(stream["status"], "idle", "after complete: {stream}");
 }
 
 fn http_get(gw: &Gateway, path: &str) -> HttpResponse {
