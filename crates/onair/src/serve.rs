@@ -35,13 +35,20 @@ pub fn init_logging() {
         "" => "info",
         s => s,
     };
+    // Colours only for a terminal: a log redirected to a file or a collector stays plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     match spec.parse::<Targets>() {
         Ok(targets) => tracing_subscriber::registry()
             .with(targets)
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(ansi)
+                    .with_writer(std::io::stderr),
+            )
             .init(),
         Err(_) => tracing_subscriber::fmt()
             .with_env_filter(EnvFilter::new(spec))
+            .with_ansi(ansi)
             .with_writer(std::io::stderr)
             .init(),
     }

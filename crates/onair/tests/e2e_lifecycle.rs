@@ -95,23 +95,19 @@ impl Stream {
 
 /// A reduced-latency (2 s segments) live stream, created with the CLI.
 fn create(gw: &Gateway, extra: &[&str]) -> Stream {
-    let mut args = vec!["live-streams", "create", "--latency-mode", "reduced"];
+    let mut args = vec!["--latency-mode", "reduced"];
     args.extend_from_slice(extra);
-    let v = gw.cli(&args);
-    assert_eq!(v["status"], "idle", "{v}");
+    let created = gw.create_stream(&args);
     Stream {
-        id: v["id"].as_str().unwrap().to_owned(),
-        key: v["stream_key"].as_str().unwrap().to_owned(),
-        playback_id: v["playback_ids"][0]["id"].as_str().unwrap().to_owned(),
+        id: created.id,
+        key: created.key,
+        playback_id: created.playback_id,
     }
 }
 
 /// The live stream's API `status`, through the CLI.
 fn status(gw: &Gateway, id: &str) -> String {
-    gw.cli(&["live-streams", "get", id])["status"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    gw.status(id)
 }
 
 /// `onair live-streams complete ID` (`PUT /video/v1/live-streams/{id}/complete`): it answers

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use testkit::gateway::Gateway;
+use testkit::gateway::{CreatedStream, Gateway};
 use testkit::http::get;
 use testkit::{ffmpeg_decode_errors, ffprobe, fixture, require_tool};
 
@@ -16,34 +16,18 @@ fn start(name: &str) -> Gateway {
     Gateway::start(std::path::Path::new(env!("CARGO_BIN_EXE_onair")), name, &[])
 }
 
-struct Stream {
-    id: String,
-    key: String,
-    playback_id: String,
-}
-
 /// A live stream; without a `--reconnect-window` in `extra` its window is 0, so that it goes
 /// idle as soon as the encoder leaves.
-fn create(gw: &Gateway, extra: &[&str]) -> Stream {
-    let mut args = vec!["live-streams", "create"];
-    args.extend_from_slice(extra);
+fn create(gw: &Gateway, extra: &[&str]) -> CreatedStream {
+    let mut args = extra.to_vec();
     if !extra.contains(&"--reconnect-window") {
         args.extend_from_slice(&["--reconnect-window", "0"]);
     }
-    let v = gw.cli(&args);
-    assert_eq!(v["status"], "idle", "{v}");
-    Stream {
-        id: v["id"].as_str().unwrap().to_owned(),
-        key: v["stream_key"].as_str().unwrap().to_owned(),
-        playback_id: v["playback_ids"][0]["id"].as_str().unwrap().to_owned(),
-    }
+    gw.create_stream(&args)
 }
 
 fn status(gw: &Gateway, id: &str) -> String {
-    gw.cli(&["live-streams", "get", id])["status"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    gw.status(id)
 }
 
 /// ffmpeg pushing the 720p fixture in real time for `seconds` to `url`.
@@ -82,7 +66,7 @@ fn media_sequence(playlist: &str) -> u64 {
 /// Watches a live stream over HTTP as a player would, until the encoder has stopped.
 /// Checks the 412 before the first segment, every segment's first video frame, the growing
 /// media sequence, and that ffmpeg plays the live playlist without a decode error.
-fn watch_live(gw: &Gateway, stream: &Stream, mut encoder: Child) {
+fn watch_live(gw: &Gateway, stream: &CreatedStream, mut encoder: Child) {
     let http = gw.http.unwrap();
     let master_path = format!("/{}.m3u8", stream.playback_id);
     // Before the first segment: 412 (the encoder needs at least 4 s for the first one).

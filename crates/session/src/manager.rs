@@ -440,45 +440,39 @@ impl SessionManager {
                 }
                 return self.granted(&stream, media, kick).await;
             };
+            let (reply, answer) = oneshot::channel();
+            if control
+                .try_send(Control::Attach { publisher, reply })
+                .is_err()
             {
-                {
-                    let (reply, answer) = oneshot::channel();
-                    if control
-                        .try_send(Control::Attach { publisher, reply })
-                        .is_err()
-                    {
-                        self.publisher_left(&stream.id, generation, &last_media);
-                        return Err(PublishRejection::Internal(
-                            "live stream session is busy".into(),
-                        ));
+                self.publisher_left(&stream.id, generation, &last_media);
+                return Err(PublishRejection::Internal(
+                    "live stream session is busy".into(),
+                ));
+            }
+            match tokio::time::timeout(ACTOR_ANSWER_TIMEOUT, answer).await {
+                Ok(Ok(Ok(()))) => return self.granted(&stream, media, kick).await,
+                Ok(Ok(Err((JoinError::Ended, p)))) => {
+                    // The broadcast ended as we arrived: wait for its actor to
+                    // finish writing, then begin a new broadcast.
+                    publisher = p;
+                    let done = lock(&self.inner.running)
+                        .get(&stream.id)
+                        .filter(|r| r.generation == generation)
+                        .map(|r| r.done.clone());
+                    if let Some(done) = done {
+                        let _ = tokio::time::timeout(ACTOR_ANSWER_TIMEOUT, done.cancelled()).await;
                     }
-                    match tokio::time::timeout(ACTOR_ANSWER_TIMEOUT, answer).await {
-                        Ok(Ok(Ok(()))) => return self.granted(&stream, media, kick).await,
-                        Ok(Ok(Err((JoinError::Ended, p)))) => {
-                            // The broadcast ended as we arrived: wait for its actor to
-                            // finish writing, then begin a new broadcast.
-                            publisher = p;
-                            let done = lock(&self.inner.running)
-                                .get(&stream.id)
-                                .filter(|r| r.generation == generation)
-                                .map(|r| r.done.clone());
-                            if let Some(done) = done {
-                                let _ =
-                                    tokio::time::timeout(ACTOR_ANSWER_TIMEOUT, done.cancelled())
-                                        .await;
-                            }
-                        }
-                        Ok(Ok(Err((JoinError::Busy, _)))) => {
-                            self.publisher_left(&stream.id, generation, &last_media);
-                            return Err(PublishRejection::AlreadyPublishing);
-                        }
-                        Ok(Err(_)) | Err(_) => {
-                            self.publisher_left(&stream.id, generation, &last_media);
-                            return Err(PublishRejection::Internal(
-                                "live stream session did not answer".into(),
-                            ));
-                        }
-                    }
+                }
+                Ok(Ok(Err((JoinError::Busy, _)))) => {
+                    self.publisher_left(&stream.id, generation, &last_media);
+                    return Err(PublishRejection::AlreadyPublishing);
+                }
+                Ok(Err(_)) | Err(_) => {
+                    self.publisher_left(&stream.id, generation, &last_media);
+                    return Err(PublishRejection::Internal(
+                        "live stream session did not answer".into(),
+                    ));
                 }
             }
         }

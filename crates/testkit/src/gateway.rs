@@ -14,6 +14,17 @@ pub const TEST_TOKEN_ID: &str = "test-token";
 /// Its secret.
 pub const TEST_TOKEN_SECRET: &str = "test-secret-0123456789";
 
+/// A live stream created through the CLI: what a test needs of it.
+#[derive(Debug, Clone)]
+pub struct CreatedStream {
+    /// Its ID.
+    pub id: String,
+    /// Its stream key.
+    pub key: String,
+    /// Its first playback ID.
+    pub playback_id: String,
+}
+
 /// A running gateway.
 #[derive(Debug)]
 pub struct Gateway {
@@ -127,6 +138,29 @@ impl Gateway {
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// `onair live-streams create ARGS...`: checks that the new stream is idle and returns
+    /// its ID, key and first playback ID.
+    pub fn create_stream(&self, args: &[&str]) -> CreatedStream {
+        let mut command = vec!["live-streams", "create"];
+        command.extend_from_slice(args);
+        let v = self.cli(&command);
+        assert_eq!(v["status"], "idle", "{v}");
+        let text = |v: &serde_json::Value| v.as_str().unwrap().to_owned();
+        CreatedStream {
+            id: text(&v["id"]),
+            key: text(&v["stream_key"]),
+            playback_id: text(&v["playback_ids"][0]["id"]),
+        }
+    }
+
+    /// The live stream's API `status` (`onair live-streams get ID`).
+    pub fn status(&self, id: &str) -> String {
+        self.cli(&["live-streams", "get", id])["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// Runs the CLI and returns its raw output.
