@@ -7,7 +7,6 @@
 //! relaxed atomic store (the publisher's last-media time, read by admission to spot a stale
 //! publisher); the timer is re-armed only when the lifecycle's deadline changes.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,8 +24,9 @@ use crate::lifecycle::{JoinError, Lifecycle, Output, State};
 use crate::live::{LiveView, MemoryLimits};
 use crate::manager::SessionManager;
 use crate::recording::Recording;
-use crate::store_glue::{self, StreamInfo, TransitionRecord, WriteError};
+use crate::store_glue::{StreamInfo, TransitionRecord};
 use crate::timeline::Timeline;
+use crate::writer::TransitionWriter;
 
 /// Control messages queued for one actor; senders use `try_send` under the registry lock and
 /// answer "busy" when it is full (a handful of API calls or encoders at once is the most a
@@ -35,11 +35,6 @@ pub(crate) const CONTROL_CHANNEL_CAPACITY: usize = 16;
 
 /// Media events handled per wake-up of the actor before it looks at its other inputs.
 const MEDIA_BATCH: usize = 64;
-
-/// First wait before a failed store write is tried again; doubles up to
-/// [`MAX_WRITE_RETRY`].
-const FIRST_WRITE_RETRY: Duration = Duration::from_millis(250);
-const MAX_WRITE_RETRY: Duration = Duration::from_secs(10);
 
 /// An admitted encoder's end of the session.
 #[derive(Debug)]
@@ -99,10 +94,8 @@ pub(crate) struct Actor {
     /// One timeline across the broadcast's connections.
     pub timeline: Timeline,
     pub control: mpsc::Receiver<Control>,
-    /// Transitions not yet in the store, oldest first.
-    pub pending: VecDeque<TransitionRecord>,
-    pub retry_at: Option<Instant>,
-    pub retry_delay: Duration,
+    /// Writes the lifecycle's transitions, in order, off the media path.
+    pub writer: TransitionWriter,
     /// Cancelled once the actor has written its last transition and left the registry.
     pub done: CancellationToken,
 }
@@ -152,10 +145,7 @@ impl Actor {
             if self.lifecycle.is_ended() {
                 break;
             }
-            let deadline = match (self.lifecycle.poll_timeout(), self.retry_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = self.lifecycle.poll_timeout();
             if deadline != armed {
                 armed = deadline;
                 timer
@@ -194,16 +184,12 @@ impl Actor {
                 () = &mut timer => {
                     armed = None;
                     timer.as_mut().reset(far());
-                    let now = Instant::now();
-                    if self.retry_at.is_some_and(|t| now >= t) {
-                        self.retry_at = None;
-                    }
-                    self.lifecycle.handle_timeout(now);
+                    self.lifecycle.handle_timeout(Instant::now());
                 }
                 () = &mut shutting_down => self.lifecycle.handle_shutdown(Instant::now()),
             }
         }
-        self.finish(&shutdown).await;
+        self.finish().await;
     }
 
     async fn handle_media(&mut self, event: DemuxEvent) {
@@ -289,7 +275,9 @@ impl Actor {
                     Command::ResetStreamKey => self.lifecycle.handle_stream_key_reset(now),
                 }
                 self.apply_outputs().await;
-                let _ = reply.send(());
+                // Answered once its transitions are in the store (the API's next read shows
+                // them); the actor goes on meanwhile.
+                self.writer.notify_when_written(reply).await;
             }
         }
     }
@@ -304,7 +292,7 @@ impl Actor {
                     broadcast_started,
                 } => {
                     info!(state = state.as_str(), "lifecycle");
-                    self.pending.push_back(TransitionRecord {
+                    let record = TransitionRecord {
                         live_stream_id: self.stream.id.clone(),
                         broadcast_id: self.broadcast_id.clone(),
                         recording_dir: PathBuf::from(&self.stream.id).join(&self.broadcast_id),
@@ -312,7 +300,8 @@ impl Actor {
                         status,
                         broadcast_started,
                         at_ms: unix_ms(SystemTime::now()),
-                    });
+                    };
+                    self.writer.send(record).await;
                 }
                 Output::Kick(reason) => {
                     if let Some(p) = &self.publisher {
@@ -322,39 +311,6 @@ impl Actor {
                     self.drop_publisher().await;
                 }
                 Output::FinishRecording => self.finish_recording().await,
-            }
-        }
-        // While a failed write waits for its retry, new transitions queue behind it.
-        if !self.pending.is_empty() && self.retry_at.is_none() {
-            self.flush().await;
-        }
-    }
-
-    /// Writes pending transitions in order; on failure keeps them and retries later (a status
-    /// that could not be written is never silently left wrong).
-    async fn flush(&mut self) {
-        while let Some(record) = self.pending.front() {
-            match store_glue::record_transition(self.manager.store(), record).await {
-                Ok(()) => {
-                    self.pending.pop_front();
-                    self.retry_delay = FIRST_WRITE_RETRY;
-                    self.retry_at = None;
-                }
-                Err(WriteError::Refused(e)) => {
-                    warn!(error = %e, state = record.state.as_str(), "lifecycle transition refused by the store; skipped");
-                    self.pending.pop_front();
-                }
-                Err(WriteError::Gone) => {
-                    // The live stream was deleted: nothing left to record against.
-                    self.pending.clear();
-                    self.retry_at = None;
-                }
-                Err(WriteError::Failed(e)) => {
-                    warn!(error = %e, pending = self.pending.len(), retry_in = ?self.retry_delay, "could not record a lifecycle transition; retrying");
-                    self.retry_at = Some(Instant::now() + self.retry_delay);
-                    self.retry_delay = (self.retry_delay * 2).min(MAX_WRITE_RETRY);
-                    return;
-                }
             }
         }
     }
@@ -426,28 +382,10 @@ impl Actor {
 
     /// The broadcast is over (or the gateway stops): write what is pending, leave the
     /// registry, answer whoever is still waiting.
-    async fn finish(mut self, shutdown: &CancellationToken) {
-        let mut tries_after_shutdown = 3;
-        while !self.pending.is_empty() {
-            self.flush().await;
-            if self.pending.is_empty() {
-                break;
-            }
-            if shutdown.is_cancelled() {
-                tries_after_shutdown -= 1;
-                if tries_after_shutdown == 0 {
-                    warn!(
-                        pending = self.pending.len(),
-                        "stopping with lifecycle transitions unwritten; the next start reconciles the stream"
-                    );
-                    break;
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(self.retry_delay) => {}
-                () = shutdown.cancelled(), if !shutdown.is_cancelled() => {}
-            }
-        }
+    async fn finish(mut self) {
+        // Every transition is in the store before the registry lets a next broadcast of
+        // this stream begin (its events follow these in the log).
+        self.writer.finish().await;
         self.manager.remove(&self.stream.id, self.generation);
         // Nobody can send any more (the sender left with the registry entry): answer what
         // came in meanwhile.

@@ -13,6 +13,7 @@ pub mod manager;
 mod recording;
 mod store_glue;
 mod timeline;
+mod writer;
 
 pub use ingest::{
     Admission, IngestEvent, IngestProtocol, IngestSender, PublishGrant, PublishRejection,

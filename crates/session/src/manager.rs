@@ -27,6 +27,7 @@ use crate::lifecycle::{JoinError, Lifecycle, State};
 use crate::live::LiveView;
 use crate::recording::Recording;
 use crate::store_glue::{self, StreamInfo};
+use crate::writer::TransitionWriter;
 
 /// Newest segments of the live window kept in memory: players at the live edge (hls.js and
 /// AVPlayer start three target durations back) are served from memory; the oldest listed
@@ -260,6 +261,11 @@ impl SessionManager {
         }
         let span =
             info_span!("live_stream", live_stream_id = %stream.id, broadcast_id = %broadcast_id);
+        // The writer logs in the broadcast's span.
+        let writer = {
+            let _in_span = span.enter();
+            TransitionWriter::spawn(self.inner.store.clone(), self.inner.shutdown.clone())
+        };
         let actor = Actor {
             manager: self.clone(),
             packager: actor::packager_for(self, &stream),
@@ -273,9 +279,7 @@ impl SessionManager {
             publisher,
             timeline: Default::default(),
             control: control_rx,
-            pending: Default::default(),
-            retry_at: None,
-            retry_delay: Duration::from_millis(250),
+            writer,
             done,
         };
         self.inner.tracker.spawn(actor.run().instrument(span));

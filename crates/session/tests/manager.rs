@@ -509,3 +509,53 @@ async fn shutdown_closes_and_writes_the_open_segment() {
     );
     assert_eq!(restarted.recover().await.unwrap(), 0, "nothing left over");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_database_delays_the_events_not_the_media() {
+    use std::io::Write as _;
+    testkit::require_tool("sqlite3");
+    let (manager, store, _shutdown, dir) = setup("session_locked_db").await;
+    let stream = create(&store, 30).await;
+    // Another process holds the database's write lock for longer than the store waits for it
+    // (its busy timeout), so the first write of the lifecycle fails and must be retried.
+    let mut locker = std::process::Command::new("sqlite3")
+        .arg(dir.join(store::DB_FILE_NAME))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut sql = locker.stdin.take().unwrap();
+    writeln!(sql, "BEGIN EXCLUSIVE;").unwrap();
+    sql.flush().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let locked_at = std::time::Instant::now();
+
+    let grant = manager.publish(request(&stream.stream_key)).await.unwrap();
+    send_fixture(&grant, "avc_aac_720p30.flv", usize::MAX).await;
+    let PlaybackTarget::Live(view) = manager.playback(&stream.playback_ids[0].id).await else {
+        panic!("not live")
+    };
+    // The media goes on while the store is locked: segments become playable.
+    wait_until("segments while the database is locked", async || {
+        view.segment(1).is_some()
+    })
+    .await;
+    // Past the busy timeout the first write has failed; nothing is recorded yet.
+    let hold = store::DEFAULT_BUSY_TIMEOUT + Duration::from_millis(1500);
+    tokio::time::sleep(hold.saturating_sub(locked_at.elapsed())).await;
+    assert_eq!(event_types(&store, &stream.id).await, ["created"]);
+    assert_eq!(status(&store, &stream.id).await, LiveStreamStatus::Idle);
+
+    // The lock goes: the retried writes land, in order, and the status is right.
+    writeln!(sql, "COMMIT;").unwrap();
+    drop(sql);
+    locker.wait().unwrap();
+    wait_until("the transitions after the lock", async || {
+        event_types(&store, &stream.id).await.len() == 4
+    })
+    .await;
+    assert_eq!(
+        event_types(&store, &stream.id).await,
+        ["created", "connected", "recording", "active"]
+    );
+    assert_eq!(status(&store, &stream.id).await, LiveStreamStatus::Active);
+}
