@@ -184,6 +184,7 @@ impl SessionManager {
             .map_err(|e| e.to_string())?;
         let now = Instant::now();
         let mut restored = 0;
+        let mut restored_dirs = std::collections::HashSet::new();
         for (stream, record, broadcast) in unfinished {
             let state = store_glue::lifecycle_state(record.state);
             let stream = StreamInfo::from(stream);
@@ -196,6 +197,7 @@ impl SessionManager {
                 || self.recording_dir(&stream.id, &broadcast_id),
                 |b| self.inner.config.recordings_dir.join(&b.recording_dir),
             );
+            restored_dirs.insert(recording_dir.clone());
             let was_connected = state != State::Disconnected;
             let lifecycle = Lifecycle::restored(stream.lifecycle, was_connected, now);
             info!(live_stream_id = %stream.id, %broadcast_id, was = state.as_str(), "restoring an unfinished broadcast");
@@ -205,6 +207,23 @@ impl SessionManager {
             {
                 restored += 1;
             }
+        }
+        // A crash between a broadcast's first segment and the store write of its start (the
+        // writes go through a queue) leaves a recording the store does not know: end those
+        // too, so that no recording stays an open EVENT playlist forever.
+        let dir = self.inner.config.recordings_dir.clone();
+        match tokio::task::spawn_blocking(move || {
+            crate::recording::end_orphans(&dir, &restored_dirs)
+        })
+        .await
+        {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => info!(
+                recordings = n,
+                "unfinished recordings of unknown broadcasts ended"
+            ),
+            Ok(Err(e)) => warn!(error = %e, "could not scan the recordings for unfinished ones"),
+            Err(e) => warn!(error = %e, "recordings scan failed"),
         }
         Ok(restored)
     }

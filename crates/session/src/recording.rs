@@ -117,6 +117,47 @@ impl Recording {
     }
 }
 
+/// Ends every recording under `recordings_dir` (`{live_stream}/{broadcast}/stream.m3u8`)
+/// that is not in `skip` and whose playlist has no `EXT-X-ENDLIST` (only its last bytes are
+/// read). Returns how many were ended.
+pub(crate) fn end_orphans(
+    recordings_dir: &Path,
+    skip: &std::collections::HashSet<PathBuf>,
+) -> std::io::Result<usize> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    const END: &[u8] = b"#EXT-X-ENDLIST\n";
+    let streams = match std::fs::read_dir(recordings_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut ended = 0;
+    for stream in streams {
+        let stream = stream?.path();
+        if !stream.is_dir() {
+            continue;
+        }
+        for broadcast in std::fs::read_dir(&stream)? {
+            let dir = broadcast?.path();
+            if skip.contains(&dir) {
+                continue;
+            }
+            let Ok(mut file) = std::fs::File::open(dir.join("stream.m3u8")) else {
+                continue;
+            };
+            let len = file.metadata()?.len();
+            let mut tail = vec![0; END.len().min(len as usize)];
+            file.seek(SeekFrom::Start(len - tail.len() as u64))?;
+            file.read_exact(&mut tail)?;
+            if tail != END {
+                end_restored(&dir)?;
+                ended += 1;
+            }
+        }
+    }
+    Ok(ended)
+}
+
 fn end_restored(dir: &Path) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -321,5 +362,32 @@ mod tests {
         assert!(parsed.end_list);
         assert_eq!(parsed.segments.len(), 3);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn orphan_recordings_are_ended_and_others_left_alone() {
+        let root = std::env::temp_dir().join(format!("onair-orphans-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut live = MediaPlaylist::live(Duration::from_secs(2), 3);
+        for name in ["orphan", "finished", "restored"] {
+            let mut recording = Recording::new(root.join("ls").join(name));
+            let s = segment(0, 2.0);
+            live.push(SegmentInfo::from(&s));
+            assert!(recording.write(&s, &live).await);
+            if name == "finished" {
+                recording.end(&live).await;
+            }
+        }
+        let skip = std::collections::HashSet::from([root.join("ls").join("restored")]);
+        assert_eq!(end_orphans(&root, &skip).unwrap(), 1);
+        let read = |name: &str| {
+            std::fs::read_to_string(root.join("ls").join(name).join("stream.m3u8")).unwrap()
+        };
+        assert!(read("orphan").ends_with("#EXT-X-ENDLIST\n"));
+        assert_eq!(read("finished").matches("ENDLIST").count(), 1);
+        assert!(!read("restored").contains("ENDLIST"), "its actor ends it");
+        assert_eq!(end_orphans(&root, &skip).unwrap(), 0, "nothing left");
+        assert_eq!(end_orphans(&root.join("missing"), &skip).unwrap(), 0);
+        let _ = std::fs::remove_dir_all(&root);
     }
 }
