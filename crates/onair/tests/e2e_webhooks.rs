@@ -349,3 +349,44 @@ fn events_wait_for_a_dead_receiver_across_a_crash() {
         ]
     );
 }
+
+/// Webhook mistakes stop `onair serve` before it binds anything, with a message that names
+/// the setting and never shows the secret.
+#[test]
+fn webhook_misconfiguration_stops_the_start() {
+    let data_dir = testkit::scratch_dir("e2e_webhooks_misconfigured");
+    let serve = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_onair"));
+        command.arg("--data-dir").arg(&data_dir).args([
+            "serve",
+            "--rtmp-addr",
+            "off",
+            "--rtmps-addr",
+            "off",
+            "--http-addr",
+            "127.0.0.1:0",
+        ]);
+        command.args(args).envs(env.iter().copied());
+        let out = command.output().unwrap();
+        assert!(!out.status.success(), "started with {args:?} {env:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!stderr.contains(SECRET), "the secret was printed: {stderr}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("ready"),
+            "it became ready"
+        );
+        stderr
+    };
+    let e = serve(&["--webhook-url", "http://127.0.0.1:9/hook"], &[]);
+    assert!(e.contains("needs --webhook-secret"), "{e}");
+    let e = serve(&[], &[("ONAIR_WEBHOOK_SECRET", SECRET)]);
+    assert!(e.contains("without --webhook-url"), "{e}");
+    let e = serve(
+        &[],
+        &[
+            ("ONAIR_WEBHOOK_URL", "ftp://example.com/hook"),
+            ("ONAIR_WEBHOOK_SECRET", SECRET),
+        ],
+    );
+    assert!(e.contains("invalid webhook URL"), "{e}");
+}
