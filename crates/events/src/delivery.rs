@@ -279,7 +279,12 @@ mod tests {
     }
 
     impl Transport for ScriptedTransport {
-        async fn post(&self, _url: &Url, signature: &str, body: Bytes) -> Result<u16, String> {
+        async fn post(&self, url: &Url, signature: &str, body: Bytes) -> Result<u16, String> {
+            if url.path() == "/dead" {
+                // Slow and failing: never sends anything useful.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return Err("cannot connect".into());
+            }
             let body = String::from_utf8(body.to_vec()).unwrap();
             self.sent.lock().unwrap().push((signature.to_owned(), body));
             self.answers.lock().unwrap().pop_front().unwrap_or(Ok(200))
@@ -505,5 +510,52 @@ mod tests {
         assert_eq!(failures[0].reason, "HTTP status 500");
         assert!(failures[0].attempts >= 2);
         assert_eq!(h.stop().await, events[1].seq);
+    }
+
+    #[tokio::test]
+    async fn a_dead_endpoint_holds_back_only_itself() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        let live = WebhookEndpoint::new("http://127.0.0.1:9/live", "a").unwrap();
+        let dead = WebhookEndpoint::new("http://127.0.0.1:9/dead", "b").unwrap();
+        for e in [&live, &dead] {
+            store.webhook_cursor(e.key()).await.unwrap();
+        }
+        let transport = Arc::new(ScriptedTransport::default());
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        spawn_with(
+            store.clone(),
+            WebhookConfig {
+                endpoints: vec![dead.clone(), live.clone()],
+                retry: fast(),
+                poll_interval: Duration::from_millis(50),
+                ..WebhookConfig::default()
+            },
+            store.subscribe_events(),
+            shutdown.clone(),
+            &tasks,
+            Arc::clone(&transport),
+        );
+        for _ in 0..5 {
+            store
+                .create_live_stream(NewLiveStream::default())
+                .await
+                .unwrap();
+        }
+        until("five deliveries to the live endpoint", || {
+            transport.sent.lock().unwrap().len() == 5
+        })
+        .await;
+        let events = store.list_events(0, 10).await.unwrap();
+        let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+        assert_eq!(sent_ids(&transport), ids);
+        shutdown.cancel();
+        tasks.close();
+        tasks.wait().await;
+        assert_eq!(
+            store.webhook_cursor(live.key()).await.unwrap(),
+            events[4].seq
+        );
+        assert_eq!(store.webhook_cursor(dead.key()).await.unwrap(), 0);
     }
 }

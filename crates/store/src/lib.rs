@@ -41,7 +41,11 @@
 //! lifecycle [`Transition`]s ([`Store::record_transition`]). Events are numbered globally
 //! ([`Event::seq`], for readers of the whole log such as webhook delivery) and per live stream
 //! ([`Event::stream_seq`], 1, 2, 3, ... without gaps), and carry the stream's API JSON as of
-//! that moment. Events and broadcasts outlive the stream they belong to.
+//! that moment, and its lifecycle state. Events and broadcasts outlive the stream they belong
+//! to. Webhook delivery keeps its place in the log per endpoint
+//! ([`Store::webhook_cursor`], [`Store::advance_webhook_cursor`]) and records the events it
+//! gave up on ([`WebhookFailure`]); [`SqliteStore::subscribe_events`] wakes it when an event
+//! is written.
 //!
 //! # Conventions
 //!
