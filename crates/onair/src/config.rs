@@ -48,6 +48,23 @@ pub struct FileConfig {
     hls: HlsFileConfig,
     timestamps: TimestampFileConfig,
     broadcasts: BroadcastsFileConfig,
+    /// `[[webhooks]]`: one table per endpoint.
+    webhooks: Vec<WebhookFileConfig>,
+    environment: EnvironmentFileConfig,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct WebhookFileConfig {
+    url: Option<String>,
+    secret: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct EnvironmentFileConfig {
+    name: Option<String>,
+    id: Option<String>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -219,6 +236,13 @@ pub struct ServeArgs {
     /// Make sure this access token (`ID:SECRET`) exists with read and write permission.
     #[arg(long, env = "ONAIR_ACCESS_TOKEN", hide_env_values = true)]
     pub access_token: Option<String>,
+    /// POST every event (signed) to this URL, in addition to the config file's [[webhooks]];
+    /// needs --webhook-secret.
+    #[arg(long, env = "ONAIR_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// The secret --webhook-url's deliveries are signed with (`mux-signature`).
+    #[arg(long, env = "ONAIR_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
 }
 
 /// Where RTMPS gets its certificate.
@@ -241,6 +265,7 @@ pub struct ServeSettings {
     pub access_token: Option<(String, String)>,
     pub pipeline: PipelineSettings,
     pub api: api::ApiConfig,
+    pub webhooks: events::WebhookConfig,
 }
 
 fn listener(
@@ -262,6 +287,51 @@ fn listener(
 }
 
 impl FileConfig {
+    /// The webhook endpoints of the file and of `--webhook-url`/`--webhook-secret`, validated.
+    fn webhooks(&self, args: &ServeArgs) -> Result<events::WebhookConfig> {
+        let mut endpoints: Vec<events::WebhookEndpoint> = Vec::new();
+        let mut add = |endpoint: events::WebhookEndpoint, origin: &str| -> Result<()> {
+            if endpoints.iter().any(|e| e.url() == endpoint.url()) {
+                bail!(
+                    "{origin}: webhook {} is configured twice",
+                    endpoint.display_url()
+                );
+            }
+            endpoints.push(endpoint);
+            Ok(())
+        };
+        for (i, w) in self.webhooks.iter().enumerate() {
+            let origin = format!("[[webhooks]] #{}", i + 1);
+            let Some(url) = w.url.as_deref() else {
+                bail!("{origin}: `url` is missing");
+            };
+            let endpoint = events::WebhookEndpoint::new(url, w.secret.as_deref().unwrap_or(""))
+                .with_context(|| origin.clone())?;
+            add(endpoint, &origin)?;
+        }
+        match (args.webhook_url.as_deref(), args.webhook_secret.as_deref()) {
+            (None, None) => {}
+            (None, Some(_)) => bail!("--webhook-secret / ONAIR_WEBHOOK_SECRET is given without --webhook-url / ONAIR_WEBHOOK_URL"),
+            (Some(_), None) => bail!("--webhook-url / ONAIR_WEBHOOK_URL needs --webhook-secret / ONAIR_WEBHOOK_SECRET: every webhook is signed"),
+            (Some(url), Some(secret)) => {
+                let endpoint = events::WebhookEndpoint::new(url, secret)
+                    .context("--webhook-url / ONAIR_WEBHOOK_URL")?;
+                add(endpoint, "--webhook-url")?;
+            }
+        }
+        let defaults = events::Environment::default();
+        let environment = events::Environment {
+            name: self.environment.name.clone().unwrap_or(defaults.name),
+            id: self.environment.id.clone().unwrap_or(defaults.id),
+        };
+        environment.validate().context("invalid [environment]")?;
+        Ok(events::WebhookConfig {
+            endpoints,
+            environment,
+            ..events::WebhookConfig::default()
+        })
+    }
+
     fn api(&self) -> Result<api::ApiConfig> {
         let mut config = api::ApiConfig::default();
         let a = &self.api;
@@ -370,6 +440,101 @@ impl FileConfig {
             access_token,
             pipeline: self.pipeline(None)?,
             api: self.api()?,
+            webhooks: self.webhooks(args)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn webhooks(
+        toml_text: &str,
+        url: Option<&str>,
+        secret: Option<&str>,
+    ) -> Result<events::WebhookConfig> {
+        let file: FileConfig = toml::from_str(toml_text)?;
+        let args = ServeArgs {
+            webhook_url: url.map(str::to_owned),
+            webhook_secret: secret.map(str::to_owned),
+            ..ServeArgs::default()
+        };
+        file.webhooks(&args)
+    }
+
+    fn error(toml_text: &str, url: Option<&str>, secret: Option<&str>) -> String {
+        format!("{:#}", webhooks(toml_text, url, secret).unwrap_err())
+    }
+
+    #[test]
+    fn webhooks_from_file_and_flags() {
+        let config = webhooks(
+            r#"
+            [[webhooks]]
+            url = "https://a.example/hook"
+            secret = "s1"
+            [[webhooks]]
+            url = "http://127.0.0.1:9000/h"
+            secret = "s2"
+            [environment]
+            name = "staging"
+            id = "env1"
+            "#,
+            Some("http://127.0.0.1:1/flag"),
+            Some("s3"),
+        )
+        .unwrap();
+        let urls: Vec<&str> = config.endpoints.iter().map(|e| e.url().as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://a.example/hook",
+                "http://127.0.0.1:9000/h",
+                "http://127.0.0.1:1/flag"
+            ]
+        );
+        assert_eq!(config.endpoints[2].secret(), "s3");
+        assert_eq!(config.environment.name, "staging");
+        assert_eq!(config.environment.id, "env1");
+
+        let none = webhooks("", None, None).unwrap();
+        assert!(none.endpoints.is_empty());
+        assert_eq!(none.environment, events::Environment::default());
+    }
+
+    #[test]
+    fn webhook_mistakes_are_clear_errors_without_the_secret() {
+        let e = error("", Some("http://127.0.0.1:1/h"), None);
+        assert!(e.contains("needs --webhook-secret"), "{e}");
+        let e = error("", None, Some("TOPSECRET"));
+        assert!(
+            e.contains("without --webhook-url") && !e.contains("TOPSECRET"),
+            "{e}"
+        );
+        let e = error("", Some("not a url"), Some("TOPSECRET"));
+        assert!(
+            e.contains("invalid webhook URL") && !e.contains("TOPSECRET"),
+            "{e}"
+        );
+        let e = error("[[webhooks]]\nurl = \"https://a.example/\"\n", None, None);
+        assert!(
+            e.contains("[[webhooks]] #1") && e.contains("no secret"),
+            "{e}"
+        );
+        let e = error("[[webhooks]]\nsecret = \"x\"\n", None, None);
+        assert!(e.contains("`url` is missing"), "{e}");
+        let e = error(
+            "[[webhooks]]\nurl = \"http://h/\"\nsecret = \"a\"\n",
+            Some("http://h/"),
+            Some("b"),
+        );
+        assert!(e.contains("configured twice"), "{e}");
+        let e = error("[environment]\nname = \"\"\n", None, None);
+        assert!(e.contains("[environment]"), "{e}");
+        assert!(toml::from_str::<FileConfig>(
+            "[[webhooks]]\nurl = \"http://h/\"\nsecert = \"a\"\n"
+        )
+        .is_err());
     }
 }

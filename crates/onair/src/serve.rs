@@ -116,6 +116,21 @@ async fn serve(settings: ServeSettings) -> Result<()> {
         );
     }
     let tasks = TaskTracker::new();
+    // Webhooks read the event log in their own tasks: a slow or dead endpoint never holds up
+    // ingest or the API. Stopped by `shutdown`; what was not delivered is sent at the next
+    // start (the cursor moves only after a 2xx).
+    let webhook_count = settings.webhooks.endpoints.len();
+    events::spawn_delivery(
+        manager.store().clone(),
+        settings.webhooks.clone(),
+        manager.store().subscribe_events(),
+        shutdown.clone(),
+        &tasks,
+    )
+    .context("starting webhook delivery")?;
+    if webhook_count > 0 {
+        println!("webhooks: delivering events to {webhook_count} endpoint(s)");
+    }
     let rtmp_config = rtmp::RtmpConfig::default();
 
     println!("data directory {}", settings.data_dir.display());

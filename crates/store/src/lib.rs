@@ -41,7 +41,11 @@
 //! lifecycle [`Transition`]s ([`Store::record_transition`]). Events are numbered globally
 //! ([`Event::seq`], for readers of the whole log such as webhook delivery) and per live stream
 //! ([`Event::stream_seq`], 1, 2, 3, ... without gaps), and carry the stream's API JSON as of
-//! that moment. Events and broadcasts outlive the stream they belong to.
+//! that moment, and its lifecycle state. Events and broadcasts outlive the stream they belong
+//! to. Webhook delivery keeps its place in the log per endpoint
+//! ([`Store::webhook_cursor`], [`Store::advance_webhook_cursor`]) and records the events it
+//! gave up on ([`WebhookFailure`]); [`SqliteStore::subscribe_events`] wakes it when an event
+//! is written.
 //!
 //! # Conventions
 //!
@@ -61,6 +65,7 @@ mod ids;
 mod lifecycle;
 mod live_stream;
 mod sqlite;
+mod webhook;
 
 pub use access_token::{
     AccessToken, EnsureOutcome, IssuedAccessToken, Permissions, ENSURED_TOKEN_NAME,
@@ -78,6 +83,7 @@ pub use live_stream::{
     MAX_RECONNECT_WINDOW, MAX_URL_LEN, MIN_MAX_CONTINUOUS_DURATION,
 };
 pub use sqlite::{SqliteStore, DB_FILE_NAME, DEFAULT_BUSY_TIMEOUT};
+pub use webhook::{WebhookFailure, MAX_ENDPOINT_KEY_LEN};
 
 /// A new broadcast identifier: 44 ASCII letters and digits, like live stream IDs.
 pub fn new_broadcast_id() -> String {
@@ -297,6 +303,37 @@ pub trait Store: Send + Sync + 'static {
         &self,
         live_stream_id: &str,
     ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
+
+    // ---- webhook delivery ----
+
+    /// The [`Event::seq`] up to which `endpoint_key` has been delivered (delivery resumes
+    /// after it). An endpoint seen for the first time gets a cursor at the current end of the
+    /// log, stored at once: it receives the events from now on, also across restarts.
+    fn webhook_cursor(
+        &self,
+        endpoint_key: &str,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Records that every event up to `delivered_seq` is done for `endpoint_key`. The cursor
+    /// only moves forward.
+    fn advance_webhook_cursor(
+        &self,
+        endpoint_key: &str,
+        delivered_seq: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records that delivery gave up on an event and moves the endpoint's cursor past it, in
+    /// one transaction.
+    fn record_webhook_failure(
+        &self,
+        failure: WebhookFailure,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The events delivery gave up on for `endpoint_key`, oldest first.
+    fn webhook_failures(
+        &self,
+        endpoint_key: &str,
+    ) -> impl Future<Output = Result<Vec<WebhookFailure>, StoreError>> + Send;
 }
 
 #[cfg(test)]

@@ -214,6 +214,9 @@ pub struct Event {
     pub created_at_ms: i64,
     /// The live stream as of this event: exactly its API JSON.
     pub object: Value,
+    /// The stream's lifecycle state as of this event; `None` for events written before the
+    /// state was logged (migration 0003).
+    pub state: Option<LifecycleState>,
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::sqlite::{
@@ -21,15 +22,17 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::FromRow;
+use tokio::sync::watch;
 
 use crate::access_token::{self, AccessToken, EnsureOutcome, IssuedAccessToken, Permissions};
 use crate::error::db_err;
 use crate::ids;
-use crate::lifecycle::{event_type, Broadcast, Event, LifecycleRecord, Transition};
+use crate::lifecycle::{event_type, Broadcast, Event, LifecycleRecord, LifecycleState, Transition};
 use crate::live_stream::{
     parse_policy, IngestProtocol, LatencyMode, LiveStream, LiveStreamPatch, LiveStreamStatus,
     NewLiveStream, PlaybackId, PlaybackPolicy, StatusChange,
 };
+use crate::webhook::WebhookFailure;
 use crate::{Store, StoreError, MAX_LIST_LIMIT};
 
 /// Name of the database file inside the data directory.
@@ -68,6 +71,7 @@ const LIVE_STREAM_BY_ID: &str = concat!(
 
 // After the macro above: the event log and lifecycle queries use it.
 mod lifecycle;
+mod webhook;
 
 use lifecycle::{append_event, claim_stream_seq, end_broadcast, finish_with_event};
 
@@ -79,6 +83,9 @@ const ACCESS_TOKEN_COLUMNS: &str =
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
     path: Option<PathBuf>,
+    /// Bumped after every write that may have appended to the event log (see
+    /// [`SqliteStore::subscribe_events`]). Shared by the clones of one store.
+    events_written: Arc<watch::Sender<u64>>,
 }
 
 impl SqliteStore {
@@ -110,6 +117,7 @@ impl SqliteStore {
         store_opened(SqliteStore {
             pool,
             path: Some(path),
+            events_written: Arc::new(watch::Sender::new(0)),
         })
         .await
     }
@@ -129,7 +137,24 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(db_err)?;
-        store_opened(SqliteStore { pool, path: None }).await
+        store_opened(SqliteStore {
+            pool,
+            path: None,
+            events_written: Arc::new(watch::Sender::new(0)),
+        })
+        .await
+    }
+
+    /// A receiver that changes after this process (any clone of this store) wrote to the event
+    /// log, so readers of the log (webhook delivery) wake up instead of polling. Writes by
+    /// other processes on the same database are not seen: poll as well, less often.
+    pub fn subscribe_events(&self) -> watch::Receiver<u64> {
+        self.events_written.subscribe()
+    }
+
+    /// Wakes [`SqliteStore::subscribe_events`] receivers (spurious wake-ups are harmless).
+    fn events_changed(&self) {
+        self.events_written.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The database file, or `None` for an in-memory store.
@@ -229,6 +254,7 @@ impl SqliteStore {
         append_event(
             &mut tx,
             s,
+            LifecycleState::Idle,
             claim.last_event_seq,
             event_type::CREATED,
             None,
@@ -276,6 +302,7 @@ impl Store for SqliteStore {
             };
             match self.insert_live_stream(&stream, now_ms).await {
                 Ok(()) => {
+                    self.events_changed();
                     tracing::debug!(live_stream_id = %stream.id, "live stream created");
                     return Ok(stream);
                 }
@@ -353,6 +380,7 @@ impl Store for SqliteStore {
         append_event(
             &mut tx,
             &stream,
+            claim.state()?,
             claim.last_event_seq,
             event_type::DELETED,
             claim.broadcast_id.as_deref(),
@@ -366,6 +394,7 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
+        self.events_changed();
         tracing::debug!(live_stream_id = %id, "live stream deleted");
         Ok(true)
     }
@@ -414,6 +443,7 @@ impl Store for SqliteStore {
                 Err(e) => return Err(e),
             }
             let stream = finish_with_event(tx, id, claim, event_type::UPDATED, now_ms).await?;
+            self.events_changed();
             tracing::debug!(live_stream_id = %id, "stream key reset");
             return Ok(Some(stream));
         }
@@ -536,6 +566,7 @@ impl Store for SqliteStore {
         };
         query.execute(&mut *tx).await.map_err(db_err)?;
         let stream = finish_with_event(tx, id, claim, event_type::UPDATED, now_ms).await?;
+        self.events_changed();
         Ok(Some(stream))
     }
 
@@ -774,7 +805,9 @@ impl Store for SqliteStore {
     }
 
     async fn record_transition(&self, t: Transition) -> Result<Event, StoreError> {
-        self.apply_transition(t).await
+        let event = self.apply_transition(t).await?;
+        self.events_changed();
+        Ok(event)
     }
 
     async fn lifecycle(&self, live_stream_id: &str) -> Result<Option<LifecycleRecord>, StoreError> {
@@ -797,6 +830,30 @@ impl Store for SqliteStore {
 
     async fn live_stream_events(&self, live_stream_id: &str) -> Result<Vec<Event>, StoreError> {
         self.load_live_stream_events(live_stream_id).await
+    }
+
+    async fn webhook_cursor(&self, endpoint_key: &str) -> Result<u64, StoreError> {
+        self.load_webhook_cursor(endpoint_key, now_unix_ms()).await
+    }
+
+    async fn advance_webhook_cursor(
+        &self,
+        endpoint_key: &str,
+        delivered_seq: u64,
+    ) -> Result<(), StoreError> {
+        self.store_webhook_cursor(endpoint_key, delivered_seq, now_unix_ms())
+            .await
+    }
+
+    async fn record_webhook_failure(&self, failure: WebhookFailure) -> Result<(), StoreError> {
+        self.insert_webhook_failure(&failure).await
+    }
+
+    async fn webhook_failures(
+        &self,
+        endpoint_key: &str,
+    ) -> Result<Vec<WebhookFailure>, StoreError> {
+        self.load_webhook_failures(endpoint_key).await
     }
 }
 
@@ -844,6 +901,7 @@ impl SqliteStore {
             .await
             .map_err(db_err)?;
         let stream = finish_with_event(tx, id, claim, event, now_ms).await?;
+        self.events_changed();
         tracing::debug!(live_stream_id = %id, status = %stream.status.as_str(), "status changed");
         Ok(Some(stream))
     }

@@ -1705,3 +1705,114 @@ async fn lifecycle_migration_keeps_existing_streams_idle() {
     assert_eq!(ev.object["created_at"], "1700000000");
     store.close().await;
 }
+
+// ---- webhook delivery ----
+
+#[tokio::test]
+async fn events_carry_the_lifecycle_state_and_wake_subscribers() {
+    let store = mem().await;
+    let mut wake = store.subscribe_events();
+    wake.borrow_and_update();
+    let s = store
+        .create_live_stream(NewLiveStream::default())
+        .await
+        .unwrap();
+    assert!(
+        wake.has_changed().unwrap(),
+        "create wakes readers of the log"
+    );
+    wake.borrow_and_update();
+    let connected = store
+        .record_transition(transition(
+            &s.id,
+            event_type::CONNECTED,
+            LifecycleState::Connected,
+            None,
+            start("recordings/x"),
+            1_000,
+        ))
+        .await
+        .unwrap();
+    assert!(wake.has_changed().unwrap(), "a transition wakes readers");
+    assert_eq!(connected.state, Some(LifecycleState::Connected));
+    // API operations log the state the stream is in.
+    store
+        .update_live_stream(
+            &s.id,
+            LiveStreamPatch {
+                passthrough: Some(Some("p".to_owned())),
+                ..LiveStreamPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    let states: Vec<_> = store
+        .list_events(0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| (e.event_type.clone(), e.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (event_type::CREATED.to_owned(), Some(LifecycleState::Idle)),
+            (
+                event_type::CONNECTED.to_owned(),
+                Some(LifecycleState::Connected)
+            ),
+            (
+                event_type::UPDATED.to_owned(),
+                Some(LifecycleState::Connected)
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn webhook_cursors_start_at_the_end_and_only_move_forward() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    for _ in 0..3 {
+        store
+            .create_live_stream(NewLiveStream::default())
+            .await
+            .unwrap();
+    }
+    let end = store.list_events(0, 10).await.unwrap()[2].seq;
+    // A new endpoint starts at the end of the log, and stays there once created.
+    assert_eq!(store.webhook_cursor("sha256:a").await.unwrap(), end);
+    store
+        .create_live_stream(NewLiveStream::default())
+        .await
+        .unwrap();
+    assert_eq!(store.webhook_cursor("sha256:a").await.unwrap(), end);
+    store
+        .advance_webhook_cursor("sha256:a", end + 1)
+        .await
+        .unwrap();
+    store.advance_webhook_cursor("sha256:a", 1).await.unwrap();
+    assert_eq!(store.webhook_cursor("sha256:a").await.unwrap(), end + 1);
+    // A failure is recorded and moves the cursor past its event.
+    let failure = WebhookFailure {
+        endpoint_key: "sha256:a".to_owned(),
+        event_seq: end + 2,
+        event_id: "e".to_owned(),
+        attempts: 150,
+        reason: "HTTP status 500".to_owned(),
+        failed_at_ms: 42,
+    };
+    store.record_webhook_failure(failure.clone()).await.unwrap();
+    assert_eq!(store.webhook_cursor("sha256:a").await.unwrap(), end + 2);
+    assert_eq!(store.webhook_failures("sha256:a").await.unwrap(), [failure]);
+    assert!(store.webhook_failures("sha256:b").await.unwrap().is_empty());
+    // Cursors are per endpoint and survive a restart.
+    store.close().await;
+    let again = SqliteStore::open(dir.path()).await.unwrap();
+    assert_eq!(again.webhook_cursor("sha256:a").await.unwrap(), end + 2);
+    assert_eq!(again.webhook_cursor("sha256:b").await.unwrap(), end + 1);
+    assert_eq!(
+        field_of(again.webhook_cursor("").await.unwrap_err()),
+        "endpoint_key"
+    );
+}

@@ -31,8 +31,8 @@ use crate::lifecycle::{
 use crate::live_stream::{IngestProtocol, LiveStream, LiveStreamStatus, StatusChange};
 use crate::{StoreError, MAX_LIST_LIMIT};
 
-const EVENT_COLUMNS: &str =
-    "seq, id, live_stream_id, stream_seq, event_type, broadcast_id, created_at_ms, object";
+const EVENT_COLUMNS: &str = "seq, id, live_stream_id, stream_seq, event_type, broadcast_id, \
+     created_at_ms, object, lifecycle_state";
 const BROADCAST_COLUMNS: &str = "id, live_stream_id, started_at_ms, ended_at_ms, recording_dir";
 
 /// A live stream's next event number and the stored state a change depends on.
@@ -45,6 +45,17 @@ pub(super) struct Claim {
     lifecycle_state: String,
     pub(super) broadcast_id: Option<String>,
     lifecycle_since_ms: i64,
+}
+
+impl Claim {
+    /// The stream's lifecycle state before this transaction's change.
+    pub(super) fn state(&self) -> Result<LifecycleState, StoreError> {
+        stored_enum(
+            "lifecycle_state",
+            &self.lifecycle_state,
+            LifecycleState::parse,
+        )
+    }
 }
 
 /// Step 1 of every event-writing transaction (see the module doc); `None` if there is no
@@ -64,10 +75,11 @@ pub(super) async fn claim_stream_seq(
     .map_err(db_err)
 }
 
-/// Appends the event showing `stream` as it is now.
+/// Appends the event showing `stream` as it is now, in lifecycle `state`.
 pub(super) async fn append_event(
     conn: &mut SqliteConnection,
     stream: &LiveStream,
+    state: LifecycleState,
     stream_seq: i64,
     event_type: &str,
     broadcast_id: Option<&str>,
@@ -78,7 +90,8 @@ pub(super) async fn append_event(
     let id = ids::event_id();
     let seq: i64 = sqlx::query_scalar(
         "INSERT INTO events (id, live_stream_id, stream_seq, event_type, broadcast_id, \
-         created_at_ms, object) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
+         created_at_ms, object, lifecycle_state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         RETURNING seq",
     )
     .bind(&id)
     .bind(&stream.id)
@@ -87,6 +100,7 @@ pub(super) async fn append_event(
     .bind(broadcast_id)
     .bind(at_ms)
     .bind(to_json(&object)?)
+    .bind(state.as_str())
     .fetch_one(&mut *conn)
     .await
     .map_err(db_err)?;
@@ -99,6 +113,7 @@ pub(super) async fn append_event(
         broadcast_id: broadcast_id.map(str::to_owned),
         created_at_ms: at_ms,
         object,
+        state: Some(state),
     })
 }
 
@@ -117,6 +132,7 @@ pub(super) async fn finish_with_event(
     append_event(
         &mut tx,
         &stream,
+        claim.state()?,
         claim.last_event_seq,
         event_type,
         claim.broadcast_id.as_deref(),
@@ -174,11 +190,7 @@ impl SqliteStore {
         let claim = claim_stream_seq(&mut tx, id)
             .await?
             .ok_or_else(|| StoreError::not_found("live stream", id))?;
-        let old_state = stored_enum(
-            "lifecycle_state",
-            &claim.lifecycle_state,
-            LifecycleState::parse,
-        )?;
+        let old_state = claim.state()?;
         let old_status = stored_enum("status", &claim.status, LiveStreamStatus::parse)?;
         let old_protocol = claim
             .active_ingest_protocol
@@ -266,6 +278,7 @@ impl SqliteStore {
         let event = append_event(
             &mut tx,
             &stream,
+            t.state,
             claim.last_event_seq,
             &t.event_type,
             event_broadcast.as_deref(),
@@ -459,6 +472,7 @@ struct EventRow {
     broadcast_id: Option<String>,
     created_at_ms: i64,
     object: String,
+    lifecycle_state: Option<String>,
 }
 
 impl EventRow {
@@ -472,6 +486,11 @@ impl EventRow {
             event_type: self.event_type,
             broadcast_id: self.broadcast_id,
             created_at_ms: self.created_at_ms,
+            state: self
+                .lifecycle_state
+                .as_deref()
+                .map(|s| stored_enum("events.lifecycle_state", s, LifecycleState::parse))
+                .transpose()?,
         })
     }
 }
