@@ -16,7 +16,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use m3u8_rs::MediaPlaylist;
@@ -24,7 +23,7 @@ use testkit::encoder::Encoder;
 use testkit::gateway::Gateway;
 use testkit::http::{get, HttpResponse};
 use testkit::player::spawn_hls_js;
-use testkit::{ffmpeg_decode_errors, ffprobe, require_tool, scratch_dir};
+use testkit::{ffmpeg_decode_errors, ffprobe, scratch_dir};
 
 /// Frames per second of the fixture (`avc_aac_720p30.flv`).
 const FPS: u64 = 30;
@@ -934,28 +933,9 @@ fn a_frozen_encoder_is_replaced() {
     assert_finished_recording(&gw, &only_recording(&gw, &stream));
 }
 
-/// The event types of a live stream's event log, in order, read from the database with the
-/// sqlite3 shell (there is no events API yet).
+/// The event types of a live stream's event log, in order.
 fn event_types(gw: &Gateway, stream: &Stream) -> Vec<String> {
-    require_tool("sqlite3");
-    let out = Command::new("sqlite3")
-        .arg("-readonly")
-        .arg(gw.data_dir.join("onair.db"))
-        .arg(format!(
-            "SELECT event_type FROM events WHERE live_stream_id = '{}' ORDER BY stream_seq",
-            stream.id
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "sqlite3 could not read the event log: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    gw.event_log(&stream.id, "event_type")
 }
 
 /// `kill -9` of the gateway mid-broadcast, then a restart on the same data directory: the

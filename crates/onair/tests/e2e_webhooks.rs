@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use testkit::encoder::Encoder;
 use testkit::gateway::Gateway;
-use testkit::{require_tool, workspace_root};
+use testkit::workspace_root;
 
 const SECRET: &str = "whsec-e2e-0123456789";
 
@@ -170,27 +170,9 @@ fn wait_idle(gw: &Gateway, id: &str, timeout: Duration) {
     }
 }
 
-/// The event IDs of a live stream's log, in order, read from the database with the sqlite3
-/// shell (there is no events API yet).
+/// The event IDs of a live stream's log, in order.
 fn logged_event_ids(gw: &Gateway, id: &str) -> Vec<String> {
-    require_tool("sqlite3");
-    let out = Command::new("sqlite3")
-        .arg("-readonly")
-        .arg(gw.data_dir.join("onair.db"))
-        .arg(format!(
-            "SELECT id FROM events WHERE live_stream_id = '{id}' ORDER BY stream_seq"
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    gw.event_log(id, "id")
 }
 
 /// Publish, drop, reconnect inside the window, stop: the receiver sees exactly the

@@ -163,6 +163,37 @@ impl Gateway {
             .to_owned()
     }
 
+    /// One column (`event_type`, `id`, ...) of a live stream's event log, in order, read from
+    /// the database with the sqlite3 shell (read-only; there is no events API yet).
+    pub fn event_log(&self, live_stream_id: &str, column: &str) -> Vec<String> {
+        crate::require_tool("sqlite3");
+        assert!(
+            column
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && live_stream_id.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "event_log: unexpected column or id"
+        );
+        let out = Command::new("sqlite3")
+            .arg("-readonly")
+            .arg(self.data_dir.join("onair.db"))
+            .arg(format!(
+                "SELECT {column} FROM events WHERE live_stream_id = '{live_stream_id}' \
+                 ORDER BY stream_seq"
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "sqlite3 could not read the event log: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Runs the CLI and returns its raw output.
     pub fn cli_raw(&self, args: &[&str]) -> std::process::Output {
         let mut command = Command::new(&self.binary);
