@@ -37,6 +37,17 @@
 //! | `DELETE /live-streams/{id}/simulcast-targets/{target_id}` | `204` |
 //! | `GET /playback-ids/{playback_id}` | `200`, `{"id", "policy", "object": {"type": "live_stream", "id"}}` |
 //!
+//! Two routes under `/system/v1`, behind the same gate:
+//!
+//! | method and path | answer |
+//! | --- | --- |
+//! | `GET /system/v1/webhook-events/stream` | `200 text/event-stream`: the event log as Server-Sent Events, each the webhook envelope of [`events::envelope`] (`503` beyond [`MAX_EVENT_STREAMS`]) |
+//! | `GET /system/v1/whoami` | `200`, the token's environment (the official CLI asks it first) |
+//!
+//! The stream lives here rather than in `events` because it is an API route: it needs this
+//! crate's authentication, rate limit and error format, and `events` stays free of HTTP
+//! serving; it reuses `events`' envelope so that both carry the same bytes.
+//!
 //! Every success is wrapped like the hosted API: `{"data": ...}`; every response (errors
 //! included) has `Cache-Control: no-store`, as they carry stream keys. Request bodies are the
 //! seeds' fields ([`store::NewLiveStream`], [`store::LiveStreamPatch`]); unknown fields are
