@@ -36,6 +36,10 @@ pub enum ApiError {
     /// `408 request_timeout`: the request (body included) took too long.
     #[error("the request took too long")]
     RequestTimeout,
+    /// `503 service_unavailable`: too many webhook event streams are open
+    /// ([`crate::MAX_EVENT_STREAMS`]).
+    #[error("too many event streams are open; try again later")]
+    TooManyStreams,
     /// `409 conflict`: the request contradicts the stored state.
     #[error("{0}")]
     Conflict(String),
@@ -72,6 +76,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooManyStreams => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -88,6 +93,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::RequestTimeout => "request_timeout",
+            ApiError::TooManyStreams => "service_unavailable",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::TooManyRequests { .. } => "too_many_requests",

@@ -44,7 +44,7 @@ pub(crate) async fn gate(State(api): State<ApiState>, request: Request, next: Ne
     .await
 }
 
-async fn admit(api: &ApiState, request: Request, next: Next) -> Result<Response, ApiError> {
+async fn admit(api: &ApiState, mut request: Request, next: Next) -> Result<Response, ApiError> {
     let credentials = credentials(request.headers())?;
     let permissions = api
         .store()
@@ -54,6 +54,8 @@ async fn admit(api: &ApiState, request: Request, next: Next) -> Result<Response,
     // The token ID is not a secret (the seeds: "safe to log").
     Span::current().record("token_id", credentials.id.as_str());
     authorize(request.method(), permissions)?;
+    // For handlers that answer with them (`/system/v1/whoami`).
+    request.extensions_mut().insert(permissions);
     let class = if request.method() == Method::POST {
         RequestClass::Post
     } else {

@@ -37,6 +37,17 @@
 //! | `DELETE /live-streams/{id}/simulcast-targets/{target_id}` | `204` |
 //! | `GET /playback-ids/{playback_id}` | `200`, `{"id", "policy", "object": {"type": "live_stream", "id"}}` |
 //!
+//! Two routes under `/system/v1`, behind the same gate:
+//!
+//! | method and path | answer |
+//! | --- | --- |
+//! | `GET /system/v1/webhook-events/stream` | `200 text/event-stream`: the event log as Server-Sent Events, each the webhook envelope of [`events::envelope`] (`503` beyond [`MAX_EVENT_STREAMS`]) |
+//! | `GET /system/v1/whoami` | `200`, the token's environment (the official CLI asks it first) |
+//!
+//! The stream lives here rather than in `events` because it is an API route: it needs this
+//! crate's authentication, rate limit and error format, and `events` stays free of HTTP
+//! serving; it reuses `events`' envelope so that both carry the same bytes.
+//!
 //! Every success is wrapped like the hosted API: `{"data": ...}`; every response (errors
 //! included) has `Cache-Control: no-store`, as they carry stream keys. Request bodies are the
 //! seeds' fields ([`store::NewLiveStream`], [`store::LiveStreamPatch`]); unknown fields are
@@ -81,19 +92,22 @@
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::http::{header, HeaderValue};
 use axum::routing::{any, get, post, put};
 use axum::Router;
 use session::SessionManager;
 use store::SqliteStore;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 mod auth;
 mod body;
 mod config;
 mod error;
+mod event_stream;
 mod extract;
 mod gate;
 mod handlers;
@@ -106,6 +120,7 @@ pub use config::{
     DEFAULT_POST_RATE_PER_SECOND, DEFAULT_REQUEST_TIMEOUT,
 };
 pub use error::{ApiError, ConfigError, WWW_AUTHENTICATE_VALUE};
+pub use event_stream::{EVENT_STREAM_PAGE, HEARTBEAT_INTERVAL, MAX_EVENT_STREAMS};
 pub use handlers::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 pub use simulcast::{MAX_TARGETS_PER_LIVE_STREAM, MAX_TARGET_STREAM_KEY_LEN};
 
@@ -125,12 +140,45 @@ struct Inner {
     config: ApiConfig,
     limiter: rate_limit::RateLimiter,
     simulcast: simulcast::SimulcastTargets,
+    events: EventStreams,
+    stream_permits: Arc<Semaphore>,
+}
+
+/// What the webhook event stream needs beyond the store: see [`ApiState::with_event_streams`].
+#[derive(Debug, Clone)]
+pub struct EventStreams {
+    /// Named in every envelope (the webhooks' environment).
+    pub environment: events::Environment,
+    /// Cancelled on shutdown: open streams end.
+    pub shutdown: CancellationToken,
+    /// [`HEARTBEAT_INTERVAL`] (shorter in tests).
+    pub heartbeat: Duration,
+}
+
+impl Default for EventStreams {
+    fn default() -> Self {
+        EventStreams {
+            environment: events::Environment::default(),
+            shutdown: CancellationToken::new(),
+            heartbeat: HEARTBEAT_INTERVAL,
+        }
+    }
 }
 
 impl ApiState {
     /// The API over `sessions` and its store. `config` should have passed
     /// [`ApiConfig::validate`]; a zero bucket count is raised to one.
     pub fn new(sessions: SessionManager, config: ApiConfig) -> Self {
+        Self::with_event_streams(sessions, config, EventStreams::default())
+    }
+
+    /// [`ApiState::new`], with the environment, shutdown token and heartbeat of
+    /// `GET /system/v1/webhook-events/stream`.
+    pub fn with_event_streams(
+        sessions: SessionManager,
+        config: ApiConfig,
+        events: EventStreams,
+    ) -> Self {
         let limiter = rate_limit::RateLimiter::new(
             config.post_rate_limit,
             config.other_rate_limit,
@@ -143,6 +191,8 @@ impl ApiState {
                 config,
                 limiter,
                 simulcast: simulcast::SimulcastTargets::default(),
+                events,
+                stream_permits: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
             }),
         }
     }
@@ -168,6 +218,22 @@ impl ApiState {
 
     fn simulcast(&self) -> &simulcast::SimulcastTargets {
         &self.inner.simulcast
+    }
+
+    fn environment(&self) -> &events::Environment {
+        &self.inner.events.environment
+    }
+
+    fn shutdown(&self) -> &CancellationToken {
+        &self.inner.events.shutdown
+    }
+
+    fn heartbeat_interval(&self) -> Duration {
+        self.inner.events.heartbeat
+    }
+
+    fn event_streams(&self) -> &Arc<Semaphore> {
+        &self.inner.stream_permits
     }
 }
 
@@ -206,6 +272,11 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/video/v1/playback-ids/{playback_id}",
             get(h::lookup_playback_id),
+        )
+        .route("/system/v1/whoami", get(event_stream::whoami))
+        .route(
+            "/system/v1/webhook-events/stream",
+            get(event_stream::webhook_event_stream),
         )
         .route("/video/v1/{*rest}", any(h::unknown_route))
         .method_not_allowed_fallback(h::method_not_allowed)

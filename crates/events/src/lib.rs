@@ -40,7 +40,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Not here yet: asset events, the Server-Sent Events stream of the official CLI.
+//! The Server-Sent Events stream of the official CLI (`mux webhooks listen`) is served by the
+//! `api` crate (it authenticates like the REST API), with this crate's [`envelope`].
+//! [`send_test_event`] sends one signed sample (`onair webhooks test`).
+//!
+//! Not here yet: asset events.
 
 #![forbid(unsafe_code)]
 
@@ -51,6 +55,7 @@ mod error;
 mod http;
 mod retry;
 pub mod signature;
+mod test_event;
 
 pub use delivery::{spawn_delivery, WebhookConfig, DEFAULT_POLL_INTERVAL, EVENTS_PAGE};
 pub use endpoint::{
@@ -59,3 +64,4 @@ pub use endpoint::{
 pub use error::WebhookError;
 pub use http::{ATTEMPT_TIMEOUT, MAX_RESPONSE_BYTES};
 pub use retry::RetryPolicy;
+pub use test_event::{send_test_event, test_event, TEST_LIVE_STREAM_ID};

@@ -239,3 +239,64 @@ pub fn run_access_tokens(command: AccessTokensCommand, data_dir: &Path) -> Resul
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())
 }
+
+/// `onair webhooks ...`.
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Send one signed sample event (`video.live_stream.updated` about the made-up live stream
+    /// `onair-test-live-stream`) to URL and print the answer's status; exits non-zero unless
+    /// it is 2xx.
+    Test {
+        /// The receiver, `http://` or `https://`.
+        url: String,
+        /// The secret to sign with (the receiver's webhook secret).
+        #[arg(long, env = "ONAIR_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+        /// The environment ID named in the envelope [default: the server's default].
+        #[arg(long)]
+        environment_id: Option<String>,
+        /// The environment name named in the envelope [default: the server's default].
+        #[arg(long)]
+        environment_name: Option<String>,
+    },
+}
+
+/// Runs a webhooks command.
+pub fn run_webhooks(command: WebhooksCommand) -> Result<()> {
+    let WebhooksCommand::Test {
+        url,
+        secret,
+        environment_id,
+        environment_name,
+    } = command;
+    let endpoint = events::WebhookEndpoint::new(&url, &secret)?;
+    let mut environment = events::Environment::default();
+    if let Some(id) = environment_id {
+        environment.id = id;
+    }
+    if let Some(name) = environment_name {
+        environment.name = name;
+    }
+    environment.validate()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (event, result) = runtime.block_on(events::send_test_event(&endpoint, &environment))?;
+    let target = endpoint.display_url();
+    match result {
+        Ok(status) if (200..300).contains(&status) => {
+            println!(
+                "{status} {} {} sent to {target}",
+                event.event_type, event.id
+            );
+            Ok(())
+        }
+        Ok(status) => bail!(
+            "{target} answered {status} to {} {}",
+            event.event_type,
+            event.id
+        ),
+        Err(reason) => bail!("sending {} to {target}: {reason}", event.event_type),
+    }
+}

@@ -4,6 +4,7 @@
 //! - `onair serve`: the gateway (RTMP, RTMPS, HTTP playback).
 //! - `onair live-streams ...`: manage live streams through the REST API (prints JSON).
 //! - `onair access-tokens ...`: create, list and revoke API access tokens.
+//! - `onair webhooks test URL --secret S`: send one signed sample webhook to a receiver.
 //! - `onair remux`: package an FLV file into HLS with the live pipeline.
 #![forbid(unsafe_code)]
 
@@ -48,6 +49,9 @@ enum Command {
     /// Manage API access tokens in the data directory (works while the server runs).
     #[command(subcommand)]
     AccessTokens(cli::AccessTokensCommand),
+    /// Webhook tools: send a signed test event to a receiver.
+    #[command(subcommand)]
+    Webhooks(cli::WebhooksCommand),
     /// Package an FLV file (H.264 or HEVC, AAC) into HLS: MPEG-TS segments, a VOD media
     /// playlist (`stream.m3u8`) and a multivariant playlist (`index.m3u8`).
     Remux {
@@ -75,6 +79,7 @@ fn main() -> Result<()> {
         Command::AccessTokens(command) => {
             cli::run_access_tokens(command, &file.data_dir(cli.data_dir.as_deref()))
         }
+        Command::Webhooks(command) => cli::run_webhooks(command),
         Command::Remux {
             input,
             output,

@@ -159,8 +159,16 @@ async fn serve(settings: ServeSettings) -> Result<()> {
     if let Some(listener) = http_listener {
         let addr = listener.local_addr()?;
         println!("http listening on {addr} (API http://{addr}/video/v1, play http://{addr}/PLAYBACK_ID.m3u8)");
-        let app = api::router(api::ApiState::new(manager.clone(), settings.api.clone()))
-            .merge(playback::router(manager.clone()));
+        // The webhook event stream (`mux webhooks listen`) names the webhooks' environment
+        // and its open streams end on shutdown.
+        let event_streams = api::EventStreams {
+            environment: settings.webhooks.environment.clone(),
+            shutdown: shutdown.clone(),
+            heartbeat: api::HEARTBEAT_INTERVAL,
+        };
+        let state =
+            api::ApiState::with_event_streams(manager.clone(), settings.api.clone(), event_streams);
+        let app = api::router(state).merge(playback::router(manager.clone()));
         let stop = shutdown.clone();
         tasks.spawn(async move {
             if let Err(e) = axum::serve(listener, app)

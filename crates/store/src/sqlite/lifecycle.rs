@@ -391,6 +391,16 @@ impl SqliteStore {
         rows.into_iter().map(EventRow::into_event).collect()
     }
 
+    /// The `seq` of the newest event of the log, `0` when it is empty: where a reader that
+    /// wants only what is written from now on starts (the SSE stream of the API).
+    pub async fn last_event_seq(&self) -> Result<u64, StoreError> {
+        let (seq,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(u64::try_from(seq).unwrap_or(0))
+    }
+
     pub(super) async fn load_live_stream_events(
         &self,
         live_stream_id: &str,
