@@ -81,7 +81,11 @@ fn watch_live(gw: &Gateway, stream: &CreatedStream, mut encoder: Child) {
     wait_for("the first segment", Duration::from_secs(15), || {
         get(http, &master_path).unwrap().status == 200
     });
-    // Playable means active, with the protocol (RTMPS reports "rtmp", like the seeds).
+    // Playable means active, with the protocol (RTMPS reports "rtmp", like the seeds); the
+    // status is written just after the segment is published.
+    wait_for("status active", Duration::from_secs(2), || {
+        status(gw, &stream.id) == "active"
+    });
     let live = gw.cli(&["live-streams", "get", &stream.id]);
     assert_eq!(live["status"], "active", "{live}");
     assert_eq!(live["active_ingest_protocol"], "rtmp", "{live}");

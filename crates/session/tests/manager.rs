@@ -224,8 +224,12 @@ async fn media_becomes_segments_live_and_recorded() {
         master.ends_with(&format!("{}/stream.m3u8\n", stream.playback_ids[0].id)),
         "{master}"
     );
+    // The status is written by the broadcast's writer task, just after the segment.
+    wait_until("status active", async || {
+        status(&store, &stream.id).await == LiveStreamStatus::Active
+    })
+    .await;
     let active = store.get_live_stream(&stream.id).await.unwrap().unwrap();
-    assert_eq!(active.status, LiveStreamStatus::Active);
     assert_eq!(
         active.active_ingest_protocol.map(|p| p.as_str()),
         Some("rtmp")
