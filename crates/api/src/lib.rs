@@ -24,10 +24,10 @@
 //! | `GET /live-streams?page=&limit=&status=&stream_key=` | `200`, a page of live streams, newest first |
 //! | `GET /live-streams/{id}` | `200`, the live stream |
 //! | `PATCH /live-streams/{id}` | `200`, the updated live stream |
-//! | `DELETE /live-streams/{id}` | `204`; a live encoder is disconnected |
-//! | `POST /live-streams/{id}/reset-stream-key` | `201`, the live stream with its new key; the encoder on the old key is disconnected |
-//! | `PUT /live-streams/{id}/complete` | `200 {"data": {}}`; the encoder is disconnected and the stream is idle |
-//! | `PUT /live-streams/{id}/disable` | `200 {"data": {}}`; the encoder is disconnected, new ones are refused |
+//! | `DELETE /live-streams/{id}` | `204`; a running broadcast ends (its encoder is disconnected) |
+//! | `POST /live-streams/{id}/reset-stream-key` | `201`, the live stream with its new key; the encoder on the old key is disconnected, the broadcast waits for its reconnect window |
+//! | `PUT /live-streams/{id}/complete` | `200 {"data": {}}`; the running broadcast ends now (encoder disconnected, stream idle), answered once that is written |
+//! | `PUT /live-streams/{id}/disable` | `200 {"data": {}}`; the running broadcast ends, new encoders are refused |
 //! | `PUT /live-streams/{id}/enable` | `200 {"data": {}}` |
 //! | `POST /live-streams/{id}/playback-ids` | `201`, `{"id", "policy"}` |
 //! | `GET /live-streams/{id}/playback-ids/{playback_id}` | `200`, `{"id", "policy"}` |
