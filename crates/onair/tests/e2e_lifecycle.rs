@@ -34,30 +34,12 @@ fn start(name: &str, extra: &[&str]) -> Gateway {
 
 /// The last lines of the gateway's log, for failure messages.
 fn log_tail(gw: &Gateway) -> String {
-    let log = strip_ansi(&gw.log());
+    let log = gw.log();
     let lines: Vec<&str> = log.lines().collect();
     format!(
         "--- onair log, last lines ---\n{}",
         lines[lines.len().saturating_sub(60)..].join("\n")
     )
-}
-
-/// The log is written with terminal colours; they only get in the way in a failure message.
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn unix_ms() -> f64 {

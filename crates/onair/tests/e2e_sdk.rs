@@ -11,21 +11,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use testkit::gateway::Gateway;
 use testkit::http::get;
-use testkit::{fixture, require_tool, workspace_root};
+use testkit::{fixture, require_tool};
 
 #[test]
 fn node_sdk_manages_a_live_stream_that_then_goes_live() {
     require_tool("ffmpeg");
-    let sdk_dir = workspace_root().join("tests/sdk/node");
-    if !sdk_dir.join("node_modules/@mux/mux-node").exists() {
-        // Installs the version pinned in package-lock.json (.ci/run does this too).
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&sdk_dir)
-            .status()
-            .expect("npm is required for the SDK test (apt-get install -y nodejs npm)");
-        assert!(status.success(), "npm ci in tests/sdk/node failed");
-    }
+    let sdk_dir = testkit::sdk_node_dir();
     let gw = Gateway::start(
         std::path::Path::new(env!("CARGO_BIN_EXE_onair")),
         "e2e_sdk",

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::Value;
 use testkit::gateway::{Gateway, TEST_TOKEN_ID, TEST_TOKEN_SECRET};
-use testkit::{http, require_tool, workspace_root};
+use testkit::{http, require_tool};
 
 const PATH: &str = "/system/v1/webhook-events/stream";
 
@@ -288,22 +288,6 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-fn sdk_dir() -> std::path::PathBuf {
-    let dir = workspace_root().join("tests/sdk/node");
-    if !dir.join("node_modules/@mux/cli").exists()
-        || !dir.join("node_modules/@mux/mux-node").exists()
-    {
-        // Installs the versions pinned in package-lock.json (.ci/run does this too).
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm is required (apt-get install -y nodejs npm)");
-        assert!(status.success(), "npm ci in tests/sdk/node failed");
-    }
-    dir
-}
-
 /// The official CLI's platform binary, run directly: `node_modules/.bin/mux` is a Node
 /// launcher whose child would outlive a kill of the launcher.
 fn mux_binary(sdk: &Path) -> std::path::PathBuf {
@@ -329,7 +313,7 @@ fn receiver(secret: &str) -> (Proc, u16) {
     let mut command = Command::new("node");
     command
         .arg("webhook_receiver.mjs")
-        .current_dir(sdk_dir())
+        .current_dir(testkit::sdk_node_dir())
         .env("WEBHOOK_SECRET", secret)
         .env("PORT", "0");
     let mut receiver = Proc::spawn(command);
@@ -354,7 +338,7 @@ fn next_verified(receiver: &mut Proc) -> Value {
 fn official_cli_listens_and_forwards_verified_webhooks() {
     require_tool("node");
     let gw = start_gateway("e2e-sse-official-cli");
-    let sdk = sdk_dir();
+    let sdk = testkit::sdk_node_dir();
     // An isolated home: the CLI keeps its config, its event log and its forwarding secret
     // (`$XDG_DATA_HOME/mux/webhook-signing-secret-<environment>`) there. The secret is
     // seeded so that the receiver knows it; the CLI prints it too.

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use testkit::encoder::Encoder;
 use testkit::gateway::Gateway;
-use testkit::workspace_root;
 
 const SECRET: &str = "whsec-e2e-0123456789";
 
@@ -36,16 +35,7 @@ struct Receiver {
 impl Receiver {
     /// Starts the receiver on `port` (0: an ephemeral one).
     fn start(port: u16) -> Receiver {
-        let sdk_dir = workspace_root().join("tests/sdk/node");
-        if !sdk_dir.join("node_modules/@mux/mux-node").exists() {
-            // Installs the version pinned in package-lock.json (.ci/run does this too).
-            let status = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(&sdk_dir)
-                .status()
-                .expect("npm is required for the webhook test (apt-get install -y nodejs npm)");
-            assert!(status.success(), "npm ci in tests/sdk/node failed");
-        }
+        let sdk_dir = testkit::sdk_node_dir();
         let mut child = Command::new("node")
             .arg("webhook_receiver.mjs")
             .current_dir(&sdk_dir)

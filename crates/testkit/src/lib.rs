@@ -53,6 +53,24 @@ static GENERATE: Mutex<()> = Mutex::new(());
 /// `generate.sh` differs from what made `target/fixtures`.
 const FIXTURES_VERSION: u32 = 1;
 
+/// `tests/sdk/node`, where the official SDK and CLI (`@mux/mux-node`, `@mux/cli`) are pinned;
+/// installed from its `package-lock.json` with `npm ci` when missing (`.ci/run` does this too).
+/// Panics, with the install command, when npm is missing or the install fails.
+pub fn sdk_node_dir() -> PathBuf {
+    let dir = workspace_root().join("tests/sdk/node");
+    if !dir.join("node_modules/@mux/cli").exists()
+        || !dir.join("node_modules/@mux/mux-node").exists()
+    {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm is required for the SDK tests (apt-get install -y nodejs npm)");
+        assert!(status.success(), "npm ci in tests/sdk/node failed");
+    }
+    dir
+}
+
 /// The directory holding the generated fixtures, generating them on first use.
 pub fn fixtures_dir() -> PathBuf {
     let root = workspace_root();
