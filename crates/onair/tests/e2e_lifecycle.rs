@@ -390,22 +390,6 @@ fn assert_finished_recording(gw: &Gateway, dir: &Path) -> MediaPlaylist {
 }
 
 /// Video frames ffprobe counts in `input` (a playlist or a segment).
-fn video_frames(input: &Path) -> u64 {
-    let v = ffprobe(&[
-        "-count_frames",
-        "-select_streams",
-        "v:0",
-        "-show_entries",
-        "stream=nb_read_frames",
-        input.to_str().unwrap(),
-    ]);
-    v["streams"][0]["nb_read_frames"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no video frame count for {}: {v}", input.display()))
-        .parse()
-        .unwrap()
-}
-
 /// An encoder dies inside a 30 s window and a new one comes back 5 s later, while hls.js in
 /// Chromium watches: the viewer goes on playing the second connection's media after the
 /// discontinuity, and the recording is one broadcast holding both.
@@ -549,9 +533,9 @@ fn reconnect_inside_the_window_keeps_the_player_playing() {
     );
     let frames_first: u64 = recording.segments[..cut]
         .iter()
-        .map(|s| video_frames(&dir.join(&s.uri)))
+        .map(|s| testkit::video_frame_count(&dir.join(&s.uri)))
         .sum();
-    let frames_all = video_frames(&dir.join("stream.m3u8"));
+    let frames_all = testkit::video_frame_count(&dir.join("stream.m3u8"));
     assert!(
         frames_first >= 5 * FPS && frames_all >= frames_first + 10 * FPS,
         "the recording has {frames_all} video frames, {frames_first} of them from the first \

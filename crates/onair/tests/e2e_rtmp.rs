@@ -234,15 +234,7 @@ fn gstreamer_rtmp2sink_plays_over_hls() {
     let playlist = session.join("stream.m3u8");
     let errors = ffmpeg_decode_errors(&playlist);
     assert!(errors.trim().is_empty(), "{errors}");
-    let frames = ffprobe(&[
-        "-count_frames",
-        "-select_streams",
-        "v:0",
-        "-show_entries",
-        "stream=nb_read_frames",
-        playlist.to_str().unwrap(),
-    ]);
-    assert_eq!(frames["streams"][0]["nb_read_frames"], "300");
+    assert_eq!(testkit::video_frame_count(&playlist), 300);
 }
 
 fn refused(url: &str) -> String {

@@ -277,15 +277,7 @@ async fn media_becomes_segments_live_and_recorded() {
     let playlist = session_dir.join("stream.m3u8");
     let errors = testkit::ffmpeg_decode_errors(&playlist);
     assert!(errors.trim().is_empty(), "{errors}");
-    let probe = testkit::ffprobe(&[
-        "-count_frames",
-        "-select_streams",
-        "v:0",
-        "-show_entries",
-        "stream=nb_read_frames",
-        playlist.to_str().unwrap(),
-    ]);
-    assert_eq!(probe["streams"][0]["nb_read_frames"], "300");
+    assert_eq!(testkit::video_frame_count(&playlist), 300);
     assert_eq!(
         event_types(&store, &stream.id).await,
         [
@@ -378,16 +370,9 @@ async fn a_reconnect_inside_the_window_continues_the_broadcast() {
     let playlist = broadcasts[0].as_ref().unwrap().path().join("stream.m3u8");
     let text = std::fs::read_to_string(&playlist).unwrap();
     assert!(text.ends_with("#EXT-X-ENDLIST\n") && text.contains("#EXT-X-DISCONTINUITY"));
-    let probe = testkit::ffprobe(&[
-        "-count_frames",
-        "-select_streams",
-        "v:0",
-        "-show_entries",
-        "stream=nb_read_frames",
-        playlist.to_str().unwrap(),
-    ]);
     assert_eq!(
-        probe["streams"][0]["nb_read_frames"], "600",
+        testkit::video_frame_count(&playlist),
+        600,
         "both connections"
     );
 }

@@ -296,6 +296,23 @@ pub fn ffprobe(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Video frames ffprobe decodes from `input` (a file or playlist); panics when it reports
+/// none.
+pub fn video_frame_count(input: &Path) -> u64 {
+    let v = ffprobe(&[
+        "-count_frames",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "stream=nb_read_frames",
+        input.to_str().unwrap(),
+    ]);
+    v["streams"][0]["nb_read_frames"]
+        .as_str()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no video frame count for {}: {v}", input.display()))
+}
+
 /// Decodes `input` completely with ffmpeg and returns everything it reported at level
 /// `error` (empty when the media decodes cleanly).
 pub fn ffmpeg_decode_errors(input: &Path) -> String {
