@@ -12,7 +12,7 @@
 //! ```
 
 use serde_json::{json, Map, Value};
-use store::{event_type, Event, LifecycleState};
+use store::{event_type, Asset, Event, LifecycleState};
 
 use crate::Environment;
 
@@ -22,7 +22,7 @@ pub fn envelope(event: &Event, environment: &Environment) -> Value {
         "type": event.event_type,
         "id": event.id,
         "created_at": iso8601_micros(event.created_at_ms),
-        "object": {"type": "live_stream", "id": event.live_stream_id},
+        "object": object(event),
         "environment": {"name": environment.name, "id": environment.id},
         "data": data(event),
         "attempts": [],
@@ -32,9 +32,27 @@ pub fn envelope(event: &Event, environment: &Environment) -> Value {
     })
 }
 
-/// The live stream as of the event, in webhook form: `created_at` a number of unix seconds
-/// (the REST object has a string), plus `connected` and `recording` from the lifecycle state.
+/// What the event is about: the asset for `video.asset.*`, else the live stream.
+fn object(event: &Event) -> Value {
+    if event_type::is_asset(&event.event_type) {
+        let id = event
+            .object
+            .get("id")
+            .and_then(Value::as_str)
+            .or(event.broadcast_id.as_deref());
+        json!({"type": "asset", "id": id})
+    } else {
+        json!({"type": "live_stream", "id": event.live_stream_id})
+    }
+}
+
+/// The object as of the event, in webhook form. An asset: see [`Asset::webhook_data`]. A live
+/// stream: `created_at` a number of unix seconds (the REST object has a string), plus
+/// `connected` and `recording` from the lifecycle state.
 fn data(event: &Event) -> Value {
+    if event_type::is_asset(&event.event_type) {
+        return Asset::webhook_data(&event.object);
+    }
     let mut data = match &event.object {
         Value::Object(map) => map.clone(),
         _ => Map::new(),
@@ -82,37 +100,8 @@ pub fn is_recording(state: LifecycleState) -> bool {
 
 /// Unix milliseconds as ISO 8601 UTC with microseconds: `2026-11-25T19:20:44.123000Z`.
 pub fn iso8601_micros(unix_ms: i64) -> String {
-    let secs = unix_ms.div_euclid(1000);
-    let millis = unix_ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let of_day = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}000Z",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11]
-    let d = doy - (153 * mp + 2) / 5 + 1; // [1, 31]
-    let m = if mp < 10 { mp + 3 } else { mp - 9 }; // [1, 12]
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    // Both are in range by construction.
-    (
-        y,
-        u32::try_from(m).unwrap_or(1),
-        u32::try_from(d).unwrap_or(1),
-    )
+    let millis = store::iso8601_millis(unix_ms);
+    format!("{}000Z", millis.trim_end_matches('Z'))
 }
 
 #[cfg(test)]
@@ -132,6 +121,23 @@ mod tests {
                            "stream_key": "k", "playback_ids": [{"id": "p", "policy": "public"}]}),
             state,
         }
+    }
+
+    #[test]
+    fn asset_events_carry_the_asset() {
+        let mut e = event("video.asset.ready", Some(LifecycleState::Idle));
+        e.object = json!({"id": "B1", "created_at": "1795634400", "status": "ready",
+            "live_stream_id": "LS1", "recording_times": [
+                {"started_at": "2026-11-25T19:20:44.123Z", "duration": 2.5, "type": "content"}]});
+        let env = envelope(&e, &Environment::default());
+        assert_eq!(env["object"], json!({"type": "asset", "id": "B1"}));
+        assert_eq!(env["data"]["created_at"], 1_795_634_400);
+        assert_eq!(env["data"]["status"], "ready");
+        assert_eq!(
+            env["data"]["recording_times"][0]["started_at"],
+            json!({"seconds": 1_795_634_444_i64, "nanos": 123_000_000})
+        );
+        assert!(env["data"].get("connected").is_none());
     }
 
     #[test]

@@ -300,6 +300,7 @@ impl Actor {
                         status,
                         broadcast_started,
                         at_ms: unix_ms(SystemTime::now()),
+                        media: None,
                     };
                     self.writer.send(record).await;
                 }

@@ -83,6 +83,8 @@ pub(crate) struct TransitionRecord {
     pub status: Option<StatusChange>,
     pub broadcast_started: bool,
     pub at_ms: u64,
+    /// The recording as measured so far (for the broadcast's asset).
+    pub media: Option<store::AssetMedia>,
 }
 
 /// Why a transition was not written.
@@ -150,6 +152,7 @@ pub(crate) async fn record_transition(
         status,
         broadcast,
         at_ms: record.at_ms as i64,
+        media: record.media.clone(),
     };
     match store.record_transition(transition).await {
         Ok(_) => Ok(()),

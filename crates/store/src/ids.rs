@@ -10,7 +10,8 @@
 //! | playback ID | 44 characters `[A-Za-z0-9]` | ~262 bits |
 //! | stream key | 16 random bytes as lowercase hex, grouped 8-4-4-4-12 (looks like the seeds' UUID-style keys) | 128 bits |
 //! | SRT passphrase | 32 characters `[A-Za-z0-9]` (SRT accepts 10..=79) | ~190 bits |
-//! | broadcast ID | 44 characters `[A-Za-z0-9]` | ~262 bits |
+//! | broadcast ID (= asset ID) | 44 characters `[A-Za-z0-9]` | ~262 bits |
+//! | asset track ID | 44 characters `[A-Za-z0-9]` | ~262 bits (not a secret) |
 //! | event ID | a random (v4) UUID | 122 bits (not a secret) |
 //! | access token ID | a random (v4) UUID, like the seeds' `44c819de-4add-...` | 122 bits (not a secret) |
 //! | access token secret | 64 characters `[A-Za-z0-9]` | ~381 bits |
@@ -61,6 +62,11 @@ pub fn live_stream_id() -> String {
 
 /// A new playback ID.
 pub fn playback_id() -> String {
+    alphanumeric(ID_LEN)
+}
+
+/// A new track ID (of an asset's video or audio track).
+pub fn track_id() -> String {
     alphanumeric(ID_LEN)
 }
 

@@ -60,6 +60,7 @@
 use std::future::Future;
 
 mod access_token;
+mod asset;
 mod error;
 mod ids;
 mod lifecycle;
@@ -70,6 +71,12 @@ mod webhook;
 pub use access_token::{
     AccessToken, EnsureOutcome, IssuedAccessToken, Permissions, ENSURED_TOKEN_NAME,
     MAX_TOKEN_ID_LEN, MAX_TOKEN_SECRET_LEN,
+};
+pub use asset::{
+    iso8601_millis, Asset, AssetMedia, AssetMeta, AssetPage, AssetPatch, AssetPlayback,
+    AssetProgress, AssetQuery, AssetStatus, AssetTrack, AudioMedia, PlaybackOwner, RecordingKind,
+    RecordingTime, RecordingTimeJson, VideoMedia, DEFAULT_ASSET_LIST_LIMIT, MAX_ASSET_LIST_LIMIT,
+    MAX_META_CHARS, MAX_RECENT_ASSET_IDS,
 };
 pub use error::{OptionExt, StoreError};
 pub use lifecycle::{
@@ -207,6 +214,75 @@ pub trait Store: Send + Sync + 'static {
         &self,
         playback_id: &str,
     ) -> impl Future<Output = Result<Option<(LiveStream, PlaybackId)>, StoreError>> + Send;
+
+    /// What a playback ID belongs to: a live stream or an asset.
+    fn playback_owner(
+        &self,
+        playback_id: &str,
+    ) -> impl Future<Output = Result<Option<PlaybackOwner>, StoreError>> + Send;
+
+    // ---- assets ----
+
+    /// One asset.
+    fn get_asset(&self, id: &str)
+        -> impl Future<Output = Result<Option<Asset>, StoreError>> + Send;
+
+    /// One page of assets, newest first (see [`AssetQuery`]).
+    fn list_assets(
+        &self,
+        query: AssetQuery,
+    ) -> impl Future<Output = Result<AssetPage, StoreError>> + Send;
+
+    /// Validates and applies `patch` (passthrough, meta), logging
+    /// [`event_type::ASSET_UPDATED`] unless it is empty.
+    fn update_asset(
+        &self,
+        id: &str,
+        patch: AssetPatch,
+    ) -> impl Future<Output = Result<Option<Asset>, StoreError>> + Send;
+
+    /// Deletes an asset and its playback IDs, logging [`event_type::ASSET_DELETED`]; returns
+    /// it as it was and its recording directory (relative to the recordings directory), whose
+    /// media the caller removes. [`StoreError::Conflict`] while its broadcast goes on.
+    fn delete_asset(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<(Asset, String)>, StoreError>> + Send;
+
+    /// Records what the session measured about an asset's media outside a transition (the
+    /// live stream was deleted meanwhile); `false` if there is no such asset.
+    fn set_asset_media(
+        &self,
+        id: &str,
+        media: &AssetMedia,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Adds a playback ID to an asset; [`StoreError::NotFound`] if there is no such asset.
+    fn add_asset_playback_id(
+        &self,
+        asset_id: &str,
+        policy: PlaybackPolicy,
+    ) -> impl Future<Output = Result<PlaybackId, StoreError>> + Send;
+
+    /// A playback ID of this asset.
+    fn get_asset_playback_id(
+        &self,
+        asset_id: &str,
+        playback_id: &str,
+    ) -> impl Future<Output = Result<Option<PlaybackId>, StoreError>> + Send;
+
+    /// Removes a playback ID of this asset; `false` if it had none with that ID.
+    fn delete_asset_playback_id(
+        &self,
+        asset_id: &str,
+        playback_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Resolves an asset's playback URL.
+    fn find_asset_by_playback_id(
+        &self,
+        playback_id: &str,
+    ) -> impl Future<Output = Result<Option<AssetPlayback>, StoreError>> + Send;
 
     // ---- access tokens ----
 

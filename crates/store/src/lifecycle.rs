@@ -17,7 +17,7 @@ use std::path::{Component, Path};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{StatusChange, StoreError};
+use crate::{AssetMedia, StatusChange, StoreError};
 
 /// Event types the store writes itself, and those of the broadcast lifecycle.
 pub mod event_type {
@@ -41,6 +41,21 @@ pub mod event_type {
     pub const DISCONNECTED: &str = "video.live_stream.disconnected";
     /// The broadcast is over.
     pub const IDLE: &str = "video.live_stream.idle";
+    /// A broadcast recorded its first media: its asset exists (right after `recording`).
+    pub const ASSET_CREATED: &str = "video.asset.created";
+    /// The asset is complete and playable on demand (right after `idle`).
+    pub const ASSET_READY: &str = "video.asset.ready";
+    /// The asset's live stream went idle (right after `video.asset.ready`).
+    pub const ASSET_LIVE_STREAM_COMPLETED: &str = "video.asset.live_stream_completed";
+    /// An asset's `passthrough` or `meta` changed.
+    pub const ASSET_UPDATED: &str = "video.asset.updated";
+    /// An asset was deleted, with its media.
+    pub const ASSET_DELETED: &str = "video.asset.deleted";
+
+    /// Whether `event_type` is about an asset (its event object is the asset).
+    pub fn is_asset(event_type: &str) -> bool {
+        event_type.starts_with("video.asset.")
+    }
 }
 
 /// Where a live stream is in its broadcast lifecycle (stored; `idle` by default).
@@ -141,7 +156,7 @@ pub enum BroadcastChange {
 ///
 /// After the transition, a stream has a current broadcast exactly when its state is not
 /// [`LifecycleState::Idle`]; a transition that would break this is refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
     /// The live stream.
     pub live_stream_id: String,
@@ -157,6 +172,9 @@ pub struct Transition {
     pub broadcast: BroadcastChange,
     /// When it happened, unix milliseconds (given, never read from the clock by the store).
     pub at_ms: i64,
+    /// What the session measured about the broadcast's recording so far, recorded on its
+    /// asset (if it has one yet).
+    pub media: Option<AssetMedia>,
 }
 
 impl Transition {
@@ -208,11 +226,13 @@ pub struct Event {
     pub stream_seq: u64,
     /// E.g. `video.live_stream.active`.
     pub event_type: String,
-    /// The stream's current broadcast, or the one this event ended.
+    /// The stream's current broadcast, or the one this event ended (for asset events: the
+    /// asset, whose ID is its broadcast's).
     pub broadcast_id: Option<String>,
     /// When it happened, unix milliseconds.
     pub created_at_ms: i64,
-    /// The live stream as of this event: exactly its API JSON.
+    /// What the event is about as of this event: exactly its API JSON (the live stream; the
+    /// asset for `video.asset.*` events).
     pub object: Value,
     /// The stream's lifecycle state as of this event; `None` for events written before the
     /// state was logged (migration 0003).

@@ -634,14 +634,7 @@ fn check_passthrough(p: &str) -> Result<(), StoreError> {
 }
 
 fn check_new_asset_settings(v: &Value) -> Result<(), StoreError> {
-    if v.is_object() {
-        Ok(())
-    } else {
-        Err(StoreError::invalid(
-            "new_asset_settings",
-            "must be a JSON object",
-        ))
-    }
+    crate::asset::AssetSettings::parse(v).map(drop)
 }
 
 fn check_slate_url(url: &str) -> Result<(), StoreError> {

@@ -25,6 +25,9 @@ use sqlx::FromRow;
 use tokio::sync::watch;
 
 use crate::access_token::{self, AccessToken, EnsureOutcome, IssuedAccessToken, Permissions};
+use crate::asset::{
+    Asset, AssetMedia, AssetPage, AssetPatch, AssetPlayback, AssetQuery, PlaybackOwner,
+};
 use crate::error::db_err;
 use crate::ids;
 use crate::lifecycle::{event_type, Broadcast, Event, LifecycleRecord, LifecycleState, Transition};
@@ -70,6 +73,7 @@ const LIVE_STREAM_BY_ID: &str = concat!(
 );
 
 // After the macro above: the event log and lifecycle queries use it.
+mod asset;
 mod lifecycle;
 mod webhook;
 
@@ -373,15 +377,38 @@ impl Store for SqliteStore {
         let stream = load_in(&mut tx, LIVE_STREAM_BY_ID, id)
             .await?
             .ok_or_else(|| StoreError::Database(format!("live stream {id} vanished")))?;
+        // The claimed number goes to the first event written; `deleted` is the stream's last.
+        let mut stream_seq = Some(claim.last_event_seq);
         if let Some(broadcast_id) = &claim.broadcast_id {
             // Deleting ends the broadcast; nobody is left to record its end otherwise.
             end_broadcast(&mut tx, broadcast_id, now_ms).await?;
+            if asset::exists_in(&mut tx, broadcast_id).await? {
+                asset::complete_in(&mut tx, id, broadcast_id, now_ms).await?;
+                for kind in [
+                    event_type::ASSET_READY,
+                    event_type::ASSET_LIVE_STREAM_COMPLETED,
+                ] {
+                    asset::append_event_in(
+                        &mut tx,
+                        broadcast_id,
+                        kind,
+                        claim.state()?,
+                        stream_seq.take(),
+                        now_ms,
+                    )
+                    .await?;
+                }
+            }
         }
+        let stream_seq = match stream_seq {
+            Some(seq) => seq,
+            None => lifecycle::next_stream_seq(&mut tx, id).await?,
+        };
         append_event(
             &mut tx,
             &stream,
             claim.state()?,
-            claim.last_event_seq,
+            stream_seq,
             event_type::DELETED,
             claim.broadcast_id.as_deref(),
             now_ms,
@@ -648,6 +675,61 @@ impl Store for SqliteStore {
             .get_live_stream(&live_stream_id)
             .await?
             .map(|stream| (stream, playback_id)))
+    }
+
+    async fn playback_owner(&self, playback_id: &str) -> Result<Option<PlaybackOwner>, StoreError> {
+        self.load_playback_owner(playback_id).await
+    }
+
+    async fn get_asset(&self, id: &str) -> Result<Option<Asset>, StoreError> {
+        self.load_asset(id).await
+    }
+
+    async fn list_assets(&self, query: AssetQuery) -> Result<AssetPage, StoreError> {
+        self.load_assets(query).await
+    }
+
+    async fn update_asset(&self, id: &str, patch: AssetPatch) -> Result<Option<Asset>, StoreError> {
+        self.patch_asset(id, patch).await
+    }
+
+    async fn delete_asset(&self, id: &str) -> Result<Option<(Asset, String)>, StoreError> {
+        self.remove_asset(id).await
+    }
+
+    async fn set_asset_media(&self, id: &str, media: &AssetMedia) -> Result<bool, StoreError> {
+        self.record_asset_media(id, media).await
+    }
+
+    async fn add_asset_playback_id(
+        &self,
+        asset_id: &str,
+        policy: PlaybackPolicy,
+    ) -> Result<PlaybackId, StoreError> {
+        self.add_asset_playback(asset_id, policy).await
+    }
+
+    async fn get_asset_playback_id(
+        &self,
+        asset_id: &str,
+        playback_id: &str,
+    ) -> Result<Option<PlaybackId>, StoreError> {
+        self.load_asset_playback_id(asset_id, playback_id).await
+    }
+
+    async fn delete_asset_playback_id(
+        &self,
+        asset_id: &str,
+        playback_id: &str,
+    ) -> Result<bool, StoreError> {
+        self.remove_asset_playback_id(asset_id, playback_id).await
+    }
+
+    async fn find_asset_by_playback_id(
+        &self,
+        playback_id: &str,
+    ) -> Result<Option<AssetPlayback>, StoreError> {
+        self.load_asset_playback(playback_id).await
     }
 
     async fn create_access_token(
@@ -1059,12 +1141,7 @@ struct PlaybackIdRow {
 
 impl PlaybackIdRow {
     fn into_playback_id(self) -> Result<PlaybackId, StoreError> {
-        let policy =
-            parse_policy("policy", &self.policy).map_err(|_| corrupt("policy", &self.policy))?;
-        Ok(PlaybackId {
-            id: self.id,
-            policy,
-        })
+        stored_playback_id(self.id, &self.policy)
     }
 }
 
@@ -1097,6 +1174,12 @@ impl AccessTokenRow {
             revoked: self.revoked,
         }
     }
+}
+
+/// A playback ID row's ID and policy (of a live stream or an asset).
+fn stored_playback_id(id: String, policy: &str) -> Result<PlaybackId, StoreError> {
+    let policy = parse_policy("policy", policy).map_err(|_| corrupt("policy", policy))?;
+    Ok(PlaybackId { id, policy })
 }
 
 fn corrupt(column: &str, value: &str) -> StoreError {

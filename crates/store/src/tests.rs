@@ -882,6 +882,7 @@ fn transition(
         status,
         broadcast,
         at_ms,
+        media: None,
     }
 }
 
@@ -969,7 +970,9 @@ async fn full_walk(store: &SqliteStore) {
             .await
             .unwrap();
         assert_eq!(ev.event_type, event);
-        assert_eq!(ev.stream_seq, i as u64 + 2, "created is event 1");
+        // `created` is event 1, and `video.asset.created` follows the first `recording`.
+        let asset_events_before = u64::from(i >= 2);
+        assert_eq!(ev.stream_seq, i as u64 + 2 + asset_events_before);
         assert_eq!(ev.created_at_ms, at);
         assert_eq!(ev.live_stream_id, ls.id);
         let b = ev.broadcast_id.clone().expect("every step has a broadcast");
@@ -1009,8 +1012,47 @@ async fn full_walk(store: &SqliteStore) {
     );
     assert!(store.get_broadcast("missing").await.unwrap().is_none());
 
+    // The asset: created after the first `recording`, ready and completed after `idle`.
+    let all = store.live_stream_events(&ls.id).await.unwrap();
+    let types: Vec<&str> = all.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            event_type::CREATED,
+            event_type::CONNECTED,
+            event_type::RECORDING,
+            event_type::ASSET_CREATED,
+            event_type::ACTIVE,
+            event_type::DISCONNECTED,
+            event_type::CONNECTED,
+            event_type::RECORDING,
+            event_type::DISCONNECTED,
+            event_type::IDLE,
+            event_type::ASSET_READY,
+            event_type::ASSET_LIVE_STREAM_COMPLETED,
+        ]
+    );
+    assert_eq!(all[2].object["active_asset_id"], broadcast_id.as_str());
+    assert_eq!(all[3].object["id"], broadcast_id.as_str());
+    assert_eq!(all[3].object["status"], "preparing");
+    assert_eq!(all[3].object["is_live"], true);
+    assert_eq!(all[9].object.get("active_asset_id"), None);
+    assert_eq!(
+        all[9].object["recent_asset_ids"],
+        serde_json::json!([broadcast_id])
+    );
+    assert_eq!(all[10].object["status"], "ready");
+    assert_eq!(all[11].object["is_live"], false);
+    let asset = store.get_asset(&broadcast_id).await.unwrap().unwrap();
+    assert_eq!(asset.status, AssetStatus::Ready);
+    assert_eq!(asset.live_stream_id, ls.id);
+    assert_eq!(asset.created_at, (t0 + 1000) / 1000);
+
     // The status the API showed at each moment is in that event's object.
-    let events = store.live_stream_events(&ls.id).await.unwrap();
+    let events: Vec<_> = all
+        .into_iter()
+        .filter(|e| !event_type::is_asset(&e.event_type))
+        .collect();
     let statuses: Vec<&str> = events
         .iter()
         .map(|e| e.object["status"].as_str().unwrap())
@@ -1075,8 +1117,8 @@ async fn lifecycle_full_walk_on_a_file() {
     // Everything survives a reopen.
     let again = SqliteStore::open(dir.path()).await.unwrap();
     let events = again.list_events(0, 100).await.unwrap();
-    assert_eq!(events.len(), 11);
-    assert_eq!(events[10].event_type, "video.live_stream.warning");
+    assert_eq!(events.len(), 14, "with three asset events");
+    assert_eq!(events[13].event_type, "video.live_stream.warning");
     again.close().await;
 }
 
@@ -1136,7 +1178,7 @@ async fn event_numbers_are_gapless_per_stream_and_increasing_overall() {
     store.reset_stream_key(&a.id).await.unwrap();
 
     let all = store.list_events(0, MAX_LIST_LIMIT).await.unwrap();
-    assert_eq!(all.len(), 11);
+    assert_eq!(all.len(), 13, "with one asset per broadcast");
     assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
     let ids: HashSet<&str> = all.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids.len(), all.len(), "event IDs are unique");
@@ -1148,6 +1190,7 @@ async fn event_numbers_are_gapless_per_stream_and_increasing_overall() {
                 event_type::CREATED,
                 event_type::CONNECTED,
                 event_type::RECORDING,
+                event_type::ASSET_CREATED,
                 event_type::RECORDING,
                 event_type::UPDATED,
                 event_type::UPDATED,
@@ -1160,6 +1203,7 @@ async fn event_numbers_are_gapless_per_stream_and_increasing_overall() {
                 event_type::CONNECTED,
                 event_type::DISABLED,
                 event_type::RECORDING,
+                event_type::ASSET_CREATED,
                 event_type::ENABLED,
             ],
         ),
@@ -1181,7 +1225,7 @@ async fn event_numbers_are_gapless_per_stream_and_increasing_overall() {
     let rest = store.list_events(first[3].seq, 100).await.unwrap();
     assert_eq!(rest, all[4..]);
     assert!(store
-        .list_events(all[10].seq, 100)
+        .list_events(all[12].seq, 100)
         .await
         .unwrap()
         .is_empty());
@@ -1815,4 +1859,350 @@ async fn webhook_cursors_start_at_the_end_and_only_move_forward() {
         field_of(again.webhook_cursor("").await.unwrap_err()),
         "endpoint_key"
     );
+}
+
+// ---- assets ----
+
+/// Starts a broadcast of `ls` and records its first media: the asset exists. Returns its ID.
+async fn record_asset(store: &SqliteStore, ls: &str, at: i64) -> String {
+    let ev = store
+        .record_transition(transition(
+            ls,
+            event_type::CONNECTED,
+            LifecycleState::Connected,
+            None,
+            start(&format!("{ls}/{at}")),
+            at,
+        ))
+        .await
+        .unwrap();
+    let mut t = transition(
+        ls,
+        event_type::RECORDING,
+        LifecycleState::Recording,
+        None,
+        BroadcastChange::None,
+        at + 1,
+    );
+    t.media = Some(AssetMedia {
+        ingest_protocol: Some(IngestProtocol::Srt),
+        ..AssetMedia::default()
+    });
+    store.record_transition(t).await.unwrap();
+    ev.broadcast_id.unwrap()
+}
+
+async fn end_broadcast(store: &SqliteStore, ls: &str, at: i64, media: Option<AssetMedia>) {
+    let mut t = transition(
+        ls,
+        event_type::IDLE,
+        LifecycleState::Idle,
+        Some(StatusChange::Idle),
+        BroadcastChange::End,
+        at,
+    );
+    t.media = media;
+    store.record_transition(t).await.unwrap();
+}
+
+#[tokio::test]
+async fn assets_follow_new_asset_settings_and_measured_media() {
+    let store = mem().await;
+    let ls = store
+        .create_live_stream(NewLiveStream {
+            new_asset_settings: Some(json!({"playback_policies": ["public", "signed"],
+                                            "passthrough": "from settings"})),
+            test: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let id = record_asset(&store, &ls.id, 5_000).await;
+    let asset = store.get_asset(&id).await.unwrap().unwrap();
+    assert_eq!(asset.status, AssetStatus::Preparing);
+    assert!(asset.is_live);
+    assert!(asset.test);
+    assert_eq!(asset.passthrough.as_deref(), Some("from settings"));
+    assert_eq!(asset.ingest_type.as_deref(), Some("live_srt"));
+    let policies: Vec<_> = asset.playback_ids.iter().map(|p| p.policy).collect();
+    assert_eq!(policies, [PlaybackPolicy::Public, PlaybackPolicy::Signed]);
+    let stream = store.get_live_stream(&ls.id).await.unwrap().unwrap();
+    assert_eq!(stream.active_asset_id.as_deref(), Some(id.as_str()));
+    assert_eq!(stream.recent_asset_ids, [id.clone()]);
+
+    let media = AssetMedia {
+        ingest_protocol: Some(IngestProtocol::Srt),
+        duration_secs: 20.5,
+        video: Some(VideoMedia {
+            width: 1920,
+            height: 1080,
+            frame_rate: Some(25.0),
+        }),
+        audio: Some(AudioMedia { channels: 2 }),
+        recording_times: vec![
+            RecordingTime {
+                started_at_ms: 5_001,
+                duration_secs: 10.0,
+                kind: RecordingKind::Content,
+            },
+            RecordingTime {
+                started_at_ms: 20_000,
+                duration_secs: 10.5,
+                kind: RecordingKind::Content,
+            },
+        ],
+        codecs: "avc1.64001f,mp4a.40.2".into(),
+        bandwidth: 3_000_000,
+        average_bandwidth: 2_500_000,
+    };
+    end_broadcast(&store, &ls.id, 40_000, Some(media.clone())).await;
+    let asset = store.get_asset(&id).await.unwrap().unwrap();
+    assert_eq!(asset.status, AssetStatus::Ready);
+    assert!(!asset.is_live);
+    assert_eq!(asset.duration, Some(20.5));
+    assert_eq!(asset.recording_times.len(), 2);
+    assert_eq!(asset.max_stored_resolution.as_deref(), Some("FHD"));
+    let stream = store.get_live_stream(&ls.id).await.unwrap().unwrap();
+    assert_eq!(stream.active_asset_id, None);
+
+    // Playback IDs resolve to the asset, with what playback needs.
+    let public = &asset.playback_ids[0];
+    let found = store
+        .find_asset_by_playback_id(&public.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.asset, asset);
+    assert_eq!(found.media, media);
+    assert_eq!(found.recording_dir, format!("{}/5000", ls.id));
+    assert_eq!(
+        store.playback_owner(&public.id).await.unwrap(),
+        Some(PlaybackOwner::Asset {
+            id: id.clone(),
+            playback_id: public.clone()
+        })
+    );
+    assert_eq!(
+        store.playback_owner(&ls.playback_ids[0].id).await.unwrap(),
+        Some(PlaybackOwner::LiveStream {
+            id: ls.id.clone(),
+            playback_id: ls.playback_ids[0].clone()
+        })
+    );
+    assert_eq!(store.playback_owner("nope").await.unwrap(), None);
+    assert!(store
+        .find_asset_by_playback_id(&ls.playback_ids[0].id)
+        .await
+        .unwrap()
+        .is_none());
+
+    // Playback IDs of their own.
+    let added = store
+        .add_asset_playback_id(&id, PlaybackPolicy::Public)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_asset_playback_id(&id, &added.id).await.unwrap(),
+        Some(added.clone())
+    );
+    assert!(store
+        .delete_asset_playback_id(&id, &added.id)
+        .await
+        .unwrap());
+    assert!(!store
+        .delete_asset_playback_id(&id, &added.id)
+        .await
+        .unwrap());
+    assert!(matches!(
+        store
+            .add_asset_playback_id("missing", PlaybackPolicy::Public)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn assets_page_by_cursor_and_page_and_filter_by_live_stream() {
+    let store = mem().await;
+    let a = store
+        .create_live_stream(NewLiveStream::default())
+        .await
+        .unwrap();
+    let b = store
+        .create_live_stream(NewLiveStream::default())
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let ls = if i % 2 == 0 { &a.id } else { &b.id };
+        let at = 10_000 * (i + 1);
+        ids.push(record_asset(&store, ls, at).await);
+        end_broadcast(&store, ls, at + 5, None).await;
+    }
+    ids.reverse(); // newest first
+    let query = |limit, page, cursor: Option<String>, ls: Option<&str>| AssetQuery {
+        limit,
+        page,
+        cursor,
+        live_stream_id: ls.map(str::to_owned),
+    };
+    let names = |p: &AssetPage| p.assets.iter().map(|a| a.id.clone()).collect::<Vec<_>>();
+    let first = store.list_assets(query(2, 1, None, None)).await.unwrap();
+    assert_eq!(names(&first), ids[..2]);
+    let second = store
+        .list_assets(query(2, 1, first.next_cursor.clone(), None))
+        .await
+        .unwrap();
+    assert_eq!(names(&second), ids[2..4]);
+    let third = store
+        .list_assets(query(2, 1, second.next_cursor.clone(), None))
+        .await
+        .unwrap();
+    assert_eq!(names(&third), ids[4..]);
+    assert_eq!(third.next_cursor, None);
+    let page3 = store.list_assets(query(2, 3, None, None)).await.unwrap();
+    assert_eq!(names(&page3), ids[4..]);
+    let of_a = store
+        .list_assets(query(25, 1, None, Some(&a.id)))
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&of_a),
+        [ids[0].clone(), ids[2].clone(), ids[4].clone()]
+    );
+    assert_eq!(of_a.next_cursor, None);
+    for bad in [query(0, 1, None, None), query(101, 1, None, None)] {
+        assert_eq!(field_of(store.list_assets(bad).await.unwrap_err()), "limit");
+    }
+    assert_eq!(
+        field_of(
+            store
+                .list_assets(query(2, 1, Some("x".into()), None))
+                .await
+                .unwrap_err()
+        ),
+        "cursor"
+    );
+}
+
+#[tokio::test]
+async fn asset_updates_and_deletes_are_logged_and_live_assets_stay() {
+    let store = mem().await;
+    let ls = store
+        .create_live_stream(NewLiveStream::default())
+        .await
+        .unwrap();
+    let id = record_asset(&store, &ls.id, 1_000).await;
+    let patch: AssetPatch = serde_json::from_value(json!({
+        "passthrough": "p2", "meta": {"title": "Show", "external_id": "x1"}
+    }))
+    .unwrap();
+    let asset = store.update_asset(&id, patch).await.unwrap().unwrap();
+    assert_eq!(asset.passthrough.as_deref(), Some("p2"));
+    assert_eq!(asset.meta.as_ref().unwrap().title.as_deref(), Some("Show"));
+    assert!(store
+        .update_asset("missing", AssetPatch::default())
+        .await
+        .unwrap()
+        .is_none());
+    let too_long: AssetPatch =
+        serde_json::from_value(json!({"meta": {"title": "t".repeat(513)}})).unwrap();
+    assert_eq!(
+        field_of(store.update_asset(&id, too_long).await.unwrap_err()),
+        "meta"
+    );
+    // Being recorded: not deletable.
+    assert!(matches!(
+        store.delete_asset(&id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    end_broadcast(&store, &ls.id, 9_000, None).await;
+    let pid = store.get_asset(&id).await.unwrap().unwrap();
+    assert!(
+        pid.playback_ids.is_empty(),
+        "no new_asset_settings: no playback IDs"
+    );
+    let added = store
+        .add_asset_playback_id(&id, PlaybackPolicy::Public)
+        .await
+        .unwrap();
+    let (deleted, dir) = store.delete_asset(&id).await.unwrap().unwrap();
+    assert_eq!(deleted.id, id);
+    assert_eq!(dir, format!("{}/1000", ls.id));
+    assert!(store.get_asset(&id).await.unwrap().is_none());
+    assert!(store.delete_asset(&id).await.unwrap().is_none());
+    assert_eq!(store.playback_owner(&added.id).await.unwrap(), None);
+    let types: Vec<String> = store
+        .live_stream_events(&ls.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(
+        types,
+        [
+            event_type::CREATED,
+            event_type::CONNECTED,
+            event_type::RECORDING,
+            event_type::ASSET_CREATED,
+            event_type::ASSET_UPDATED,
+            event_type::IDLE,
+            event_type::ASSET_READY,
+            event_type::ASSET_LIVE_STREAM_COMPLETED,
+            event_type::ASSET_DELETED,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_live_stream_completes_its_asset_before_the_deleted_event() {
+    let store = mem().await;
+    let ls = store
+        .create_live_stream(NewLiveStream::default())
+        .await
+        .unwrap();
+    let id = record_asset(&store, &ls.id, 1_000).await;
+    assert!(store.delete_live_stream(&ls.id).await.unwrap());
+    let events = store.live_stream_events(&ls.id).await.unwrap();
+    let tail: Vec<(&str, u64)> = events[3..]
+        .iter()
+        .map(|e| (e.event_type.as_str(), e.stream_seq))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            (event_type::ASSET_CREATED, 4),
+            (event_type::ASSET_READY, 5),
+            (event_type::ASSET_LIVE_STREAM_COMPLETED, 6),
+            (event_type::DELETED, 7),
+        ]
+    );
+    let asset = store.get_asset(&id).await.unwrap().unwrap();
+    assert_eq!(asset.status, AssetStatus::Ready);
+    assert!(!asset.is_live);
+    // The asset outlives its stream; its events go on after the stream's last number.
+    let media = AssetMedia {
+        duration_secs: 3.0,
+        ..AssetMedia::default()
+    };
+    assert!(store.set_asset_media(&id, &media).await.unwrap());
+    store
+        .update_asset(
+            &id,
+            serde_json::from_value(json!({"passthrough": "x"})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let last = store
+        .live_stream_events(&ls.id)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(
+        (last.event_type.as_str(), last.stream_seq),
+        (event_type::ASSET_UPDATED, 8)
+    );
+    assert_eq!(last.object["duration"], 3.0);
 }

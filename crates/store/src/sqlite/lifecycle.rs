@@ -20,13 +20,13 @@ use sqlx::sqlite::{Sqlite, SqliteConnection};
 use sqlx::{FromRow, Transaction};
 
 use super::{
-    corrupt, load_in, playback_ids_of, stored_enum, to_json, LiveStreamRow, SqliteStore,
+    asset, corrupt, load_in, playback_ids_of, stored_enum, to_json, LiveStreamRow, SqliteStore,
     LIVE_STREAM_BY_ID,
 };
 use crate::error::db_err;
 use crate::ids;
 use crate::lifecycle::{
-    Broadcast, BroadcastChange, Event, LifecycleRecord, LifecycleState, Transition,
+    event_type, Broadcast, BroadcastChange, Event, LifecycleRecord, LifecycleState, Transition,
 };
 use crate::live_stream::{IngestProtocol, LiveStream, LiveStreamStatus, StatusChange};
 use crate::{StoreError, MAX_LIST_LIMIT};
@@ -87,6 +87,38 @@ pub(super) async fn append_event(
 ) -> Result<Event, StoreError> {
     let object = serde_json::to_value(stream)
         .map_err(|e| StoreError::Database(format!("encoding the event object: {e}")))?;
+    append_event_object(
+        conn,
+        EventRecord {
+            live_stream_id: &stream.id,
+            object,
+            state,
+            stream_seq,
+            event_type,
+            broadcast_id,
+            at_ms,
+        },
+    )
+    .await
+}
+
+/// One row of the event log to append: `object` is the API JSON of what the event is about
+/// (the live stream, or for `video.asset.*` the asset).
+pub(super) struct EventRecord<'a> {
+    pub live_stream_id: &'a str,
+    pub object: serde_json::Value,
+    pub state: LifecycleState,
+    pub stream_seq: i64,
+    pub event_type: &'a str,
+    pub broadcast_id: Option<&'a str>,
+    pub at_ms: i64,
+}
+
+/// Appends one event row.
+pub(super) async fn append_event_object(
+    conn: &mut SqliteConnection,
+    e: EventRecord<'_>,
+) -> Result<Event, StoreError> {
     let id = ids::event_id();
     let seq: i64 = sqlx::query_scalar(
         "INSERT INTO events (id, live_stream_id, stream_seq, event_type, broadcast_id, \
@@ -94,27 +126,47 @@ pub(super) async fn append_event(
          RETURNING seq",
     )
     .bind(&id)
-    .bind(&stream.id)
-    .bind(stream_seq)
-    .bind(event_type)
-    .bind(broadcast_id)
-    .bind(at_ms)
-    .bind(to_json(&object)?)
-    .bind(state.as_str())
+    .bind(e.live_stream_id)
+    .bind(e.stream_seq)
+    .bind(e.event_type)
+    .bind(e.broadcast_id)
+    .bind(e.at_ms)
+    .bind(to_json(&e.object)?)
+    .bind(e.state.as_str())
     .fetch_one(&mut *conn)
     .await
     .map_err(db_err)?;
     Ok(Event {
         seq: stored_u64("events.seq", seq)?,
         id,
-        live_stream_id: stream.id.clone(),
-        stream_seq: stored_u64("events.stream_seq", stream_seq)?,
-        event_type: event_type.to_owned(),
-        broadcast_id: broadcast_id.map(str::to_owned),
-        created_at_ms: at_ms,
-        object,
-        state: Some(state),
+        live_stream_id: e.live_stream_id.to_owned(),
+        stream_seq: stored_u64("events.stream_seq", e.stream_seq)?,
+        event_type: e.event_type.to_owned(),
+        broadcast_id: e.broadcast_id.map(str::to_owned),
+        created_at_ms: e.at_ms,
+        object: e.object,
+        state: Some(e.state),
     })
+}
+
+/// The next `stream_seq` of a live stream for a further event of the same transaction (or of
+/// a change that is not the stream's own, such as an asset update). A deleted stream has no
+/// counter left: its events go on after the highest number it logged (nothing else writes
+/// for it any more).
+pub(super) async fn next_stream_seq(
+    conn: &mut SqliteConnection,
+    live_stream_id: &str,
+) -> Result<i64, StoreError> {
+    if let Some(claim) = claim_stream_seq(conn, live_stream_id).await? {
+        return Ok(claim.last_event_seq);
+    }
+    let (last,): (i64,) =
+        sqlx::query_as("SELECT COALESCE(MAX(stream_seq), 0) FROM events WHERE live_stream_id = $1")
+            .bind(live_stream_id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    Ok(last + 1)
 }
 
 /// Steps 3 and commit for the API's own changes: logs `event_type` with the stream as it now
@@ -251,6 +303,26 @@ impl SqliteStore {
             }
         }
 
+        // The broadcast's asset: created with its first recorded media, completed with it.
+        let mut asset_created = false;
+        let mut asset_completed = false;
+        if let Some(b) = &event_broadcast {
+            let exists = asset::exists_in(&mut tx, b).await?;
+            if !exists && t.state == LifecycleState::Recording && current.is_some() {
+                asset::create_in(&mut tx, b, id, t.at_ms).await?;
+                asset_created = true;
+            }
+            if exists || asset_created {
+                if let Some(media) = &t.media {
+                    asset::set_media_in(&mut tx, b, media, t.at_ms).await?;
+                }
+                if t.broadcast == BroadcastChange::End {
+                    asset::complete_in(&mut tx, id, b, t.at_ms).await?;
+                    asset_completed = true;
+                }
+            }
+        }
+
         let since_ms = if t.state == old_state {
             claim.lifecycle_since_ms
         } else {
@@ -285,6 +357,20 @@ impl SqliteStore {
             t.at_ms,
         )
         .await?;
+        // The asset's events follow the lifecycle event that caused them (`recording`, `idle`).
+        if let Some(b) = event_broadcast.as_deref() {
+            let asset_events: &[&str] = match (asset_created, asset_completed) {
+                (true, _) => &[event_type::ASSET_CREATED],
+                (false, true) => &[
+                    event_type::ASSET_READY,
+                    event_type::ASSET_LIVE_STREAM_COMPLETED,
+                ],
+                (false, false) => &[],
+            };
+            for kind in asset_events {
+                asset::append_event_in(&mut tx, b, kind, t.state, None, t.at_ms).await?;
+            }
+        }
         tx.commit().await.map_err(db_err)?;
         tracing::debug!(
             live_stream_id = %id,
