@@ -1928,7 +1928,7 @@ async fn assets_follow_new_asset_settings_and_measured_media() {
     assert_eq!(policies, [PlaybackPolicy::Public, PlaybackPolicy::Signed]);
     let stream = store.get_live_stream(&ls.id).await.unwrap().unwrap();
     assert_eq!(stream.active_asset_id.as_deref(), Some(id.as_str()));
-    assert_eq!(stream.recent_asset_ids, [id.clone()]);
+    assert_eq!(stream.recent_asset_ids, std::slice::from_ref(&id));
 
     let media = AssetMedia {
         ingest_protocol: Some(IngestProtocol::Srt),
