@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::asset_media::MediaMeter;
 use crate::ingest::{IngestEvent, IngestProtocol};
 use crate::lifecycle::{JoinError, Lifecycle, Output, State};
 use crate::live::{LiveView, MemoryLimits};
@@ -98,6 +99,9 @@ pub(crate) struct Actor {
     pub writer: TransitionWriter,
     /// Cancelled once the actor has written its last transition and left the registry.
     pub done: CancellationToken,
+    /// What the asset shows about the recording (`None` for a broadcast restored after a
+    /// restart: what the previous run measured stays in the store).
+    pub meter: Option<MediaMeter>,
 }
 
 /// The packager of a broadcast of `stream`.
@@ -199,6 +203,9 @@ impl Actor {
         }
         if self.lifecycle.state() == State::Connected && matches!(event, DemuxEvent::Frame(_)) {
             self.lifecycle.handle_media(Instant::now());
+            if let (Some(meter), Some(p)) = (&mut self.meter, &self.publisher) {
+                meter.handle_content_start(p.protocol, unix_ms(now));
+            }
         }
         if self.package(event, now).await && self.lifecycle.state() != State::Active {
             self.lifecycle.handle_segment(Instant::now());
@@ -292,6 +299,14 @@ impl Actor {
                     broadcast_started,
                 } => {
                     info!(state = state.as_str(), "lifecycle");
+                    // The asset's media as of this transition (nothing new at `connected`).
+                    let media = match (&mut self.meter, state) {
+                        (
+                            Some(meter),
+                            State::Recording | State::Active | State::Disconnected | State::Idle,
+                        ) => Some(meter.snapshot(&self.packager)),
+                        _ => None,
+                    };
                     let record = TransitionRecord {
                         live_stream_id: self.stream.id.clone(),
                         broadcast_id: self.broadcast_id.clone(),
@@ -300,7 +315,7 @@ impl Actor {
                         status,
                         broadcast_started,
                         at_ms: unix_ms(SystemTime::now()),
-                        media: None,
+                        media,
                     };
                     self.writer.send(record).await;
                 }
@@ -370,6 +385,9 @@ impl Actor {
         );
         for data in evicted {
             self.packager.recycle(data);
+        }
+        if let Some(meter) = &mut self.meter {
+            meter.handle_segment(segment);
         }
         // Listed segments leave memory only once they are on disk (playback falls back to it).
         if self

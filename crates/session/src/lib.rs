@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod actor;
+mod asset_media;
 pub mod ingest;
 pub mod lifecycle;
 pub mod live;

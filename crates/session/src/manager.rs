@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::actor::{self, Actor, Command, Control, Publisher, CONTROL_CHANNEL_CAPACITY};
+use crate::asset_media::MediaMeter;
 use crate::ingest::{Admission, IngestSender, PublishGrant, PublishRejection, PublishRequest};
 use crate::lifecycle::{JoinError, Lifecycle, State};
 use crate::live::LiveView;
@@ -300,6 +301,7 @@ impl SessionManager {
             control: control_rx,
             writer,
             done,
+            meter: (!restored).then(MediaMeter::default),
         };
         self.inner.tracker.spawn(actor.run().instrument(span));
         Some(generation)

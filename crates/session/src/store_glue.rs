@@ -125,6 +125,18 @@ fn store_protocol(protocol: IngestProtocol) -> StoreProtocol {
     }
 }
 
+/// Records the final measurements of an asset whose live stream is gone (best effort: the
+/// media on disk is what matters, the numbers are its description).
+pub(crate) async fn record_asset_media(
+    store: &store::SqliteStore,
+    asset_id: &str,
+    media: &store::AssetMedia,
+) {
+    if let Err(e) = store.set_asset_media(asset_id, media).await {
+        tracing::warn!(error = %e, "could not record the asset's media");
+    }
+}
+
 /// Writes one transition with its event (one transaction in the store).
 pub(crate) async fn record_transition(
     store: &store::SqliteStore,

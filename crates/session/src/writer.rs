@@ -89,7 +89,15 @@ async fn run(store: store::SqliteStore, mut rx: mpsc::Receiver<Job>, shutdown: C
         let mut tries_after_shutdown = TRIES_AFTER_SHUTDOWN;
         loop {
             match store_glue::record_transition(&store, &record).await {
-                Ok(()) | Err(WriteError::Gone) => break,
+                Ok(()) => break,
+                Err(WriteError::Gone) => {
+                    // The live stream was deleted (its delete completed the asset): the
+                    // asset outlives it and still gets the final measurements.
+                    if let Some(media) = &record.media {
+                        store_glue::record_asset_media(&store, &record.broadcast_id, media).await;
+                    }
+                    break;
+                }
                 Err(WriteError::Refused(e)) => {
                     warn!(error = %e, state = record.state.as_str(), "lifecycle transition refused by the store; skipped");
                     break;

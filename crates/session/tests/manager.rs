@@ -70,12 +70,34 @@ async fn status(store: &SqliteStore, id: &str) -> LiveStreamStatus {
     store.get_live_stream(id).await.unwrap().unwrap().status
 }
 
+/// The live stream's own events, short names (`video.asset.*` events: see [`the_asset`]).
+async fn the_asset(store: &SqliteStore, id: &str) -> store::Asset {
+    let events = store.live_stream_events(id).await.unwrap();
+    let types: Vec<&str> = events
+        .iter()
+        .filter(|e| store::event_type::is_asset(&e.event_type))
+        .map(|e| e.event_type.as_str())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "video.asset.created",
+            "video.asset.ready",
+            "video.asset.live_stream_completed"
+        ]
+    );
+    let stream = store.get_live_stream(id).await.unwrap().unwrap();
+    let asset_id = stream.recent_asset_ids.last().expect("an asset");
+    store.get_asset(asset_id).await.unwrap().unwrap()
+}
+
 async fn event_types(store: &SqliteStore, id: &str) -> Vec<String> {
     store
         .live_stream_events(id)
         .await
         .unwrap()
         .into_iter()
+        .filter(|e| !store::event_type::is_asset(&e.event_type))
         .map(|e| {
             e.event_type
                 .trim_start_matches("video.live_stream.")
@@ -278,6 +300,20 @@ async fn media_becomes_segments_live_and_recorded() {
     let errors = testkit::ffmpeg_decode_errors(&playlist);
     assert!(errors.trim().is_empty(), "{errors}");
     assert_eq!(testkit::video_frame_count(&playlist), 300);
+    // Its asset describes it: 300 frames at 30 fps, one connection.
+    let asset = the_asset(&store, &stream.id).await;
+    assert_eq!(asset.status, store::AssetStatus::Ready);
+    // (Segment durations are whole milliseconds: within a few of the 10 s sent.)
+    let about = |secs: f64, expected: f64| (secs - expected).abs() < 0.01;
+    assert!(about(asset.duration.unwrap(), 10.0), "{asset:?}");
+    assert_eq!(asset.recording_times.len(), 1);
+    assert!(about(asset.recording_times[0].duration, 10.0));
+    assert_eq!(asset.ingest_type.as_deref(), Some("live_rtmp"));
+    assert_eq!(asset.max_stored_resolution.as_deref(), Some("HD"));
+    assert_eq!(asset.aspect_ratio.as_deref(), Some("16:9"));
+    assert_eq!(asset.max_stored_frame_rate, Some(30.0));
+    let tracks: Vec<&str> = asset.tracks.iter().map(|t| t.kind.as_str()).collect();
+    assert_eq!(tracks, ["video", "audio"]);
     assert_eq!(
         event_types(&store, &stream.id).await,
         [
@@ -375,6 +411,15 @@ async fn a_reconnect_inside_the_window_continues_the_broadcast() {
         600,
         "both connections"
     );
+    // One asset, one `content` entry per connection, each with its own 10 s.
+    let asset = the_asset(&store, &stream.id).await;
+    let about = |secs: f64, expected: f64| (secs - expected).abs() < 0.01;
+    assert_eq!(asset.recording_times.len(), 2, "{asset:?}");
+    assert!(asset
+        .recording_times
+        .iter()
+        .all(|r| about(r.duration, 10.0)));
+    assert!(about(asset.duration.unwrap(), 20.0));
 }
 
 #[tokio::test]

@@ -1,0 +1,141 @@
+//! What a broadcast's asset shows about its media, measured as the broadcast is packaged:
+//! duration, tracks, and one `recording_times` entry per encoder connection.
+//!
+//! The actor feeds it the start of each connection's media and every segment it publishes;
+//! a [`MediaMeter::snapshot`] goes to the store with each lifecycle transition (so the asset
+//! is up to date at `recording`, `active`, `disconnected` and `idle`). Durations are media
+//! time (the sum of segment durations), not wall clock: a connection's entry counts what it
+//! recorded.
+
+use hls::{Packager, Segment};
+use media::TIMESCALE;
+use store::{AssetMedia, AudioMedia, RecordingKind, RecordingTime, VideoMedia};
+
+use crate::ingest::IngestProtocol;
+
+/// Measures one broadcast's recording.
+#[derive(Debug, Default)]
+pub(crate) struct MediaMeter {
+    /// The protocol of the first connection.
+    protocol: Option<IngestProtocol>,
+    /// Recorded media so far, 90 kHz ticks.
+    total_ticks: u64,
+    /// One per connection: its entry and `total_ticks` when it started.
+    entries: Vec<(RecordingTime, u64)>,
+    video: Option<VideoMedia>,
+    audio: Option<AudioMedia>,
+}
+
+fn secs(ticks: u64) -> f64 {
+    ticks as f64 / TIMESCALE as f64
+}
+
+impl MediaMeter {
+    /// A connection over `protocol` delivered its first media at `now_ms`: a new `content`
+    /// entry starts.
+    pub(crate) fn handle_content_start(&mut self, protocol: IngestProtocol, now_ms: u64) {
+        self.protocol.get_or_insert(protocol);
+        self.entries.push((
+            RecordingTime {
+                started_at_ms: i64::try_from(now_ms).unwrap_or(i64::MAX),
+                duration_secs: 0.0,
+                kind: RecordingKind::Content,
+            },
+            self.total_ticks,
+        ));
+    }
+
+    /// A segment was published (and recorded).
+    pub(crate) fn handle_segment(&mut self, segment: &Segment) {
+        self.total_ticks += segment.duration;
+        if let Some((entry, start)) = self.entries.last_mut() {
+            entry.duration_secs = secs(self.total_ticks - *start);
+        }
+    }
+
+    /// The asset's media as of now; `packager` gives the stream's configuration and
+    /// bandwidth. Track sizes are the largest seen across connections.
+    pub(crate) fn snapshot(&mut self, packager: &Packager) -> AssetMedia {
+        let config = packager.segmenter().stream_config().cloned();
+        let playlist = packager.playlist();
+        if let Some(v) = config.as_ref().and_then(|c| c.video.as_ref()) {
+            let seen = self.video.get_or_insert(VideoMedia {
+                width: 0,
+                height: 0,
+                frame_rate: None,
+            });
+            seen.width = seen.width.max(v.width);
+            seen.height = seen.height.max(v.height);
+            seen.frame_rate = v
+                .frame_rate
+                .or_else(|| playlist.measured_frame_rate())
+                .or(seen.frame_rate);
+        }
+        if let Some(a) = config.as_ref().and_then(|c| c.audio.as_ref()) {
+            let seen = self.audio.get_or_insert(AudioMedia { channels: 0 });
+            seen.channels = seen.channels.max(a.asc.channel_config);
+        }
+        let (bandwidth, average_bandwidth) = playlist.bandwidth();
+        AssetMedia {
+            ingest_protocol: self.protocol.map(|p| match p {
+                IngestProtocol::Rtmp | IngestProtocol::Rtmps => store::IngestProtocol::Rtmp,
+                IngestProtocol::Srt => store::IngestProtocol::Srt,
+            }),
+            duration_secs: secs(self.total_ticks),
+            video: self.video.clone(),
+            audio: self.audio.clone(),
+            recording_times: self.entries.iter().map(|(e, _)| e.clone()).collect(),
+            codecs: config.map(|c| c.codecs()).unwrap_or_default(),
+            bandwidth,
+            average_bandwidth,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn segment(duration_secs: u64) -> Segment {
+        Segment {
+            sequence: 0,
+            discontinuity: false,
+            start_pts: 0,
+            duration: duration_secs * TIMESCALE,
+            program_date_time: UNIX_EPOCH,
+            independent: true,
+            video_frames: 0,
+            audio_frames: 0,
+            data: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn one_entry_per_connection_with_its_own_media() {
+        let packager = Packager::live(hls::SegmenterConfig::default(), 3);
+        let mut meter = MediaMeter::default();
+        meter.handle_content_start(IngestProtocol::Rtmps, 1_000);
+        meter.handle_segment(&segment(2));
+        meter.handle_segment(&segment(2));
+        meter.handle_content_start(IngestProtocol::Srt, 60_000);
+        meter.handle_segment(&segment(3));
+        let media = meter.snapshot(&packager);
+        assert_eq!(media.ingest_protocol, Some(store::IngestProtocol::Rtmp));
+        assert_eq!(media.duration_secs, 7.0);
+        let entries: Vec<(i64, f64)> = media
+            .recording_times
+            .iter()
+            .map(|r| (r.started_at_ms, r.duration_secs))
+            .collect();
+        assert_eq!(entries, [(1_000, 4.0), (60_000, 3.0)]);
+        assert!(media
+            .recording_times
+            .iter()
+            .all(|r| r.kind == RecordingKind::Content));
+        assert_eq!(media.video, None, "no configuration seen");
+    }
+}
