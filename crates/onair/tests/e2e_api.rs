@@ -8,26 +8,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testkit::gateway::Gateway;
-use testkit::http::{get, request};
+use testkit::http::get;
 use testkit::{fixture, require_tool};
 
-const AUTH: Option<(&str, &str)> = Some(("test-token", "test-secret-0123456789"));
-
 fn api(gw: &Gateway, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    let r = request(
-        gw.http.unwrap(),
-        method,
-        &format!("/video/v1{path}"),
-        AUTH,
-        body,
-    )
-    .unwrap();
-    let v = if r.body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&r.body).unwrap()
-    };
-    (r.status, v)
+    gw.api(method, path, body)
 }
 
 fn push(gw: &Gateway, key: &str, seconds: u32) -> Child {

@@ -8,6 +8,12 @@
 //! | `GET /{PLAYBACK_ID}/stream.m3u8` | live media playlist (sliding window) |
 //! | `GET /{PLAYBACK_ID}/{BROADCAST_ID}/{N}.ts` | segment `N` of the current broadcast: from memory while in the live window, then from the recording on disk |
 //!
+//! The same paths serve an asset by one of its playback IDs (`BROADCAST_ID` is then the
+//! asset's ID, which is its broadcast's): the whole recording so far while the broadcast is
+//! live (DVR: an `EVENT` playlist from the first segment), then on demand (`VOD` with
+//! `EXT-X-ENDLIST`). Everything is read from the recording on disk; an asset with nothing
+//! recorded yet answers `412`, a deleted one `404`.
+//!
 //! A known playback ID whose live stream is not active (or has no playable segment yet)
 //! answers `412 Precondition Failed`; unknown IDs and paths answer `404`. While the encoder
 //! is away inside the reconnect window the broadcast goes on: the playlists keep answering
@@ -24,7 +30,7 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use session::manager::{PlaybackTarget, SessionManager};
-use session::LiveView;
+use session::{LiveView, RecordedView};
 use tower_http::cors::{Any, CorsLayer};
 
 /// `Content-Type` of playlists.
@@ -33,6 +39,8 @@ pub const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
 pub const SEGMENT_CONTENT_TYPE: &str = "video/mp2t";
 /// `Cache-Control` of playlists: short, they change every segment.
 pub const PLAYLIST_CACHE_CONTROL: &str = "public, max-age=1";
+/// `Cache-Control` of an asset's playlists once it is on demand.
+pub const VOD_PLAYLIST_CACHE_CONTROL: &str = "public, max-age=60";
 /// `Cache-Control` of segments: they never change.
 pub const SEGMENT_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
@@ -87,17 +95,47 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-async fn live_view(
-    manager: &SessionManager,
-    playback_id: &str,
-) -> Result<std::sync::Arc<LiveView>, Response> {
+/// What a playback ID shows.
+enum Target {
+    Live(std::sync::Arc<LiveView>),
+    Recorded(RecordedView),
+}
+
+async fn target(manager: &SessionManager, playback_id: &str) -> Result<Target, Response> {
     if !valid_id(playback_id) {
         return Err(not_found());
     }
     match manager.playback(playback_id).await {
-        PlaybackTarget::Live(view) => Ok(view),
+        PlaybackTarget::Live(view) => Ok(Target::Live(view)),
+        PlaybackTarget::Recorded(view) => Ok(Target::Recorded(view)),
         PlaybackTarget::NotActive => Err(not_active()),
         PlaybackTarget::Unknown => Err(not_found()),
+    }
+}
+
+/// `Cache-Control` of an asset's playlist: short while its broadcast is live (it grows), a
+/// minute once it is on demand (it changes no more, but a deleted asset must stop playing).
+fn recorded_cache_control(view: &RecordedView) -> &'static str {
+    if view.is_live() {
+        PLAYLIST_CACHE_CONTROL
+    } else {
+        VOD_PLAYLIST_CACHE_CONTROL
+    }
+}
+
+/// An asset's media playlist; `412` while nothing is recorded yet.
+async fn recorded_playlist(view: &RecordedView) -> Response {
+    match view.media_playlist().await {
+        Ok(Some(text)) => body(
+            PLAYLIST_CONTENT_TYPE,
+            recorded_cache_control(view),
+            Bytes::from(text),
+        ),
+        Ok(None) => not_active(),
+        Err(e) => {
+            tracing::warn!(error = %e, asset_id = view.asset_id(), "could not read a recording");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "recording unreadable\n")
+        }
     }
 }
 
@@ -105,8 +143,15 @@ async fn multivariant(State(manager): State<SessionManager>, Path(file): Path<St
     let Some(playback_id) = file.strip_suffix(".m3u8") else {
         return not_found();
     };
-    let view = match live_view(&manager, playback_id).await {
-        Ok(v) => v,
+    let view = match target(&manager, playback_id).await {
+        Ok(Target::Live(v)) => v,
+        Ok(Target::Recorded(v)) => {
+            return body(
+                PLAYLIST_CONTENT_TYPE,
+                recorded_cache_control(&v),
+                Bytes::from(v.multivariant(playback_id)),
+            )
+        }
         Err(r) => return r,
     };
     match view.multivariant(playback_id) {
@@ -123,8 +168,10 @@ async fn media(
     State(manager): State<SessionManager>,
     Path((playback_id, file)): Path<(String, String)>,
 ) -> Response {
-    let view = match live_view(&manager, &playback_id).await {
-        Ok(v) => v,
+    let view = match target(&manager, &playback_id).await {
+        Ok(Target::Live(v)) => v,
+        Ok(Target::Recorded(v)) if file == "stream.m3u8" => return recorded_playlist(&v).await,
+        Ok(Target::Recorded(_)) => return not_found(),
         Err(r) => return r,
     };
     if file == "stream.m3u8" {
@@ -140,8 +187,24 @@ async fn segment(
     State(manager): State<SessionManager>,
     Path((playback_id, broadcast_id, file)): Path<(String, String, String)>,
 ) -> Response {
-    let view = match live_view(&manager, &playback_id).await {
-        Ok(v) => v,
+    let view = match target(&manager, &playback_id).await {
+        Ok(Target::Live(v)) => v,
+        Ok(Target::Recorded(v)) => {
+            if broadcast_id != v.asset_id() {
+                return not_found();
+            }
+            let Some(path) = v.segment_path(&file) else {
+                return not_found();
+            };
+            return match tokio::fs::read(&path).await {
+                Ok(data) => body(
+                    SEGMENT_CONTENT_TYPE,
+                    SEGMENT_CACHE_CONTROL,
+                    Bytes::from(data),
+                ),
+                Err(_) => not_found(),
+            };
+        }
         Err(r) => return r,
     };
     if broadcast_id != view.broadcast_id() {

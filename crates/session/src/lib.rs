@@ -14,6 +14,7 @@ pub mod manager;
 mod recording;
 mod store_glue;
 mod timeline;
+pub mod vod;
 mod writer;
 
 pub use ingest::{
@@ -22,3 +23,4 @@ pub use ingest::{
 };
 pub use live::LiveView;
 pub use manager::{PlaybackTarget, SessionConfig, SessionManager};
+pub use vod::RecordedView;

@@ -28,6 +28,7 @@ use crate::lifecycle::{JoinError, Lifecycle, State};
 use crate::live::LiveView;
 use crate::recording::Recording;
 use crate::store_glue::{self, StreamInfo};
+use crate::vod::RecordedView;
 use crate::writer::TransitionWriter;
 
 /// Newest segments of the live window kept in memory: players at the live edge (hls.js and
@@ -78,6 +79,8 @@ impl SessionConfig {
 pub enum PlaybackTarget {
     /// A live stream with a broadcast (its view may not be playable yet).
     Live(Arc<LiveView>),
+    /// An asset's playback ID: the broadcast's recording, growing while it is live.
+    Recorded(RecordedView),
     /// A known playback ID whose live stream is not active.
     NotActive,
     /// No such playback ID.
@@ -398,9 +401,15 @@ impl SessionManager {
         if let Some(view) = lock(&self.inner.playback).get(playback_id) {
             return PlaybackTarget::Live(view.clone());
         }
-        match store_glue::playback_exists(&self.inner.store, playback_id).await {
-            Ok(true) => PlaybackTarget::NotActive,
-            Ok(false) => PlaybackTarget::Unknown,
+        match store_glue::playback_owner(&self.inner.store, playback_id).await {
+            Ok(store_glue::Owner::LiveStream) => PlaybackTarget::NotActive,
+            Ok(store_glue::Owner::Asset(a)) => PlaybackTarget::Recorded(RecordedView::new(
+                a.asset.id,
+                self.inner.config.recordings_dir.join(&a.recording_dir),
+                a.media,
+                a.asset.is_live,
+            )),
+            Ok(store_glue::Owner::None) => PlaybackTarget::Unknown,
             Err(e) => {
                 warn!(error = %e, "playback ID lookup failed");
                 PlaybackTarget::NotActive

@@ -61,15 +61,31 @@ pub(crate) async fn still_admissible(
     Ok(stream.is_some_and(|s| s.status != LiveStreamStatus::Disabled && s.stream_key == key))
 }
 
-pub(crate) async fn playback_exists(
+/// What a playback ID that is not live right now belongs to.
+pub(crate) enum Owner {
+    LiveStream,
+    Asset(Box<store::AssetPlayback>),
+    None,
+}
+
+pub(crate) async fn playback_owner(
     store: &store::SqliteStore,
     playback_id: &str,
-) -> Result<bool, String> {
-    Ok(store
-        .find_by_playback_id(playback_id)
+) -> Result<Owner, String> {
+    match store
+        .playback_owner(playback_id)
         .await
         .map_err(|e| e.to_string())?
-        .is_some())
+    {
+        Some(store::PlaybackOwner::LiveStream { .. }) => Ok(Owner::LiveStream),
+        // Deleted in between: unknown.
+        Some(store::PlaybackOwner::Asset { .. }) => Ok(store
+            .find_asset_by_playback_id(playback_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .map_or(Owner::None, |a| Owner::Asset(Box::new(a)))),
+        None => Ok(Owner::None),
+    }
 }
 
 /// A lifecycle transition waiting to be written.

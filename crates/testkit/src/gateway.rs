@@ -155,6 +155,25 @@ impl Gateway {
         }
     }
 
+    /// `METHOD /video/v1{path}` with the test access token and an optional JSON body: the
+    /// status and the JSON answer (`Null` when the body is empty).
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+        let r = crate::http::request(
+            self.http.expect("the gateway serves HTTP"),
+            method,
+            &format!("/video/v1{path}"),
+            Some((TEST_TOKEN_ID, TEST_TOKEN_SECRET)),
+            body,
+        )
+        .unwrap();
+        let v = if r.body.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&r.body).unwrap()
+        };
+        (r.status, v)
+    }
+
     /// The live stream's API `status` (`onair live-streams get ID`).
     pub fn status(&self, id: &str) -> String {
         self.cli(&["live-streams", "get", id])["status"]
