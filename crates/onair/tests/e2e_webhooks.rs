@@ -82,12 +82,12 @@ impl Receiver {
         }
     }
 
-    /// The verified events about live stream `id`, in arrival order.
+    /// The verified events about live stream `id` and its assets, in arrival order.
     fn events_of(&mut self, id: &str) -> Vec<Value> {
         self.drain();
         self.verified
             .iter()
-            .filter(|v| v["object"]["id"] == id)
+            .filter(|v| v["object"]["id"] == id || v["live_stream_id"] == id)
             .cloned()
             .collect()
     }
@@ -196,45 +196,72 @@ fn sdk_verifies_every_lifecycle_webhook_in_order() {
     let events = receiver.wait_for(
         &gw,
         &stream.id,
-        "video.live_stream.idle",
+        "video.asset.live_stream_completed",
         Duration::from_secs(10),
     );
 
+    // The seeds' order per stream: the asset is created with the first recorded media and
+    // completed when the stream goes idle.
     assert_eq!(
         types(&events),
         [
             "created",
             "connected",
             "recording",
+            "video.asset.created",
             "active",
             "disconnected",
             "connected",
             "recording",
             "disconnected",
-            "idle"
+            "idle",
+            "video.asset.ready",
+            "video.asset.live_stream_completed",
         ],
         "{events:#?}"
     );
-    // (status, connected, recording) as of each event.
+    let asset_id = events[3]["data_id"].as_str().unwrap().to_owned();
+    // (status, connected, recording, active_asset_id set) as of each live stream event.
     let expected = [
-        ("idle", false, false),
-        ("idle", true, false),
-        ("idle", true, true),
-        ("active", true, true),
-        ("active", false, false),
-        ("active", true, false),
-        ("active", true, true),
-        ("active", false, false),
-        ("idle", false, false),
+        ("idle", false, false, false),
+        ("idle", true, false, false),
+        ("idle", true, true, true),
+        ("preparing", false, false, false),
+        ("active", true, true, true),
+        ("active", false, false, true),
+        ("active", true, false, true),
+        ("active", true, true, true),
+        ("active", false, false, true),
+        ("idle", false, false, false),
+        ("ready", false, false, false),
+        ("ready", false, false, false),
     ];
-    for (event, (status, connected, recording)) in events.iter().zip(expected) {
+    for (event, (status, connected, recording, has_asset)) in events.iter().zip(expected) {
         let what = format!("{} {event}", event["type"]);
         assert_eq!(event["status"], status, "{what}");
-        assert_eq!(event["connected"], connected, "{what}");
-        assert_eq!(event["recording"], recording, "{what}");
+        let is_asset = event["type"].as_str().unwrap().starts_with("video.asset.");
+        if is_asset {
+            assert_eq!(event["object"]["type"], "asset", "{what}");
+            assert_eq!(event["object"]["id"], asset_id.as_str(), "{what}");
+            assert_eq!(event["data_id"], asset_id.as_str(), "{what}");
+            assert_eq!(event["live_stream_id"], stream.id.as_str(), "{what}");
+            assert_eq!(event["is_live"], status == "preparing", "{what}");
+        } else {
+            assert_eq!(event["connected"], connected, "{what}");
+            assert_eq!(event["recording"], recording, "{what}");
+            assert_eq!(event["object"]["type"], "live_stream", "{what}");
+            assert_eq!(event["data_id"], stream.id.as_str(), "{what}");
+            let active = event["active_asset_id"].as_str();
+            assert_eq!(active, has_asset.then_some(asset_id.as_str()), "{what}");
+        }
+        if event["type"] == "video.live_stream.idle" {
+            assert_eq!(
+                event["recent_asset_ids"],
+                serde_json::json!([asset_id]),
+                "{what}"
+            );
+        }
         // The envelope of the hosted API.
-        assert_eq!(event["object"]["type"], "live_stream", "{what}");
-        assert_eq!(event["data_id"], stream.id.as_str(), "{what}");
         assert!(event["data_created_at"].is_u64(), "{what}");
         assert_eq!(event["environment"]["name"], "production", "{what}");
         assert_eq!(event["environment"]["id"], "onair", "{what}");
@@ -288,7 +315,7 @@ fn events_wait_for_a_dead_receiver_across_a_crash() {
     let events = receiver.wait_for(
         &gw,
         &stream.id,
-        "video.live_stream.idle",
+        "video.asset.live_stream_completed",
         Duration::from_secs(40),
     );
     let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
@@ -315,9 +342,12 @@ fn events_wait_for_a_dead_receiver_across_a_crash() {
             "created",
             "connected",
             "recording",
+            "video.asset.created",
             "active",
             "disconnected",
-            "idle"
+            "idle",
+            "video.asset.ready",
+            "video.asset.live_stream_completed",
         ]
     );
 }

@@ -46,6 +46,10 @@ const server = http.createServer((req, res) => {
           recording: event.data?.recording,
           data_id: event.data?.id,
           data_created_at: event.data?.created_at,
+          live_stream_id: event.data?.live_stream_id,
+          active_asset_id: event.data?.active_asset_id,
+          recent_asset_ids: event.data?.recent_asset_ids,
+          is_live: event.data?.is_live,
         },
       });
       res.writeHead(200, { 'content-type': 'text/plain' });
