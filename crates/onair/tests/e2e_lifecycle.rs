@@ -958,7 +958,31 @@ fn kill_9_then_restart_reconciles() {
         log_tail(&gw)
     );
     assert_eq!(http_get(&gw, &stream.master_path()).status, 412);
-    assert_finished_recording(&gw, &only_recording(&gw, &stream));
+    let recording = only_recording(&gw, &stream);
+    assert_finished_recording(&gw, &recording);
+    // The asset counts what reached the disk before the crash too (the previous run wrote
+    // its measurements only at its transitions).
+    let (_, live) = gw.api("GET", &format!("/live-streams/{}", stream.id), None);
+    let asset_id = live["data"]["recent_asset_ids"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, asset) = gw.api("GET", &format!("/assets/{asset_id}"), None);
+    let probed = testkit::ffprobe(&[
+        "-show_entries",
+        "format=duration",
+        recording.join("stream.m3u8").to_str().unwrap(),
+    ]);
+    let on_disk: f64 = probed["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let duration = asset["data"]["duration"].as_f64().unwrap();
+    assert!(
+        (duration - on_disk).abs() < 0.5,
+        "the asset says {duration} s, the recording holds {on_disk} s: {asset}"
+    );
 
     // The restored broadcast's asset is completed with it.
     let all = event_types(&gw, &stream);

@@ -99,9 +99,8 @@ pub(crate) struct Actor {
     pub writer: TransitionWriter,
     /// Cancelled once the actor has written its last transition and left the registry.
     pub done: CancellationToken,
-    /// What the asset shows about the recording (`None` for a broadcast restored after a
-    /// restart: what the previous run measured stays in the store).
-    pub meter: Option<MediaMeter>,
+    /// What the asset shows about the recording.
+    pub meter: MediaMeter,
 }
 
 /// The packager of a broadcast of `stream`.
@@ -203,8 +202,8 @@ impl Actor {
         }
         if self.lifecycle.state() == State::Connected && matches!(event, DemuxEvent::Frame(_)) {
             self.lifecycle.handle_media(Instant::now());
-            if let (Some(meter), Some(p)) = (&mut self.meter, &self.publisher) {
-                meter.handle_content_start(p.protocol, unix_ms(now));
+            if let Some(p) = &self.publisher {
+                self.meter.handle_content_start(p.protocol, unix_ms(now));
             }
         }
         if self.package(event, now).await && self.lifecycle.state() != State::Active {
@@ -300,13 +299,8 @@ impl Actor {
                 } => {
                     info!(state = state.as_str(), "lifecycle");
                     // The asset's media as of this transition (nothing new at `connected`).
-                    let media = match (&mut self.meter, state) {
-                        (
-                            Some(meter),
-                            State::Recording | State::Active | State::Disconnected | State::Idle,
-                        ) => Some(meter.snapshot(&self.packager)),
-                        _ => None,
-                    };
+                    let media =
+                        (state != State::Connected).then(|| self.meter.snapshot(&self.packager));
                     let record = TransitionRecord {
                         live_stream_id: self.stream.id.clone(),
                         broadcast_id: self.broadcast_id.clone(),
@@ -354,6 +348,10 @@ impl Actor {
     async fn finish_recording(&mut self) {
         if self.restored {
             self.recording.end_restored().await;
+            // What the previous run recorded after its last transition counts too.
+            if let Some(secs) = self.recording.recorded_secs().await {
+                self.meter.handle_recorded_total(secs);
+            }
             self.view.end(None);
             return;
         }
@@ -386,9 +384,7 @@ impl Actor {
         for data in evicted {
             self.packager.recycle(data);
         }
-        if let Some(meter) = &mut self.meter {
-            meter.handle_segment(segment);
-        }
+        self.meter.handle_segment(segment);
         // Listed segments leave memory only once they are on disk (playback falls back to it).
         if self
             .recording

@@ -24,13 +24,59 @@ pub(crate) struct MediaMeter {
     entries: Vec<(RecordingTime, u64)>,
     video: Option<VideoMedia>,
     audio: Option<AudioMedia>,
+    /// `CODECS` and bandwidths of a previous run (a restored broadcast packages nothing).
+    codecs: String,
+    bandwidth: (u64, u64),
 }
 
 fn secs(ticks: u64) -> f64 {
     ticks as f64 / TIMESCALE as f64
 }
 
+fn ticks(secs: f64) -> u64 {
+    (secs.max(0.0) * TIMESCALE as f64).round() as u64
+}
+
 impl MediaMeter {
+    /// The meter of a broadcast restored after a restart, from what the previous run last
+    /// recorded (see [`MediaMeter::handle_recorded_total`]).
+    pub(crate) fn restored(media: AssetMedia) -> Self {
+        let mut total_ticks = 0;
+        let entries = media
+            .recording_times
+            .into_iter()
+            .map(|entry| {
+                let start = total_ticks;
+                total_ticks += ticks(entry.duration_secs);
+                (entry, start)
+            })
+            .collect();
+        MediaMeter {
+            protocol: media.ingest_protocol.map(|p| match p {
+                store::IngestProtocol::Rtmp => IngestProtocol::Rtmp,
+                store::IngestProtocol::Srt => IngestProtocol::Srt,
+            }),
+            total_ticks: total_ticks.max(ticks(media.duration_secs)),
+            entries,
+            video: media.video,
+            audio: media.audio,
+            codecs: media.codecs,
+            bandwidth: (media.bandwidth, media.average_bandwidth),
+        }
+    }
+
+    /// The recording on disk holds `secs` of media: what a previous run recorded after its
+    /// last transition (before a crash) is counted, in the last connection's entry.
+    pub(crate) fn handle_recorded_total(&mut self, secs: f64) {
+        let on_disk = ticks(secs);
+        if on_disk > self.total_ticks {
+            self.total_ticks = on_disk;
+            if let Some((entry, start)) = self.entries.last_mut() {
+                entry.duration_secs = self::secs(on_disk - *start);
+            }
+        }
+    }
+
     /// A connection over `protocol` delivered its first media at `now_ms`: a new `content`
     /// entry starts.
     pub(crate) fn handle_content_start(&mut self, protocol: IngestProtocol, now_ms: u64) {
@@ -75,7 +121,14 @@ impl MediaMeter {
             let seen = self.audio.get_or_insert(AudioMedia { channels: 0 });
             seen.channels = seen.channels.max(a.asc.channel_config);
         }
-        let (bandwidth, average_bandwidth) = playlist.bandwidth();
+        let (mut bandwidth, mut average_bandwidth) = playlist.bandwidth();
+        if playlist.segment_count() == 0 {
+            (bandwidth, average_bandwidth) = self.bandwidth;
+        }
+        let codecs = match config {
+            Some(c) => c.codecs(),
+            None => self.codecs.clone(),
+        };
         AssetMedia {
             ingest_protocol: self.protocol.map(|p| match p {
                 IngestProtocol::Rtmp | IngestProtocol::Rtmps => store::IngestProtocol::Rtmp,
@@ -85,7 +138,7 @@ impl MediaMeter {
             video: self.video.clone(),
             audio: self.audio.clone(),
             recording_times: self.entries.iter().map(|(e, _)| e.clone()).collect(),
-            codecs: config.map(|c| c.codecs()).unwrap_or_default(),
+            codecs,
             bandwidth,
             average_bandwidth,
         }
@@ -137,5 +190,32 @@ mod tests {
             .iter()
             .all(|r| r.kind == RecordingKind::Content));
         assert_eq!(media.video, None, "no configuration seen");
+
+        // After a restart: what the previous run recorded, plus what reached the disk after
+        // its last transition.
+        let mut restored = MediaMeter::restored(AssetMedia {
+            codecs: "avc1.64001f".into(),
+            bandwidth: 9,
+            average_bandwidth: 8,
+            ..media
+        });
+        restored.handle_recorded_total(11.5);
+        let media = restored.snapshot(&packager);
+        assert_eq!(media.duration_secs, 11.5);
+        let entries: Vec<f64> = media
+            .recording_times
+            .iter()
+            .map(|r| r.duration_secs)
+            .collect();
+        assert_eq!(entries, [4.0, 7.5]);
+        assert_eq!(media.codecs, "avc1.64001f");
+        assert_eq!((media.bandwidth, media.average_bandwidth), (9, 8));
+        assert_eq!(media.ingest_protocol, Some(store::IngestProtocol::Rtmp));
+        restored.handle_recorded_total(3.0);
+        assert_eq!(
+            restored.snapshot(&packager).duration_secs,
+            11.5,
+            "never less"
+        );
     }
 }

@@ -205,8 +205,23 @@ impl SessionManager {
             let was_connected = state != State::Disconnected;
             let lifecycle = Lifecycle::restored(stream.lifecycle, was_connected, now);
             info!(live_stream_id = %stream.id, %broadcast_id, was = state.as_str(), "restoring an unfinished broadcast");
+            let media = match self.inner.store.asset_media(&broadcast_id).await {
+                Ok(media) => media.unwrap_or_default(),
+                Err(e) => {
+                    warn!(error = %e, %broadcast_id, "could not read the asset's media; its duration will be short");
+                    store::AssetMedia::default()
+                }
+            };
+            let meter = MediaMeter::restored(media);
             if self
-                .spawn(stream, broadcast_id, recording_dir, lifecycle, None, true)
+                .spawn(
+                    stream,
+                    broadcast_id,
+                    recording_dir,
+                    lifecycle,
+                    None,
+                    Some(meter),
+                )
                 .is_some()
             {
                 restored += 1;
@@ -249,8 +264,13 @@ impl SessionManager {
         recording_dir: PathBuf,
         lifecycle: Lifecycle,
         publisher: Option<Publisher>,
-        restored: bool,
+        // A broadcast restored after a restart, with what the previous run measured.
+        restored: Option<MediaMeter>,
     ) -> Option<u64> {
+        let (restored, meter) = match restored {
+            Some(meter) => (true, meter),
+            None => (false, MediaMeter::default()),
+        };
         let generation = self.inner.next_generation.fetch_add(1, Ordering::Relaxed);
         let view = Arc::new(LiveView::with_recording(
             recording_dir.clone(),
@@ -304,7 +324,7 @@ impl SessionManager {
             control: control_rx,
             writer,
             done,
-            meter: (!restored).then(MediaMeter::default),
+            meter,
         };
         self.inner.tracker.spawn(actor.run().instrument(span));
         Some(generation)
@@ -530,7 +550,7 @@ impl SessionManager {
             recording_dir,
             lifecycle,
             Some(publisher),
-            false,
+            None,
         )
         .is_some()
     }

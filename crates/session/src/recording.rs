@@ -102,6 +102,15 @@ impl Recording {
         }
     }
 
+    /// The media duration the playlist on disk lists (the sum of its `EXTINF`s); `None` if
+    /// there is none.
+    pub(crate) async fn recorded_secs(&self) -> Option<f64> {
+        let text = tokio::fs::read_to_string(self.dir.join("stream.m3u8"))
+            .await
+            .ok()?;
+        Some(listed_secs(&text))
+    }
+
     fn report(&self, result: Result<std::io::Result<()>, tokio::task::JoinError>) -> bool {
         match result {
             Ok(Ok(())) => true,
@@ -115,6 +124,15 @@ impl Recording {
             }
         }
     }
+}
+
+/// The sum of a playlist's `EXTINF` durations, seconds.
+fn listed_secs(playlist: &str) -> f64 {
+    playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|l| l.split(',').next()?.trim().parse::<f64>().ok())
+        .sum()
 }
 
 /// Ends every recording under `recordings_dir` (`{live_stream}/{broadcast}/stream.m3u8`)
@@ -276,6 +294,14 @@ mod tests {
             audio_frames: 94,
             data: Bytes::from(vec![0x47; 188 * (sequence as usize + 1)]),
         }
+    }
+
+    #[test]
+    fn listed_seconds_add_up_the_extinfs() {
+        let text = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.000,\n0.ts\n\
+                    #EXT-X-DISCONTINUITY\n#EXTINF:1.500,\n1.ts\n#EXTINF:bad,\n2.ts\n";
+        assert_eq!(listed_secs(text), 3.5);
+        assert_eq!(listed_secs(""), 0.0);
     }
 
     #[tokio::test]

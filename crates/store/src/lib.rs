@@ -257,6 +257,13 @@ pub trait Store: Send + Sync + 'static {
         media: &AssetMedia,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// What was last recorded about an asset's media ([`Transition::media`]); `None` if there
+    /// is no such asset.
+    fn asset_media(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<AssetMedia>, StoreError>> + Send;
+
     /// Adds a playback ID to an asset; [`StoreError::NotFound`] if there is no such asset.
     fn add_asset_playback_id(
         &self,

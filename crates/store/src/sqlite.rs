@@ -701,6 +701,10 @@ impl Store for SqliteStore {
         self.record_asset_media(id, media).await
     }
 
+    async fn asset_media(&self, id: &str) -> Result<Option<AssetMedia>, StoreError> {
+        self.load_asset_media(id).await
+    }
+
     async fn add_asset_playback_id(
         &self,
         asset_id: &str,

@@ -2187,6 +2187,8 @@ async fn deleting_a_live_stream_completes_its_asset_before_the_deleted_event() {
         ..AssetMedia::default()
     };
     assert!(store.set_asset_media(&id, &media).await.unwrap());
+    assert_eq!(store.asset_media(&id).await.unwrap(), Some(media.clone()));
+    assert_eq!(store.asset_media("missing").await.unwrap(), None);
     store
         .update_asset(
             &id,

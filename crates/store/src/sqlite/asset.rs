@@ -537,6 +537,18 @@ impl SqliteStore {
         set_media_in(&mut conn, id, media, now_unix_ms()).await
     }
 
+    pub(super) async fn load_asset_media(
+        &self,
+        id: &str,
+    ) -> Result<Option<AssetMedia>, StoreError> {
+        let media: Option<(String,)> = sqlx::query_as("SELECT media FROM assets WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        media.map(|(m,)| from_json("assets.media", &m)).transpose()
+    }
+
     pub(super) async fn add_asset_playback(
         &self,
         asset_id: &str,
