@@ -7,7 +7,8 @@
 //! event, then every event written after the connection, in order, as the webhook envelope
 //! with `id:` its seq; `Last-Event-ID` resumes after a seq; the official CLI connects (it
 //! asks `/system/v1/whoami` first), forwards each event re-signed with its local secret, and
-//! the Node SDK verifies them.
+//! the Node SDK verifies them: API changes, and a whole broadcast (ffmpeg publishing, `mux
+//! live complete`) with its asset's events, in the log's order, each printed by the CLI.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -399,6 +400,64 @@ fn official_cli_listens_and_forwards_verified_webhooks() {
         assert_eq!(event["object"]["id"], id.as_str());
         assert_eq!(event["data_id"], id.as_str());
         // The CLI prints each event with the receiver's status.
+        let printed = listen.wait_line(want, Duration::from_secs(10));
+        assert!(printed.contains("[200]"), "{printed}");
+    }
+
+    // A broadcast: enabled with the CLI, published with ffmpeg, completed with the CLI.
+    // Every event the log holds for it (the lifecycle's and its asset's) is forwarded and
+    // verified, in the log's order, and printed by the CLI.
+    run(&["live", "enable", &id, "--json"]);
+    let key = created["stream_key"].as_str().unwrap();
+    let mut encoder = testkit::encoder::Encoder::ffmpeg_720p(
+        &format!("rtmp://{}/app/{key}", gw.rtmp.unwrap()),
+        None,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw.status(&id) != "active" {
+        assert!(
+            Instant::now() < deadline,
+            "never active: {}",
+            encoder.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    run(&["live", "complete", &id, "--json"]);
+    encoder.kill();
+    let mut forwarded = Vec::new();
+    while forwarded.last().map(|e: &Value| e["type"].clone())
+        != Some(Value::from("video.asset.live_stream_completed"))
+    {
+        let event = next_verified(&mut receiver);
+        let about_it =
+            event["object"]["id"] == id.as_str() || event["live_stream_id"] == id.as_str();
+        assert!(about_it, "{event}");
+        forwarded.push(event);
+    }
+    let types: Vec<&str> = forwarded
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    let logged = gw.event_log(&id, "event_type");
+    assert_eq!(
+        types,
+        logged[3..],
+        "the log after created, updated, disabled"
+    );
+    for want in [
+        "video.live_stream.enabled",
+        "video.live_stream.connected",
+        "video.live_stream.recording",
+        "video.asset.created",
+        "video.live_stream.active",
+        "video.live_stream.idle",
+        "video.asset.ready",
+        "video.asset.live_stream_completed",
+    ] {
+        assert!(types.contains(&want), "{want} not in {types:?}");
+    }
+    for event in &forwarded {
+        let want = event["type"].as_str().unwrap();
         let printed = listen.wait_line(want, Duration::from_secs(10));
         assert!(printed.contains("[200]"), "{printed}");
     }
