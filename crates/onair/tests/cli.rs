@@ -14,6 +14,24 @@ fn start(name: &str) -> Gateway {
     Gateway::start(std::path::Path::new(env!("CARGO_BIN_EXE_onair")), name, &[])
 }
 
+/// The `data` of `GET /video/v1{path}`, asked straight of the API with the test token.
+fn api_data(gw: &Gateway, path: &str) -> Value {
+    let auth = (
+        testkit::gateway::TEST_TOKEN_ID,
+        testkit::gateway::TEST_TOKEN_SECRET,
+    );
+    let r = request(
+        gw.http.unwrap(),
+        "GET",
+        &format!("/video/v1{path}"),
+        Some(auth),
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    serde_json::from_slice::<Value>(&r.body).unwrap()["data"].take()
+}
+
 #[test]
 fn live_streams_commands_are_api_clients() {
     let gw = start("cli_live_streams");
@@ -31,19 +49,10 @@ fn live_streams_commands_are_api_clients() {
     assert_eq!(created["max_continuous_duration"], 43200);
     assert_eq!(created["playback_ids"][0]["policy"], "public");
     // The same object as the API's `data`.
-    let api = request(
-        gw.http.unwrap(),
-        "GET",
-        &format!("/video/v1/live-streams/{id}"),
-        Some((
-            testkit::gateway::TEST_TOKEN_ID,
-            testkit::gateway::TEST_TOKEN_SECRET,
-        )),
-        None,
-    )
-    .unwrap();
-    let api: serde_json::Value = serde_json::from_slice(&api.body).unwrap();
-    assert_eq!(gw.cli(&["live-streams", "get", id]), api["data"]);
+    assert_eq!(
+        gw.cli(&["live-streams", "get", id]),
+        api_data(&gw, &format!("/live-streams/{id}"))
+    );
     let list = gw.cli(&["live-streams", "list", "--limit", "5"]);
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(
@@ -144,20 +153,9 @@ fn assets_commands_are_api_clients() {
     let id = asset["id"].as_str().unwrap();
     assert_eq!(asset["live_stream_id"], stream.id.as_str());
     // The same object as the API's `data`.
-    let api = request(
-        gw.http.unwrap(),
-        "GET",
-        &format!("/video/v1/assets/{id}"),
-        Some((
-            testkit::gateway::TEST_TOKEN_ID,
-            testkit::gateway::TEST_TOKEN_SECRET,
-        )),
-        None,
-    )
-    .unwrap();
-    let api: Value = serde_json::from_slice(&api.body).unwrap();
-    assert_eq!(gw.cli(&["assets", "get", id]), api["data"]);
-    assert_eq!(api["data"], asset);
+    let api = api_data(&gw, &format!("/assets/{id}"));
+    assert_eq!(gw.cli(&["assets", "get", id]), api);
+    assert_eq!(api, asset);
 
     let updated = gw.cli(&[
         "assets",

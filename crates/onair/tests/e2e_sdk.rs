@@ -212,6 +212,14 @@ fn rtmp_url(gw: &Gateway, key: &Value) -> String {
     format!("rtmp://{}/app/{}", gw.rtmp.unwrap(), key.as_str().unwrap())
 }
 
+/// The `"type": "video"` entry of a track list.
+fn video_track(tracks: &Value) -> &Value {
+    tracks
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["type"] == "video"))
+        .unwrap_or_else(|| panic!("no video track in {tracks}"))
+}
+
 /// What the session measures about a broadcast's media (duration, tracks, one
 /// `recording_times` entry per connection), as the asset shows it: `connections` content
 /// entries, a duration, and the fixture's 1280x720 video.
@@ -223,11 +231,7 @@ fn assert_measured_media(asset: &Value, connections: usize) {
         asset["duration"].as_f64().is_some_and(|d| d > 0.0),
         "duration: {asset}"
     );
-    let tracks = asset["tracks"].as_array().unwrap();
-    let video = tracks
-        .iter()
-        .find(|t| t["type"] == "video")
-        .unwrap_or_else(|| panic!("no video track: {asset}"));
+    let video = video_track(&asset["tracks"]);
     assert_eq!(
         (&video["max_width"], &video["max_height"]),
         (&json!(1280), &json!(720))
@@ -331,12 +335,7 @@ fn node_sdk_lists_reads_edits_and_deletes_the_asset_of_a_broadcast() {
     assert_measured_media(&asset, 2);
     let file = &info[0]["file"];
     assert_eq!(file["container_format"], "flv", "{info}");
-    let video = file["tracks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["type"] == "video")
-        .unwrap_or_else(|| panic!("no video in input info: {info}"));
+    let video = video_track(&file["tracks"]);
     assert_eq!(
         (&video["width"], &video["height"]),
         (&json!(1280), &json!(720))

@@ -3,16 +3,11 @@
 // the first step and the second (it writes a line to stdin when the broadcasts are over).
 //
 // Usage: ONAIR_URL=http://127.0.0.1:8080 TOKEN_ID=... TOKEN_SECRET=... node asset_flow.mjs
-import Mux from '@mux/mux-node';
-import readline from 'node:readline';
+import { client, next, out } from './steps.mjs';
 
 // Every asset list request the SDK makes, to see it follow `next_cursor`.
 const listRequests = [];
-const mux = new Mux({
-  tokenId: process.env.TOKEN_ID,
-  tokenSecret: process.env.TOKEN_SECRET,
-  baseURL: process.env.ONAIR_URL,
-  maxRetries: 0,
+const mux = client({
   fetch: (url, init) => {
     const u = new URL(url);
     if (u.pathname === '/video/v1/assets') listRequests.push(u.search);
@@ -21,12 +16,6 @@ const mux = new Mux({
 });
 const ls = mux.video.liveStreams;
 const assets = mux.video.assets;
-const out = (step, value) => console.log(JSON.stringify({ step, value }));
-const lines = readline.createInterface({ input: process.stdin });
-const next = async () => {
-  for await (const line of lines) return line.trim();
-  return '';
-};
 const collect = async (query) => {
   const ids = [];
   for await (const asset of assets.list(query)) ids.push(asset.id);
