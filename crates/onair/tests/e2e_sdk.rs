@@ -10,9 +10,10 @@
 //!   hosted API's lists.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Lines, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -25,12 +26,17 @@ fn start(name: &str) -> Gateway {
     Gateway::start(Path::new(env!("CARGO_BIN_EXE_onair")), name, &[])
 }
 
+/// How long one step of an SDK script may take (its HTTP calls to a local server).
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A script of `tests/sdk/node` that prints one `{"step", "value"}` line per step, and waits
-/// for a line on stdin where the test has something to do.
+/// for a line on stdin where the test has something to do. Killed when dropped, so a failed
+/// test leaves no script behind.
 struct NodeScript {
     child: Child,
     stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
+    /// Its stdout lines, read by a thread so that a step can time out.
+    lines: mpsc::Receiver<String>,
 }
 
 impl NodeScript {
@@ -47,7 +53,15 @@ impl NodeScript {
             .spawn()
             .expect("node is required (apt-get install -y nodejs)");
         let stdin = child.stdin.take().unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         NodeScript {
             child,
             stdin,
@@ -57,17 +71,20 @@ impl NodeScript {
 
     /// The value of the next step, which must be `name`.
     fn step(&mut self, name: &str, gw: &Gateway) -> Value {
-        let Some(line) = self.lines.next() else {
-            let mut stderr = String::new();
-            if let Some(mut pipe) = self.child.stderr.take() {
-                let _ = pipe.read_to_string(&mut stderr);
+        let line = match self.lines.recv_timeout(STEP_TIMEOUT) {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = self.child.kill();
+                let mut stderr = String::new();
+                if let Some(mut pipe) = self.child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                panic!(
+                    "the SDK script stopped before {name} ({e}):\n{stderr}\nserver log:\n{}",
+                    gw.log()
+                );
             }
-            panic!(
-                "the SDK script stopped before {name}:\n{stderr}\nserver log:\n{}",
-                gw.log()
-            );
         };
-        let line = line.unwrap();
         let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
         assert_eq!(v["step"], name, "{v}");
         v["value"].clone()
@@ -80,6 +97,13 @@ impl NodeScript {
 
     fn finish(mut self) {
         assert!(self.child.wait().unwrap().success());
+    }
+}
+
+impl Drop for NodeScript {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -16,9 +16,13 @@ Driven by crates/onair/tests/e2e_sdk.rs:
 
 import json
 import os
+import socket
 import sys
 
 import mux_python
+
+# urllib3 (under the SDK) waits forever by default; the server is local.
+socket.setdefaulttimeout(20)
 
 
 def client():
