@@ -1,5 +1,6 @@
 //! The route handlers: live streams, their playback IDs and simulcast targets, and playback
-//! ID lookup (assets are in [`crate::assets`]). Each answers `{"data": ...}` like the hosted API, or an [`ApiError`].
+//! ID lookup (assets are in [`crate::assets`]). Each answers `{"data": ...}` like the hosted
+//! API, or an [`ApiError`].
 
 use std::collections::HashMap;
 
