@@ -71,6 +71,22 @@ pub fn sdk_node_dir() -> PathBuf {
     dir
 }
 
+/// Takes `child`'s piped stdout and sends its lines on a channel from a thread, so that a
+/// test can wait for the next one with a timeout. The thread ends with the output.
+pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader};
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 static SDK_PYTHON: Mutex<()> = Mutex::new(());
 
 /// The `python` of `tests/sdk/python/.venv`, a virtual environment holding the official
