@@ -1,5 +1,6 @@
 //! The route handlers: live streams, their playback IDs and simulcast targets, and playback
-//! ID lookup. Each answers `{"data": ...}` like the hosted API, or an [`ApiError`].
+//! ID lookup (assets are in [`crate::assets`]). Each answers `{"data": ...}` like the hosted
+//! API, or an [`ApiError`].
 
 use std::collections::HashMap;
 
@@ -10,7 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use serde_json::json;
-use store::{LiveStream, LiveStreamPatch, LiveStreamStatus, NewLiveStream, PlaybackPolicy, Store};
+use store::{
+    LiveStream, LiveStreamPatch, LiveStreamStatus, NewLiveStream, PlaybackOwner, PlaybackPolicy,
+    Store,
+};
 
 use crate::body::{decode, integral_floats, optional_string, read_object};
 use crate::error::ApiError;
@@ -26,10 +30,10 @@ pub const MAX_PAGE_LIMIT: u32 = 100;
 /// Fields the hosted API types as JSON numbers that the store keeps in whole seconds.
 const WHOLE_SECONDS_FIELDS: &[&str] = &["reconnect_window", "max_continuous_duration"];
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
 /// `{"data": value}` with `status`.
-fn data(status: StatusCode, value: impl Serialize) -> ApiResult {
+pub(crate) fn data(status: StatusCode, value: impl Serialize) -> ApiResult {
     Ok((status, Json(json!({ "data": value }))).into_response())
 }
 
@@ -38,7 +42,7 @@ fn empty_data() -> ApiResult {
     data(StatusCode::OK, json!({}))
 }
 
-fn no_content() -> ApiResult {
+pub(crate) fn no_content() -> ApiResult {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -77,7 +81,9 @@ pub(crate) async fn create_live_stream(
     data(StatusCode::CREATED, api.present(stream))
 }
 
-fn parse_page_param(
+/// A positive integer query parameter `name` (1..=`max`, `default` when absent); `400`
+/// naming it otherwise.
+pub(crate) fn parse_page_param(
     query: &HashMap<String, String>,
     name: &'static str,
     default: u32,
@@ -233,8 +239,25 @@ pub(crate) async fn enable_live_stream(
 
 // ---- playback IDs ----
 
-fn playback_id_not_found() -> ApiError {
+pub(crate) fn playback_id_not_found() -> ApiError {
     ApiError::NotFound("playback ID not found".to_owned())
+}
+
+/// The `policy` of a create-playback-ID body (`public`, `signed` or `drm`; default `public`).
+pub(crate) async fn read_policy(
+    api: &ApiState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<PlaybackPolicy, ApiError> {
+    let object = read_object(headers, body, api.config().max_body_bytes).await?;
+    match optional_string(&object, "policy")? {
+        None => Ok(PlaybackPolicy::Public),
+        Some(name) => PlaybackPolicy::parse(&name).ok_or_else(|| {
+            ApiError::InvalidParameters(format!(
+                "invalid policy: unknown playback policy {name:?} (expected public, signed or drm)"
+            ))
+        }),
+    }
 }
 
 /// `POST /live-streams/{id}/playback-ids` with `{"policy": "public" | "signed" | "drm"}`
@@ -245,15 +268,7 @@ pub(crate) async fn create_playback_id(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let object = read_object(&headers, body, api.config().max_body_bytes).await?;
-    let policy = match optional_string(&object, "policy")? {
-        None => PlaybackPolicy::Public,
-        Some(name) => PlaybackPolicy::parse(&name).ok_or_else(|| {
-            ApiError::InvalidParameters(format!(
-                "invalid policy: unknown playback policy {name:?} (expected public, signed or drm)"
-            ))
-        })?,
-    };
+    let policy = read_policy(&api, &headers, body).await?;
     let playback_id = api.store().add_playback_id(&id, policy).await?;
     api.sessions().playback_id_added(&id, &playback_id.id);
     data(StatusCode::CREATED, playback_id)
@@ -284,22 +299,27 @@ pub(crate) async fn delete_playback_id(
     no_content()
 }
 
-/// `GET /playback-ids/{playback_id}`: what a playback ID belongs to.
+/// `GET /playback-ids/{playback_id}`: what a playback ID belongs to, a live stream or an
+/// asset.
 pub(crate) async fn lookup_playback_id(
     State(api): State<ApiState>,
     ApiPath(playback_id): ApiPath<String>,
 ) -> ApiResult {
-    let (stream, playback_id) = api
+    let owner = api
         .store()
-        .find_by_playback_id(&playback_id)
+        .playback_owner(&playback_id)
         .await?
         .ok_or_else(playback_id_not_found)?;
+    let (kind, owner_id, playback_id) = match owner {
+        PlaybackOwner::LiveStream { id, playback_id } => ("live_stream", id, playback_id),
+        PlaybackOwner::Asset { id, playback_id } => ("asset", id, playback_id),
+    };
     data(
         StatusCode::OK,
         json!({
             "id": playback_id.id,
             "policy": playback_id.policy,
-            "object": { "type": "live_stream", "id": stream.id },
+            "object": { "type": kind, "id": owner_id },
         }),
     )
 }

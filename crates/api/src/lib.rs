@@ -35,7 +35,15 @@
 //! | `POST /live-streams/{id}/simulcast-targets` | `201`, `{"id", "url", "stream_key", "passthrough", "status": "idle"}` |
 //! | `GET /live-streams/{id}/simulcast-targets/{target_id}` | `200`, the target |
 //! | `DELETE /live-streams/{id}/simulcast-targets/{target_id}` | `204` |
-//! | `GET /playback-ids/{playback_id}` | `200`, `{"id", "policy", "object": {"type": "live_stream", "id"}}` |
+//! | `GET /assets?limit=&page=&cursor=&live_stream_id=` | `200`, `{"data": [assets], "next_cursor"}`, newest first (`limit` 25 by default, at most 100; `next_cursor` is `null` on the last page) |
+//! | `GET /assets/{id}` | `200`, the asset |
+//! | `PATCH /assets/{id}` | `200`, the asset with its new `passthrough` / `meta` |
+//! | `DELETE /assets/{id}` | `204`; its playback IDs and its recording on disk go too; `409` while its broadcast goes on |
+//! | `GET /assets/{id}/input-info` | `200`, `[{"settings": {}, "file": {"container_format", "tracks"}}]` |
+//! | `POST /assets/{id}/playback-ids` | `201`, `{"id", "policy"}` |
+//! | `GET /assets/{id}/playback-ids/{playback_id}` | `200`, `{"id", "policy"}` |
+//! | `DELETE /assets/{id}/playback-ids/{playback_id}` | `204` |
+//! | `GET /playback-ids/{playback_id}` | `200`, `{"id", "policy", "object": {"type": "live_stream" \| "asset", "id"}}` |
 //!
 //! Two routes under `/system/v1`, behind the same gate:
 //!
@@ -51,7 +59,9 @@
 //! Every success is wrapped like the hosted API: `{"data": ...}`; every response (errors
 //! included) has `Cache-Control: no-store`, as they carry stream keys. Request bodies are the
 //! seeds' fields ([`store::NewLiveStream`], [`store::LiveStreamPatch`]); unknown fields are
-//! ignored, as the hosted API accepts fields this gateway does not implement.
+//! ignored, as the hosted API accepts fields this gateway does not implement. An asset's
+//! `PATCH` ([`store::AssetPatch`]) is the exception: it has only `passthrough` and `meta`, and
+//! refuses any other field (`400` naming it) rather than ignore a misplaced one.
 //!
 //! Simulcast targets (in a create body or through their routes) are validated and kept **in
 //! memory** in this crate until the store has operations for them: they are returned in the
@@ -103,6 +113,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+mod assets;
 mod auth;
 mod body;
 mod config;
@@ -239,8 +250,10 @@ impl ApiState {
 
 /// The API's routes under [`PATH_PREFIX`], ready to serve or to merge with other routers.
 pub fn router(state: ApiState) -> Router {
+    use assets as a;
     use handlers as h;
     const LS: &str = "/video/v1/live-streams/{live_stream_id}";
+    const ASSET: &str = "/video/v1/assets/{asset_id}";
     Router::new()
         .route(
             "/video/v1/live-streams",
@@ -268,6 +281,22 @@ pub fn router(state: ApiState) -> Router {
         .route(
             &format!("{LS}/simulcast-targets/{{simulcast_target_id}}"),
             get(h::get_simulcast_target).delete(h::delete_simulcast_target),
+        )
+        .route("/video/v1/assets", get(a::list_assets))
+        .route(
+            ASSET,
+            get(a::get_asset)
+                .patch(a::update_asset)
+                .delete(a::delete_asset),
+        )
+        .route(&format!("{ASSET}/input-info"), get(a::input_info))
+        .route(
+            &format!("{ASSET}/playback-ids"),
+            post(a::create_playback_id),
+        )
+        .route(
+            &format!("{ASSET}/playback-ids/{{playback_id}}"),
+            get(a::get_playback_id).delete(a::delete_playback_id),
         )
         .route(
             "/video/v1/playback-ids/{playback_id}",

@@ -891,7 +891,7 @@ async fn unknown_ids_and_routes() {
         ),
         ("GET", v1("/playback-ids/doesNotExist"), Value::Null),
         // Routes this gateway does not have.
-        ("GET", v1("/assets"), Value::Null),
+        ("GET", v1("/uploads"), Value::Null),
         (
             "GET",
             v1(&format!("/live-streams/{id}/nothing")),
@@ -1157,7 +1157,9 @@ async fn merges_with_the_playback_routes() {
     let r = get("/video/v1/live-streams", auth.clone()).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json(), json!({ "data": [] }));
-    get("/video/v1/assets", auth)
+    let r = get("/video/v1/assets", auth.clone()).await;
+    assert_eq!(r.json(), json!({ "data": [], "next_cursor": null }));
+    get("/video/v1/uploads", auth)
         .await
         .assert_error(404, "not_found");
 }

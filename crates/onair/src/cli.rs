@@ -1,8 +1,9 @@
 //! The management commands.
 //!
-//! - `onair live-streams ...` are clients of the server's REST API (`--api-url`,
-//!   `--access-token` / `ONAIR_ACCESS_TOKEN`): each prints the `data` the API answered, the
-//!   live stream object of the seeds, so what the CLI shows is exactly what the API says.
+//! - `onair live-streams ...` and `onair assets ...` are clients of the server's REST API
+//!   (`--api-url`, `--access-token` / `ONAIR_ACCESS_TOKEN`): each prints the `data` the API
+//!   answered (`assets list`: the whole page, with its `next_cursor`), so what the CLI shows
+//!   is exactly what the API says.
 //! - `onair access-tokens ...` manage the tokens in the data directory's database directly
 //!   (they are how the API is reached in the first place; SQLite allows it while the server
 //!   runs). Only a salted hash of each secret is stored; `create` shows the secret once.
@@ -101,14 +102,140 @@ pub enum LiveStreamsCommand {
 
 /// Runs a live-streams command against the API.
 pub fn run_live_streams(command: LiveStreamsCommand, api: &ApiArgs) -> Result<()> {
-    let token = api
-        .access_token
-        .as_deref()
-        .context("an access token is needed: --access-token ID:SECRET or ONAIR_ACCESS_TOKEN")?;
-    let client = ApiClient::new(&api.api_url, token)?;
-    let data = execute(&client, command)?;
+    let data = execute(&api.client()?, command)?;
     println!("{}", serde_json::to_string_pretty(&data)?);
     Ok(())
+}
+
+impl ApiArgs {
+    fn client(&self) -> Result<ApiClient> {
+        let token = self
+            .access_token
+            .as_deref()
+            .context("an access token is needed: --access-token ID:SECRET or ONAIR_ACCESS_TOKEN")?;
+        ApiClient::new(&self.api_url, token)
+    }
+}
+
+/// The assets commands (an asset is the recording of one broadcast).
+#[derive(Debug, Subcommand)]
+pub enum AssetsCommand {
+    /// List assets, newest first: prints `{"data": [...], "next_cursor": ...}`; pass
+    /// `next_cursor` to --cursor for the next page.
+    List {
+        /// Assets per page (1..=100).
+        #[arg(long, default_value_t = 25)]
+        limit: u32,
+        /// Page number, from 1 (ignored with --cursor).
+        #[arg(long)]
+        page: Option<u32>,
+        /// Where the page starts: the `next_cursor` of the page before.
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Only the assets of this live stream.
+        #[arg(long)]
+        live_stream_id: Option<String>,
+    },
+    /// Show one asset.
+    Get {
+        /// The asset ID.
+        id: String,
+    },
+    /// Change an asset's passthrough or meta (the given meta fields replace the old meta).
+    Update {
+        /// The asset ID.
+        id: String,
+        /// Arbitrary metadata (at most 255 characters; empty clears it).
+        #[arg(long)]
+        passthrough: Option<String>,
+        /// `meta.title`.
+        #[arg(long)]
+        title: Option<String>,
+        /// `meta.creator_id`.
+        #[arg(long)]
+        creator_id: Option<String>,
+        /// `meta.external_id`.
+        #[arg(long)]
+        external_id: Option<String>,
+    },
+    /// Delete an asset and its recording (refused while its broadcast goes on).
+    Delete {
+        /// The asset ID.
+        id: String,
+    },
+}
+
+/// Runs an assets command against the API.
+pub fn run_assets(command: AssetsCommand, api: &ApiArgs) -> Result<()> {
+    let client = api.client()?;
+    let path = |id: &str| format!("/assets/{}", path_segment(id));
+    let value = match command {
+        AssetsCommand::List {
+            limit,
+            page,
+            cursor,
+            live_stream_id,
+        } => {
+            let mut query = format!("?limit={limit}");
+            if let Some(page) = page {
+                query.push_str(&format!("&page={page}"));
+            }
+            for (name, value) in [("cursor", cursor), ("live_stream_id", live_stream_id)] {
+                if let Some(value) = value {
+                    query.push_str(&format!("&{name}={}", path_segment(&value)));
+                }
+            }
+            // The whole page: `next_cursor` is how to get the next one.
+            client.call("GET", &format!("/assets{query}"), None)?
+        }
+        AssetsCommand::Get { id } => client.call("GET", &path(&id), None)?["data"].take(),
+        AssetsCommand::Update {
+            id,
+            passthrough,
+            title,
+            creator_id,
+            external_id,
+        } => {
+            let mut body = json!({});
+            if let Some(p) = passthrough {
+                body["passthrough"] = json!(p);
+            }
+            let mut meta = serde_json::Map::new();
+            for (name, value) in [
+                ("title", title),
+                ("creator_id", creator_id),
+                ("external_id", external_id),
+            ] {
+                if let Some(value) = value {
+                    meta.insert(name.to_owned(), json!(value));
+                }
+            }
+            if !meta.is_empty() {
+                body["meta"] = Value::Object(meta);
+            }
+            client.call("PATCH", &path(&id), Some(&body))?["data"].take()
+        }
+        AssetsCommand::Delete { id } => {
+            client.call("DELETE", &path(&id), None)?;
+            json!({ "deleted": id })
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
+}
+
+/// `value` with everything but unreserved URL characters percent-encoded, for a path segment
+/// or a query value.
+fn path_segment(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn execute(client: &ApiClient, command: LiveStreamsCommand) -> Result<Value> {
@@ -298,5 +425,17 @@ pub fn run_webhooks(command: WebhooksCommand) -> Result<()> {
             event.id
         ),
         Err(reason) => bail!("sending {} to {target}: {reason}", event.event_type),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_segment;
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(path_segment("Ab9-_.~"), "Ab9-_.~");
+        assert_eq!(path_segment("a b/c?d&e"), "a%20b%2Fc%3Fd%26e");
+        assert_eq!(path_segment("é"), "%C3%A9");
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! - `onair serve`: the gateway (RTMP, RTMPS, HTTP playback).
 //! - `onair live-streams ...`: manage live streams through the REST API (prints JSON).
+//! - `onair assets list|get|update|delete`: manage assets through the REST API (prints JSON).
 //! - `onair access-tokens ...`: create, list and revoke API access tokens.
 //! - `onair webhooks test URL --secret S`: send one signed sample webhook to a receiver.
 //! - `onair remux`: package an FLV file into HLS with the live pipeline.
@@ -46,6 +47,14 @@ enum Command {
         #[command(subcommand)]
         command: cli::LiveStreamsCommand,
     },
+    /// Manage assets (the recordings of broadcasts) through the server's REST API (prints
+    /// JSON).
+    Assets {
+        #[command(flatten)]
+        api: cli::ApiArgs,
+        #[command(subcommand)]
+        command: cli::AssetsCommand,
+    },
     /// Manage API access tokens in the data directory (works while the server runs).
     #[command(subcommand)]
     AccessTokens(cli::AccessTokensCommand),
@@ -76,6 +85,7 @@ fn main() -> Result<()> {
             serve::run(settings)
         }
         Command::LiveStreams { api, command } => cli::run_live_streams(command, &api),
+        Command::Assets { api, command } => cli::run_assets(command, &api),
         Command::AccessTokens(command) => {
             cli::run_access_tokens(command, &file.data_dir(cli.data_dir.as_deref()))
         }

@@ -160,7 +160,8 @@ impl SessionManager {
         &self.inner.store
     }
 
-    pub(crate) fn config(&self) -> &SessionConfig {
+    /// Its settings (the API removes a deleted asset's media under `recordings_dir`).
+    pub fn config(&self) -> &SessionConfig {
         &self.inner.config
     }
 

@@ -2,7 +2,6 @@
 //! a private data directory, the addresses read back from the startup lines, and SIGTERM on
 //! drop.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -87,15 +86,7 @@ impl Gateway {
             .stderr(Stdio::from(stderr))
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = crate::stdout_lines(&mut child);
         let mut gateway = Gateway {
             child,
             binary: binary.to_path_buf(),

@@ -71,6 +71,65 @@ pub fn sdk_node_dir() -> PathBuf {
     dir
 }
 
+/// Takes `child`'s piped stdout and sends its lines on a channel from a thread, so that a
+/// test can wait for the next one with a timeout. The thread ends with the output.
+pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader};
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+static SDK_PYTHON: Mutex<()> = Mutex::new(());
+
+/// The `python` of `tests/sdk/python/.venv`, a virtual environment holding the official
+/// Python SDK (`mux_python`, pinned in `tests/sdk/python/requirements.txt`). Made with
+/// `python3 -m venv` and pip when it is missing or its requirements changed (`.ci/run` does
+/// the same, and both write `.venv/.installed`). Panics, with what to install, when python3,
+/// its venv module or the install fails.
+pub fn sdk_python() -> PathBuf {
+    let dir = workspace_root().join("tests/sdk/python");
+    let requirements = dir.join("requirements.txt");
+    let wanted = std::fs::read(&requirements).unwrap();
+    let venv = dir.join(".venv");
+    let python = venv.join("bin/python");
+    let stamp = venv.join(".installed");
+    let _guard = SDK_PYTHON.lock().unwrap_or_else(|e| e.into_inner());
+    if python.exists() && std::fs::read(&stamp).ok().as_deref() == Some(wanted.as_slice()) {
+        return python;
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .expect("python3 is required for the Python SDK tests (apt-get install -y python3 python3-venv)");
+    assert!(
+        status.success(),
+        "python3 -m venv {} failed: apt-get install -y python3-venv, or run .ci/run",
+        venv.display()
+    );
+    let status = Command::new(venv.join("bin/pip"))
+        .args(["install", "--disable-pip-version-check", "-q", "-r"])
+        .arg(&requirements)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "pip install -r {} failed",
+        requirements.display()
+    );
+    std::fs::write(&stamp, &wanted).unwrap();
+    python
+}
+
 /// The directory holding the generated fixtures, generating them on first use.
 pub fn fixtures_dir() -> PathBuf {
     let root = workspace_root();

@@ -3,22 +3,10 @@
 // media with the key the SDK returned between steps.
 //
 // Usage: ONAIR_URL=http://127.0.0.1:8080 TOKEN_ID=... TOKEN_SECRET=... node live_stream_flow.mjs
-import Mux from '@mux/mux-node';
-import readline from 'node:readline';
+import { client, next, out } from './steps.mjs';
 
-const mux = new Mux({
-  tokenId: process.env.TOKEN_ID,
-  tokenSecret: process.env.TOKEN_SECRET,
-  baseURL: process.env.ONAIR_URL,
-  maxRetries: 0,
-});
+const mux = client();
 const ls = mux.video.liveStreams;
-const out = (step, value) => console.log(JSON.stringify({ step, value }));
-const lines = readline.createInterface({ input: process.stdin });
-const next = async () => {
-  for await (const line of lines) return line.trim();
-  return '';
-};
 
 const created = await ls.create({
   playback_policies: ['public'],
