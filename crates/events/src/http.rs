@@ -184,28 +184,87 @@ mod tests {
         assert_eq!(hits.load(Ordering::SeqCst), 1, "the redirect was followed");
     }
 
-    #[tokio::test]
-    async fn an_endless_answer_is_cut_short() {
-        let (url, _) = server(|mut s| async move {
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-                .await;
-            let chunk = format!("{:x}\r\n{}\r\n", 65536, "x".repeat(65536));
-            // Far more than anyone should read, as fast as the peer takes it.
-            for _ in 0..100_000 {
-                if s.write_all(chunk.as_bytes()).await.is_err() {
+    /// A server that answers every request with `head`, then `piece(0)`, `piece(1)`, ... up
+    /// to `pieces`, as fast as the peer takes them, until the peer hangs up.
+    async fn flooding(head: &'static [u8], pieces: u32, piece: fn(u32) -> Vec<u8>) -> Url {
+        let (url, _) = server(move |mut s| async move {
+            if s.write_all(head).await.is_err() {
+                return;
+            }
+            for i in 0..pieces {
+                if s.write_all(&piece(i)).await.is_err() {
                     return;
                 }
             }
         })
         .await;
+        url
+    }
+
+    /// [`post`], which must end well before the attempt timeout.
+    async fn post_quickly(url: &Url) -> AttemptResult {
         let started = Instant::now();
-        assert_eq!(post(&url).await, Ok(200));
+        let result = post(url).await;
         assert!(
             started.elapsed() < Duration::from_millis(450),
-            "{:?}",
+            "{:?}: {result:?}",
             started.elapsed()
         );
+        result
+    }
+
+    #[tokio::test]
+    async fn endless_and_huge_answers_are_cut_short() {
+        // Far more than anyone should read.
+        let endless = flooding(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            100_000,
+            |_| format!("{:x}\r\n{}\r\n", 65536, "x".repeat(65536)).into_bytes(),
+        )
+        .await;
+        assert_eq!(post_quickly(&endless).await, Ok(200));
+        // 50 MB with a failure status: still only the status counts.
+        let huge = flooding(
+            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 52428800\r\n\r\n",
+            800,
+            |_| vec![b'x'; 65536],
+        )
+        .await;
+        assert_eq!(post_quickly(&huge).await, Ok(500));
+    }
+
+    #[tokio::test]
+    async fn an_endless_head_is_a_failed_attempt() {
+        let url = flooding(b"HTTP/1.1 200 OK\r\n", 1_000_000, |i| {
+            format!("x-junk-{i}: {}\r\n", "y".repeat(100)).into_bytes()
+        })
+        .await;
+        // hyper refuses a head past its limits: a failed attempt, not a 200 or a timeout.
+        let err = post_quickly(&url).await.unwrap_err();
+        assert!(!err.contains("no answer within"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_never_reads_the_request_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/hook", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move {
+            // Accepted and held, never read: the request stays in the socket buffers (or,
+            // larger than them, cannot be written at all).
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        for size in [100, 8 * 1024 * 1024] {
+            let started = Instant::now();
+            let err = transport()
+                .post(&url, "t=1,v1=00", Bytes::from(vec![b' '; size]))
+                .await
+                .unwrap_err();
+            assert!(err.contains("no answer within"), "{size}: {err}");
+            assert!(started.elapsed() < Duration::from_secs(2), "{size}");
+        }
     }
 
     #[tokio::test]

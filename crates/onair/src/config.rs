@@ -163,7 +163,25 @@ impl FileConfig {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
+        FileConfig::parse(&text).with_context(|| format!("invalid config {}", path.display()))
+    }
+
+    /// Parses the file's text. An error names the line and column and says what is wrong,
+    /// but never quotes the line: toml's own message does, and the line may be a secret's
+    /// (`secret = "…` unterminated, `secert = "…"` misspelt).
+    fn parse(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| {
+            let message = e.message().trim();
+            match e.span() {
+                Some(span) => {
+                    let before = text.get(..span.start).unwrap_or(text);
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+                    anyhow::anyhow!("line {line}, column {column}: {message}")
+                }
+                None => anyhow::anyhow!("{message}"),
+            }
+        })
     }
 
     pub fn pipeline(&self, latency_flag: Option<Latency>) -> Result<PipelineSettings> {
@@ -536,5 +554,33 @@ mod tests {
             "[[webhooks]]\nurl = \"http://h/\"\nsecert = \"a\"\n"
         )
         .is_err());
+    }
+
+    #[test]
+    fn file_errors_never_quote_a_secret() {
+        for (text, at, what) in [
+            // Misspelt key: toml quotes the whole line.
+            (
+                "[[webhooks]]\nurl = \"http://h/\"\nsecert = \"TOPSECRET\"\n",
+                "line 3, column 1",
+                "unknown field `secert`",
+            ),
+            // Unterminated string.
+            (
+                "[[webhooks]]\nurl = \"http://h/\"\nsecret = \"TOPSECRET\n",
+                "line 3, column 20",
+                "invalid basic string",
+            ),
+            (
+                "[[webhooks]]\nurl = \"http://h/\"\nsecret = [\"TOPSECRET\"]\n",
+                "line 3, column 10",
+                "invalid type",
+            ),
+        ] {
+            let e = format!("{:#}", FileConfig::parse(text).unwrap_err());
+            assert!(!e.contains("TOPSECRET"), "{e}");
+            assert!(e.contains(at) && e.contains(what), "{e}");
+        }
+        assert!(FileConfig::parse("[hls]\nlive_window = 4\n").is_ok());
     }
 }

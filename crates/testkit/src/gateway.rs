@@ -176,7 +176,6 @@ impl Gateway {
     /// One column (`event_type`, `id`, ...) of a live stream's event log, in order, read from
     /// the database with the sqlite3 shell (read-only; there is no events API yet).
     pub fn event_log(&self, live_stream_id: &str, column: &str) -> Vec<String> {
-        crate::require_tool("sqlite3");
         assert!(
             column
                 .bytes()
@@ -184,24 +183,75 @@ impl Gateway {
                 && live_stream_id.bytes().all(|b| b.is_ascii_alphanumeric()),
             "event_log: unexpected column or id"
         );
+        self.sql(&format!(
+            "SELECT {column} FROM events WHERE live_stream_id = '{live_stream_id}' \
+             ORDER BY stream_seq"
+        ))
+    }
+
+    /// The rows of a read-only `query` on the database (sqlite3 shell, one line a row, columns
+    /// separated by `|`).
+    pub fn sql(&self, query: &str) -> Vec<String> {
+        crate::require_tool("sqlite3");
         let out = Command::new("sqlite3")
             .arg("-readonly")
             .arg(self.data_dir.join("onair.db"))
-            .arg(format!(
-                "SELECT {column} FROM events WHERE live_stream_id = '{live_stream_id}' \
-                 ORDER BY stream_seq"
-            ))
+            .arg(query)
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "sqlite3 could not read the event log: {}",
+            "sqlite3 could not run {query:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(str::to_owned)
             .collect()
+    }
+
+    /// Waits until live stream `id` has API status `status`; panics with the log's tail after
+    /// `timeout`.
+    pub fn wait_status(&self, id: &str, status: &str, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let now = self.status(id);
+            if now == status {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "live stream still {now}, not {status}, after {timeout:?}\n{}",
+                self.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// The last `lines` lines of the server's log, for assertion messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        format!(
+            "--- onair log, last lines ---\n{}",
+            all[all.len().saturating_sub(lines)..].join("\n")
+        )
+    }
+
+    /// The server's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's resident memory in KiB (`VmRSS` of `/proc/PID/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("/proc/PID/status (Linux only)");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in /proc/{}/status", self.pid()))
     }
 
     /// Runs the CLI and returns its raw output.
