@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use store::{Event, Store, WebhookFailure};
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -184,7 +183,11 @@ impl<S: Store, T: Transport> EndpointWorker<S, T> {
                 }
             }
         };
-        let started = Instant::now();
+        // The retry period runs from when the event happened, across restarts: a backlog
+        // older than that behind an endpoint that was down is given up after one attempt
+        // each, instead of 24 more hours per event.
+        let age =
+            || Duration::from_millis(u64::try_from(unix_ms() - event.created_at_ms).unwrap_or(0));
         let mut attempt: u32 = 0;
         loop {
             attempt = attempt.saturating_add(1);
@@ -203,7 +206,7 @@ impl<S: Store, T: Transport> EndpointWorker<S, T> {
                 Ok(status) => format!("HTTP status {status}"),
                 Err(e) => e,
             };
-            let Some(delay) = self.retry.next_delay(attempt, started.elapsed()) else {
+            let Some(delay) = self.retry.next_delay(attempt, age()) else {
                 return Outcome::GaveUp {
                     attempts: u64::from(attempt),
                     reason,
@@ -510,6 +513,47 @@ mod tests {
         assert_eq!(failures[0].reason, "HTTP status 500");
         assert!(failures[0].attempts >= 2);
         assert_eq!(h.stop().await, events[1].seq);
+    }
+
+    /// The retry period counts from when the event happened, not from the first attempt (nor
+    /// from the last restart): a backlog older than it costs one attempt per event.
+    #[tokio::test]
+    async fn a_backlog_older_than_the_retry_period_is_given_up_at_once() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        let retry = RetryPolicy {
+            give_up_after: Duration::from_millis(200),
+            ..fast()
+        };
+        // The endpoint is known (its cursor stored) but not running while events happen.
+        let endpoint = WebhookEndpoint::new("http://127.0.0.1:9/hook", "sekrit").unwrap();
+        store.webhook_cursor(endpoint.key()).await.unwrap();
+        for _ in 0..3 {
+            store
+                .create_live_stream(NewLiveStream::default())
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let h = start(&store, vec![Ok(500); 1000], retry).await;
+        until("three failures", || {
+            h.transport.sent.lock().unwrap().len() >= 3
+        })
+        .await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while store
+            .webhook_failures(h.endpoint.key())
+            .await
+            .unwrap()
+            .len()
+            < 3
+        {
+            assert!(std::time::Instant::now() < deadline, "not given up");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let failures = store.webhook_failures(h.endpoint.key()).await.unwrap();
+        assert!(failures.iter().all(|f| f.attempts == 1), "{failures:?}");
+        assert_eq!(h.transport.sent.lock().unwrap().len(), 3);
+        h.stop().await;
     }
 
     #[tokio::test]

@@ -104,7 +104,7 @@ impl WebhookEndpoint {
         &self.key
     }
 
-    /// The URL for logs: scheme, host, port and path only.
+    /// The URL for logs: scheme, host, port and path, long path segments shortened.
     pub fn display_url(&self) -> &str {
         &self.display
     }
@@ -126,12 +126,28 @@ fn endpoint_key(url: &Url) -> String {
     )
 }
 
+/// Path segments at least this long are shortened in logs: services such as Slack put the
+/// endpoint's credential in the path (`/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX`).
+const LONG_SEGMENT: usize = 16;
+
 fn display_url(url: &Url) -> String {
     let mut shown = url.clone();
     let _ = shown.set_username("");
     let _ = shown.set_password(None);
     shown.set_query(None);
     shown.set_fragment(None);
+    let path: Vec<String> = url
+        .path()
+        .split('/')
+        .map(|segment| {
+            if segment.chars().count() >= LONG_SEGMENT {
+                format!("{}...", segment.chars().take(4).collect::<String>())
+            } else {
+                segment.to_owned()
+            }
+        })
+        .collect();
+    shown.set_path(&path.join("/"));
     shown.to_string()
 }
 
@@ -183,6 +199,18 @@ mod tests {
         for secret in ["TOPSECRET", "pw", "token=t"] {
             assert!(!shown.contains(secret), "{shown}");
         }
+        // A credential in the path (Slack style) is shortened; short segments stay readable.
+        let slack = WebhookEndpoint::new(
+            "https://hooks.example.com/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX",
+            "s",
+        )
+        .unwrap();
+        assert!(
+            !slack.display_url().contains("XXXXXXXXXXXXXXXX"),
+            "{}",
+            slack.display_url()
+        );
+        assert!(slack.display_url().contains("/services/T000/B000/XXXX"));
         // The key depends on the URL only.
         let same_url =
             WebhookEndpoint::new("https://user:pw@example.com/h?token=t", "other").unwrap();

@@ -3,15 +3,15 @@
 use std::time::Duration;
 
 /// Increasing delays between attempts: `initial`, doubling up to `max`, for `give_up_after`
-/// from the first attempt (the hosted API retries for 24 hours).
+/// from when the event happened (the hosted API retries for 24 hours).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Delay after the first failure.
     pub initial: Duration,
     /// Longest delay between two attempts.
     pub max: Duration,
-    /// No new attempt starts later than this after the first one; then the event is recorded
-    /// as failed and delivery moves on.
+    /// No new attempt starts later than this after the event happened; then the event is
+    /// recorded as failed and delivery moves on.
     pub give_up_after: Duration,
 }
 
@@ -30,7 +30,7 @@ impl RetryPolicy {
     }
 
     /// The delay before the next attempt after attempt `attempt` failed `elapsed` after the
-    /// first one started; `None` when it would start after [`RetryPolicy::give_up_after`].
+    /// event happened; `None` when it would start after [`RetryPolicy::give_up_after`].
     pub fn next_delay(&self, attempt: u32, elapsed: Duration) -> Option<Duration> {
         let delay = self.delay(attempt);
         (elapsed.saturating_add(delay) <= self.give_up_after).then_some(delay)

@@ -422,7 +422,7 @@ fn official_cli_listens_and_forwards_verified_webhooks() {
     {
         let event = next_verified(&mut receiver);
         let about_it =
-            event["object"]["id"] == id.as_str() || event["live_stream_id"] == id.as_str();
+            event["object"]["id"] == id.as_str() || event["data_live_stream_id"] == id.as_str();
         assert!(about_it, "{event}");
         forwarded.push(event);
     }

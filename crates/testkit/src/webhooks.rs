@@ -133,6 +133,31 @@ impl WebhookReceiver {
             .collect()
     }
 
+    /// Waits until the acknowledged events of live stream `id` include one of type `last`;
+    /// returns them all, in arrival order.
+    pub fn wait_for(
+        &mut self,
+        gw: &Gateway,
+        id: &str,
+        last: &str,
+        timeout: Duration,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let events = self.events_of(id);
+            if events.iter().any(|e| e["type"] == last) {
+                return events;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {last} webhook within {timeout:?}; got {:?}\n{}",
+                short_types(&events),
+                gw.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Waits until the acknowledged events of live stream `id` include every event ID in
     /// `ids`; returns them all (duplicates included), in arrival order.
     pub fn wait_for_ids(

@@ -96,7 +96,6 @@ const server = http.createServer((req, res) => {
           // Asset events: the live stream the asset records.
           data_live_stream_id: event.data?.live_stream_id,
           data_created_at: event.data?.created_at,
-          live_stream_id: event.data?.live_stream_id,
           active_asset_id: event.data?.active_asset_id,
           recent_asset_ids: event.data?.recent_asset_ids,
           is_live: event.data?.is_live,
