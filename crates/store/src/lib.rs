@@ -81,6 +81,7 @@ pub use asset::{
 pub use error::{OptionExt, StoreError};
 pub use lifecycle::{
     event_type, Broadcast, BroadcastChange, Event, LifecycleRecord, LifecycleState, Transition,
+    Warning,
 };
 pub use live_stream::{
     EmbeddedSubtitle, IngestProtocol, LatencyMode, LiveStream, LiveStreamChanges, LiveStreamPatch,
@@ -353,6 +354,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         t: Transition,
     ) -> impl Future<Output = Result<Event, StoreError>> + Send;
+
+    /// Logs a non-fatal problem of live stream `live_stream_id`: [`event_type::WARNING`] with
+    /// the stream (and `warning`), then, if its current broadcast has an asset,
+    /// [`event_type::ASSET_WARNING`] with the asset (and `warning`), in one transaction.
+    /// Nothing else changes. [`StoreError::NotFound`] if the stream does not exist.
+    fn record_warning(
+        &self,
+        live_stream_id: &str,
+        warning: Warning,
+        at_ms: i64,
+    ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
 
     /// The lifecycle record of a live stream; `None` if there is no such stream.
     fn lifecycle(

@@ -41,6 +41,11 @@ pub mod event_type {
     pub const DISCONNECTED: &str = "video.live_stream.disconnected";
     /// The broadcast is over.
     pub const IDLE: &str = "video.live_stream.idle";
+    /// A non-fatal problem with a live stream (e.g. its `reconnect_slate_url` could not be
+    /// used).
+    pub const WARNING: &str = "video.live_stream.warning";
+    /// The same problem, about the asset being recorded.
+    pub const ASSET_WARNING: &str = "video.asset.warning";
     /// A broadcast recorded its first media: its asset exists (right after `recording`).
     pub const ASSET_CREATED: &str = "video.asset.created";
     /// The asset is complete and playable on demand (right after `idle`).
@@ -211,6 +216,17 @@ fn check_recording_dir(dir: &str) -> Result<(), StoreError> {
             format!("must be a relative path inside the data directory, got {dir:?}"),
         ))
     }
+}
+
+/// A non-fatal problem to report with [`Store::record_warning`](crate::Store::record_warning):
+/// `warning` in the events' data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    /// A short machine-readable kind, e.g. `slate_image_unavailable`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What happened, for people.
+    pub message: String,
 }
 
 /// One row of the event log.

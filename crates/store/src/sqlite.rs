@@ -896,6 +896,17 @@ impl Store for SqliteStore {
         Ok(event)
     }
 
+    async fn record_warning(
+        &self,
+        live_stream_id: &str,
+        warning: crate::Warning,
+        at_ms: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        let events = self.log_warning(live_stream_id, warning, at_ms).await?;
+        self.events_changed();
+        Ok(events)
+    }
+
     async fn lifecycle(&self, live_stream_id: &str) -> Result<Option<LifecycleRecord>, StoreError> {
         self.lifecycle_record(live_stream_id).await
     }

@@ -2208,3 +2208,53 @@ async fn deleting_a_live_stream_completes_its_asset_before_the_deleted_event() {
     );
     assert_eq!(last.object["duration"], 3.0);
 }
+
+#[tokio::test]
+async fn warnings_are_logged_for_the_stream_and_its_asset() {
+    let store = mem().await;
+    let ls = store
+        .create_live_stream(NewLiveStream::default())
+        .await
+        .unwrap();
+    let warning = Warning {
+        kind: "slate_image_unavailable".into(),
+        message: "cannot connect".into(),
+    };
+    // Before any broadcast: the stream's warning only.
+    let events = store
+        .record_warning(&ls.id, warning.clone(), 1_000)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, event_type::WARNING);
+    assert_eq!(
+        events[0].object["warning"]["type"],
+        "slate_image_unavailable"
+    );
+    assert_eq!(events[0].object["id"], ls.id.as_str());
+    // During a broadcast with an asset: both, the asset's second.
+    let asset_id = record_asset(&store, &ls.id, 2_000).await;
+    let events = store
+        .record_warning(&ls.id, warning.clone(), 3_000)
+        .await
+        .unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, [event_type::WARNING, event_type::ASSET_WARNING]);
+    assert_eq!(events[1].object["id"], asset_id.as_str());
+    assert_eq!(events[1].object["warning"]["message"], "cannot connect");
+    assert_eq!(events[1].stream_seq, events[0].stream_seq + 1);
+    // Nothing else changed.
+    let record = store.lifecycle(&ls.id).await.unwrap().unwrap();
+    assert_eq!(record.state, LifecycleState::Recording);
+    assert!(store
+        .get_asset(&asset_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .recording_times
+        .is_empty());
+    assert!(matches!(
+        store.record_warning("missing", warning, 4_000).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}

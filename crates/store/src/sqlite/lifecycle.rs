@@ -383,6 +383,72 @@ impl SqliteStore {
         Ok(event)
     }
 
+    pub(super) async fn log_warning(
+        &self,
+        id: &str,
+        warning: crate::Warning,
+        at_ms: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let claim = claim_stream_seq(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::not_found("live stream", id))?;
+        let state = claim.state()?;
+        let stream = load_in(&mut tx, LIVE_STREAM_BY_ID, id)
+            .await?
+            .ok_or_else(|| StoreError::Database(format!("live stream {id} vanished")))?;
+        let warning = serde_json::to_value(&warning)
+            .map_err(|e| StoreError::Database(format!("encoding the warning: {e}")))?;
+        let with_warning = |object: serde_json::Value| {
+            let mut object = object;
+            if let Some(map) = object.as_object_mut() {
+                map.insert("warning".to_owned(), warning.clone());
+            }
+            object
+        };
+        let object = serde_json::to_value(&stream)
+            .map_err(|e| StoreError::Database(format!("encoding the event object: {e}")))?;
+        let mut events = vec![
+            append_event_object(
+                &mut tx,
+                EventRecord {
+                    live_stream_id: id,
+                    object: with_warning(object),
+                    state,
+                    stream_seq: claim.last_event_seq,
+                    event_type: event_type::WARNING,
+                    broadcast_id: claim.broadcast_id.as_deref(),
+                    at_ms,
+                },
+            )
+            .await?,
+        ];
+        if let Some(b) = claim.broadcast_id.as_deref() {
+            if let Some(asset) = asset::load_in(&mut tx, b).await? {
+                let object = serde_json::to_value(&asset)
+                    .map_err(|e| StoreError::Database(format!("encoding the event object: {e}")))?;
+                let stream_seq = next_stream_seq(&mut tx, id).await?;
+                events.push(
+                    append_event_object(
+                        &mut tx,
+                        EventRecord {
+                            live_stream_id: id,
+                            object: with_warning(object),
+                            state,
+                            stream_seq,
+                            event_type: event_type::ASSET_WARNING,
+                            broadcast_id: Some(b),
+                            at_ms,
+                        },
+                    )
+                    .await?,
+                );
+            }
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(events)
+    }
+
     pub(super) async fn lifecycle_record(
         &self,
         id: &str,
