@@ -77,8 +77,8 @@ impl MediaMeter {
         }
     }
 
-    /// A connection over `protocol` delivered its first media at `now_ms`: a new `content`
-    /// entry starts.
+    /// A connection over `protocol` delivered its first media at `now_ms` (or its media took
+    /// over again from slate): a new `content` entry starts.
     pub(crate) fn handle_content_start(&mut self, protocol: IngestProtocol, now_ms: u64) {
         self.protocol.get_or_insert(protocol);
         self.entries.push((
@@ -86,6 +86,19 @@ impl MediaMeter {
                 started_at_ms: i64::try_from(now_ms).unwrap_or(i64::MAX),
                 duration_secs: 0.0,
                 kind: RecordingKind::Content,
+            },
+            self.total_ticks,
+        ));
+    }
+
+    /// Slate began at `now_ms`: a new `slate` entry starts (the segment before it was
+    /// published already).
+    pub(crate) fn handle_slate_start(&mut self, now_ms: u64) {
+        self.entries.push((
+            RecordingTime {
+                started_at_ms: i64::try_from(now_ms).unwrap_or(i64::MAX),
+                duration_secs: 0.0,
+                kind: RecordingKind::Slate,
             },
             self.total_ticks,
         ));

@@ -12,6 +12,8 @@ pub mod lifecycle;
 pub mod live;
 pub mod manager;
 mod recording;
+mod slate_control;
+mod slate_image;
 mod store_glue;
 mod timeline;
 pub mod vod;
