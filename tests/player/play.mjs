@@ -6,6 +6,8 @@
 //
 // --recover does hls.js's documented recovery (fatal NETWORK_ERROR -> hls.startLoad(),
 // fatal MEDIA_ERROR -> hls.recoverMediaError()); fatal errors are recorded either way.
+// With SCREENSHOT_DIR set, the video element is captured every SCREENSHOT_EVERY_MS (default
+// 1000) into SCREENSHOT_DIR/<t_wall>.png, so a caller can look at what a viewer saw when.
 // Exit status: 0 when a report was printed (whatever the playback did: the caller judges it),
 // 2 for bad arguments, 3 when Chromium is missing or cannot start.
 //
@@ -222,7 +224,15 @@ try {
   await page.goto(PAGE_URL);
   await page.addScriptTag({ path: HLS_JS });
   await page.evaluate(startPlayer, { url, recover, maxEvents: MAX_EVENTS });
-  await page.waitForTimeout(seconds * 1000);
+  const shots = process.env.SCREENSHOT_DIR;
+  const every = Number(process.env.SCREENSHOT_EVERY_MS || 1000);
+  const end = Date.now() + seconds * 1000;
+  while (Date.now() < end) {
+    await page.waitForTimeout(Math.max(0, Math.min(shots ? every : Infinity, end - Date.now())));
+    if (shots && Date.now() < end) {
+      await page.locator('#v').screenshot({ path: join(shots, `${Date.now()}.png`) });
+    }
+  }
   report = await page.evaluate(() => {
     window.__sample();
     return window.__report;

@@ -71,6 +71,7 @@ struct EnvironmentFileConfig {
 #[serde(default, deny_unknown_fields)]
 struct BroadcastsFileConfig {
     stale_publisher_after_secs: f64,
+    slate_after_stall_secs: f64,
 }
 
 impl Default for BroadcastsFileConfig {
@@ -78,6 +79,7 @@ impl Default for BroadcastsFileConfig {
         BroadcastsFileConfig {
             stale_publisher_after_secs: session::manager::DEFAULT_STALE_PUBLISHER_AFTER
                 .as_secs_f64(),
+            slate_after_stall_secs: 0.0,
         }
     }
 }
@@ -154,6 +156,8 @@ pub struct PipelineSettings {
     pub timestamps: TimestampConfig,
     /// A publisher silent this long loses its broadcast to a new encoder with the same key.
     pub stale_publisher_after: Duration,
+    /// Slate after a connected encoder's media stalls this long; `None`: two target durations.
+    pub slate_after_stall: Option<Duration>,
 }
 
 impl FileConfig {
@@ -217,8 +221,13 @@ impl FileConfig {
         if !(0.5..=3600.0).contains(&stale) {
             bail!("broadcasts.stale_publisher_after_secs ({stale}) must be between 0.5 and 3600");
         }
+        let stall = self.broadcasts.slate_after_stall_secs;
+        if !(stall == 0.0 || (0.5..=600.0).contains(&stall)) {
+            bail!("broadcasts.slate_after_stall_secs ({stall}) must be 0 (two target durations) or between 0.5 and 600");
+        }
         Ok(PipelineSettings {
             stale_publisher_after: Duration::from_secs_f64(stale),
+            slate_after_stall: (stall > 0.0).then(|| Duration::from_secs_f64(stall)),
             segmenter,
             window: self.hls.live_window,
             segments_in_memory,

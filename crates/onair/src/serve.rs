@@ -102,6 +102,7 @@ async fn serve(settings: ServeSettings) -> Result<()> {
     session_config.segments_in_memory = settings.pipeline.segments_in_memory;
     session_config.max_segment_duration = settings.pipeline.segmenter.max_segment_duration;
     session_config.stale_publisher_after = settings.pipeline.stale_publisher_after;
+    session_config.slate_stall_after = settings.pipeline.slate_after_stall;
     let manager = SessionManager::new(store, session_config, shutdown.clone());
     // Before any encoder can connect: broadcasts a previous run left unfinished (crash or
     // shutdown) become disconnected now and go idle after their reconnect window.

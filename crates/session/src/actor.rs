@@ -25,6 +25,7 @@ use crate::lifecycle::{JoinError, Lifecycle, Output, State};
 use crate::live::{LiveView, MemoryLimits};
 use crate::manager::SessionManager;
 use crate::recording::Recording;
+use crate::slate_feed::{self, SlateFeed};
 use crate::store_glue::{StreamInfo, TransitionRecord};
 use crate::timeline::Timeline;
 use crate::writer::TransitionWriter;
@@ -101,6 +102,11 @@ pub(crate) struct Actor {
     pub done: CancellationToken,
     /// What the asset shows about the recording.
     pub meter: MediaMeter,
+    /// Slate while the encoder is away or stalled.
+    pub slate: SlateFeed,
+    /// The current connection's media (or the encoder's media after slate) has reached the
+    /// packager: its `recording_times` entry is open.
+    pub content_started: bool,
 }
 
 /// The packager of a broadcast of `stream`.
@@ -143,12 +149,18 @@ impl Actor {
         let timer = tokio::time::sleep_until(far());
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
+        if self.publisher.is_some() {
+            self.slate.control.handle_connected(Instant::now());
+        }
         loop {
             self.apply_outputs().await;
             if self.lifecycle.is_ended() {
                 break;
             }
-            let deadline = self.lifecycle.poll_timeout();
+            let deadline = match (self.lifecycle.poll_timeout(), self.slate.control.poll_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             if deadline != armed {
                 armed = deadline;
                 timer
@@ -180,14 +192,31 @@ impl Actor {
                     None => {
                         info!("publisher disconnected");
                         self.drop_publisher().await;
-                        self.lifecycle.handle_disconnected(Instant::now());
+                        let now = Instant::now();
+                        self.lifecycle.handle_disconnected(now);
+                        if self.lifecycle.state() == State::Disconnected {
+                            let action = self.slate.control.handle_disconnected(now);
+                            self.slate_apply(action, now).await;
+                        }
                     }
                 },
                 Some(control) = self.control.recv() => self.handle_control(control).await,
+                rendered = slate_feed::rendered(&mut self.slate.rendering) => {
+                    self.slate_rendered(rendered).await;
+                }
                 () = &mut timer => {
                     armed = None;
                     timer.as_mut().reset(far());
-                    self.lifecycle.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    self.lifecycle.handle_timeout(now);
+                    let media_age = self.publisher.as_ref().map_or(Duration::ZERO, |p| {
+                        Duration::from_millis(
+                            unix_ms(SystemTime::now())
+                                .saturating_sub(p.last_media.load(Ordering::Relaxed)),
+                        )
+                    });
+                    let action = self.slate.control.handle_timeout(now, media_age);
+                    self.slate_apply(action, now).await;
                 }
                 () = &mut shutting_down => self.lifecycle.handle_shutdown(Instant::now()),
             }
@@ -202,10 +231,15 @@ impl Actor {
         }
         if self.lifecycle.state() == State::Connected && matches!(event, DemuxEvent::Frame(_)) {
             self.lifecycle.handle_media(Instant::now());
-            if let Some(p) = &self.publisher {
-                self.meter.handle_content_start(p.protocol, unix_ms(now));
-            }
         }
+        let event = if self.slate.control.is_running() {
+            match self.slate_intercept(event).await {
+                Some(event) => event,
+                None => return,
+            }
+        } else {
+            event
+        };
         if self.package(event, now).await && self.lifecycle.state() != State::Active {
             self.lifecycle.handle_segment(Instant::now());
             if self.lifecycle.state() == State::Active {
@@ -226,8 +260,18 @@ impl Actor {
         };
         let event = match event {
             DemuxEvent::Frame(mut frame) => {
+                if !self.content_started {
+                    self.content_started = true;
+                    if let Some(p) = &self.publisher {
+                        self.meter.handle_content_start(p.protocol, unix_ms(now));
+                    }
+                }
                 self.timeline.apply(&mut frame);
                 DemuxEvent::Frame(frame)
+            }
+            DemuxEvent::Config(config) => {
+                self.slate_observe_config(&config);
+                DemuxEvent::Config(config)
             }
             other => other,
         };
@@ -255,16 +299,22 @@ impl Actor {
                     old.kick.cancel();
                     self.drop_publisher().await;
                     self.lifecycle.handle_disconnected(now);
+                    self.content_started = false;
                 }
                 match self.lifecycle.handle_connected(publisher.protocol, now) {
                     Ok(()) => {
                         info!(peer = %publisher.peer, "publisher reconnected");
                         // A new connection: its timestamps start afresh (the playlists mark the
-                        // gap; the timeline continues after it).
-                        if let Some(segment) = self.packager.handle_discontinuity() {
-                            self.publish(&segment).await;
+                        // gap; the timeline continues after it). While slate runs, the switch
+                        // happens at the new connection's first keyframe instead.
+                        if !self.slate.control.is_running() {
+                            if let Some(segment) = self.packager.handle_discontinuity() {
+                                self.publish(&segment).await;
+                            }
+                            self.timeline.handle_new_connection();
                         }
-                        self.timeline.handle_new_connection();
+                        self.content_started = false;
+                        self.slate.control.handle_connected(now);
                         self.publisher = Some(publisher);
                         let _ = reply.send(Ok(()));
                     }
@@ -312,6 +362,9 @@ impl Actor {
                         media,
                     };
                     self.writer.send(record).await;
+                    if state != State::Connected {
+                        self.slate_flush_warning().await;
+                    }
                 }
                 Output::Kick(reason) => {
                     if let Some(p) = &self.publisher {
@@ -346,6 +399,7 @@ impl Actor {
     }
 
     async fn finish_recording(&mut self) {
+        self.slate_end();
         if self.restored {
             self.recording.end_restored().await;
             // What the previous run recorded after its last transition counts too.

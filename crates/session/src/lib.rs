@@ -13,6 +13,7 @@ pub mod live;
 pub mod manager;
 mod recording;
 mod slate_control;
+mod slate_feed;
 mod slate_image;
 mod store_glue;
 mod timeline;

@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
 
+use crate::slate_control::SlateControl;
+use crate::slate_feed::SlateFeed;
 use crate::actor::{self, Actor, Command, Control, Publisher, CONTROL_CHANNEL_CAPACITY};
 use crate::asset_media::MediaMeter;
 use crate::ingest::{Admission, IngestSender, PublishGrant, PublishRejection, PublishRequest};
@@ -59,6 +61,9 @@ pub struct SessionConfig {
     pub recordings_dir: PathBuf,
     /// See [`DEFAULT_STALE_PUBLISHER_AFTER`].
     pub stale_publisher_after: Duration,
+    /// Slate starts when a connected encoder's media stalls for longer than this; `None`:
+    /// two target durations of the stream.
+    pub slate_stall_after: Option<Duration>,
 }
 
 impl SessionConfig {
@@ -70,6 +75,7 @@ impl SessionConfig {
             max_segment_duration: hls::segmenter::DEFAULT_MAX_SEGMENT_DURATION,
             recordings_dir: data_dir.join("recordings"),
             stale_publisher_after: DEFAULT_STALE_PUBLISHER_AFTER,
+            slate_stall_after: None,
         }
     }
 }
@@ -310,9 +316,22 @@ impl SessionManager {
             let _in_span = span.enter();
             TransitionWriter::spawn(self.inner.store.clone(), self.inner.shutdown.clone())
         };
+        let packager = actor::packager_for(self, &stream);
+        // A restored broadcast does not record any more (a reconnect starts a new one): no
+        // slate for it.
+        let slate = SlateFeed::new(
+            SlateControl::new(
+                stream.slate && !restored,
+                self.inner
+                    .config
+                    .slate_stall_after
+                    .unwrap_or(packager.target_duration() * 2),
+            ),
+            stream.reconnect_slate_url.clone(),
+        );
         let actor = Actor {
             manager: self.clone(),
-            packager: actor::packager_for(self, &stream),
+            packager,
             stream,
             broadcast_id,
             generation,
@@ -326,6 +345,8 @@ impl SessionManager {
             writer,
             done,
             meter,
+            slate,
+            content_started: false,
         };
         self.inner.tracker.spawn(actor.run().instrument(span));
         Some(generation)

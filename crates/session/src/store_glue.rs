@@ -18,6 +18,11 @@ pub(crate) struct StreamInfo {
     pub audio_only: bool,
     pub lifecycle: LifecycleConfig,
     pub playback_ids: Vec<String>,
+    /// Slate while the encoder is away (seeds/004): a reconnect window and reduced or low
+    /// latency, or `use_slate_for_standard_latency`.
+    pub slate: bool,
+    /// The image to use as slate instead of the default one.
+    pub reconnect_slate_url: Option<String>,
 }
 
 impl From<LiveStream> for StreamInfo {
@@ -33,6 +38,9 @@ impl From<LiveStream> for StreamInfo {
                 test: s.test,
             },
             playback_ids: s.playback_ids.into_iter().map(|p| p.id).collect(),
+            slate: s.reconnect_window > 0
+                && (s.latency_mode != LatencyMode::Standard || s.use_slate_for_standard_latency),
+            reconnect_slate_url: s.reconnect_slate_url,
             stream_key: s.stream_key,
             id: s.id,
         }
@@ -150,6 +158,33 @@ pub(crate) async fn record_asset_media(
 ) {
     if let Err(e) = store.set_asset_media(asset_id, media).await {
         tracing::warn!(error = %e, "could not record the asset's media");
+    }
+}
+
+/// Logs a warning (best effort: a few tries; a warning is not worth holding up the
+/// transitions queued behind it).
+pub(crate) async fn record_warning(
+    store: &store::SqliteStore,
+    live_stream_id: &str,
+    warning: store::Warning,
+    at_ms: i64,
+) {
+    let mut delay = crate::writer::FIRST_RETRY;
+    for attempt in 1..=3 {
+        match store
+            .record_warning(live_stream_id, warning.clone(), at_ms)
+            .await
+        {
+            Ok(_) => return,
+            Err(store::StoreError::NotFound { .. }) => return,
+            Err(e) if attempt == 3 => {
+                tracing::warn!(error = %e, "could not record a warning");
+            }
+            Err(_) => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
     }
 }
 

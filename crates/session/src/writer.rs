@@ -36,6 +36,12 @@ enum Job {
     /// Answered once everything before it is written (an API call that returns when its
     /// effect is visible).
     Barrier(oneshot::Sender<()>),
+    /// A warning of the live stream (and its asset), after the transitions before it.
+    Warning {
+        live_stream_id: String,
+        warning: store::Warning,
+        at_ms: i64,
+    },
 }
 
 /// The sending side; [`TransitionWriter::finish`] waits until everything sent is written.
@@ -57,6 +63,18 @@ impl TransitionWriter {
     pub(crate) async fn send(&self, record: TransitionRecord) {
         if self.tx.send(Job::Write(record)).await.is_err() {
             warn!("the lifecycle writer has stopped; transition not recorded");
+        }
+    }
+
+    /// Queues a warning, to be logged after the transitions queued before it.
+    pub(crate) async fn send_warning(&self, live_stream_id: &str, warning: store::Warning, at_ms: i64) {
+        let job = Job::Warning {
+            live_stream_id: live_stream_id.to_owned(),
+            warning,
+            at_ms,
+        };
+        if self.tx.send(job).await.is_err() {
+            warn!("the lifecycle writer has stopped; warning not recorded");
         }
     }
 
@@ -82,6 +100,14 @@ async fn run(store: store::SqliteStore, mut rx: mpsc::Receiver<Job>, shutdown: C
             Job::Write(record) => record,
             Job::Barrier(reply) => {
                 let _ = reply.send(());
+                continue;
+            }
+            Job::Warning {
+                live_stream_id,
+                warning,
+                at_ms,
+            } => {
+                store_glue::record_warning(&store, &live_stream_id, warning, at_ms).await;
                 continue;
             }
         };

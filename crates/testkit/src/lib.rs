@@ -399,3 +399,28 @@ pub fn concat(segments: &[Segment]) -> Bytes {
     }
     all.freeze()
 }
+
+/// How different the picture in `screenshot` (a PNG) is from `image` (PNG or JPEG bytes):
+/// `image` is scaled to the screenshot's size and the mean absolute difference of the RGB
+/// channels (0 to 255) is returned. A player showing `image` full frame scores a few units
+/// (scaling, video compression); another picture scores tens.
+pub fn image_difference(screenshot: &Path, image: &[u8]) -> f64 {
+    let shot = image::open(screenshot)
+        .unwrap_or_else(|e| panic!("{}: {e}", screenshot.display()))
+        .to_rgb8();
+    let reference = image::load_from_memory(image)
+        .unwrap()
+        .resize_exact(
+            shot.width(),
+            shot.height(),
+            image::imageops::FilterType::Triangle,
+        )
+        .to_rgb8();
+    let total: u64 = shot
+        .as_raw()
+        .iter()
+        .zip(reference.as_raw())
+        .map(|(a, b)| u64::from(a.abs_diff(*b)))
+        .sum();
+    total as f64 / shot.as_raw().len().max(1) as f64
+}

@@ -10,7 +10,7 @@
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -250,6 +250,22 @@ pub struct PlayerHandle {
 /// `recover` does hls.js's standard recovery from fatal network and media errors (they are
 /// still reported).
 pub fn spawn_hls_js(url: &str, seconds: u32, recover: bool) -> PlayerHandle {
+    spawn(url, seconds, recover, None)
+}
+
+/// Like [`spawn_hls_js`] (with recovery), also capturing the video element every `every` into
+/// `shots/<unix ms>.png`, to look at what a viewer saw at a given moment.
+pub fn spawn_hls_js_with_screenshots(
+    url: &str,
+    seconds: u32,
+    shots: &Path,
+    every: Duration,
+) -> PlayerHandle {
+    std::fs::create_dir_all(shots).unwrap();
+    spawn(url, seconds, true, Some((shots, every)))
+}
+
+fn spawn(url: &str, seconds: u32, recover: bool, shots: Option<(&Path, Duration)>) -> PlayerHandle {
     let dir = player_dir();
     let mut command = Command::new("node");
     command
@@ -265,6 +281,11 @@ pub fn spawn_hls_js(url: &str, seconds: u32, recover: bool) -> PlayerHandle {
         .stderr(Stdio::piped());
     if recover {
         command.arg("--recover");
+    }
+    if let Some((shots, every)) = shots {
+        command
+            .env("SCREENSHOT_DIR", shots)
+            .env("SCREENSHOT_EVERY_MS", every.as_millis().to_string());
     }
     let mut child = command
         .spawn()
