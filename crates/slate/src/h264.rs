@@ -103,6 +103,7 @@ pub(crate) fn encode_gop(
         // Periodic IDRs are the run's business (each GOP cycle starts with the IDR).
         .intra_frame_period(IntraFramePeriod::from_num_frames(frames as u32))
         .num_threads(1)
+        .complexity(openh264::encoder::Complexity::Low)
         .vui(VuiConfig::bt709());
     let mut encoder =
         Encoder::with_api_config(OpenH264API::from_source(), config).map_err(encoder_error)?;

@@ -233,15 +233,7 @@ fn taps(src: usize, dst: usize) -> Vec<Taps> {
 }
 
 fn resize(picture: &Rgb, width: usize, height: usize) -> Rgb {
-    let apply = |taps: &Taps, sample: &dyn Fn(usize) -> u8| -> u8 {
-        let v: f32 = taps
-            .weights
-            .iter()
-            .enumerate()
-            .map(|(i, w)| f32::from(sample(taps.start + i)) * w)
-            .sum();
-        v.round().clamp(0.0, 255.0) as u8
-    };
+    let to_u8 = |v: f32| v.round().clamp(0.0, 255.0) as u8;
     // Horizontally first, into an 8-bit intermediate of the source's height.
     let x_taps = taps(picture.width, width);
     let mut wide = vec![0u8; picture.height * width * 3];
@@ -250,17 +242,34 @@ fn resize(picture: &Rgb, width: usize, height: usize) -> Rgb {
         .chunks_exact(picture.width * 3)
         .zip(wide.chunks_exact_mut(width * 3))
     {
-        for (x, t) in x_taps.iter().enumerate() {
-            for c in 0..3 {
-                dst_row[x * 3 + c] = apply(t, &|i| src_row[i * 3 + c]);
+        for (t, out) in x_taps.iter().zip(dst_row.chunks_exact_mut(3)) {
+            let src = &src_row[t.start * 3..(t.start + t.weights.len()) * 3];
+            let mut acc = [0f32; 3];
+            for (w, p) in t.weights.iter().zip(src.chunks_exact(3)) {
+                acc[0] += f32::from(p[0]) * w;
+                acc[1] += f32::from(p[1]) * w;
+                acc[2] += f32::from(p[2]) * w;
             }
+            out.copy_from_slice(&acc.map(to_u8));
         }
     }
-    let y_taps = taps(picture.height, height);
-    let mut out = vec![0u8; width * height * 3];
-    for (y, t) in y_taps.iter().enumerate() {
-        for i in 0..width * 3 {
-            out[y * width * 3 + i] = apply(t, &|row| wide[row * width * 3 + i]);
+    // Then vertically, a whole row at a time.
+    let row_len = width * 3;
+    let mut out = vec![0u8; height * row_len];
+    let mut acc = vec![0f32; row_len];
+    for (t, dst_row) in taps(picture.height, height)
+        .iter()
+        .zip(out.chunks_exact_mut(row_len))
+    {
+        acc.fill(0.0);
+        for (i, w) in t.weights.iter().enumerate() {
+            let src_row = &wide[(t.start + i) * row_len..(t.start + i + 1) * row_len];
+            for (a, &p) in acc.iter_mut().zip(src_row) {
+                *a += f32::from(p) * w;
+            }
+        }
+        for (d, &a) in dst_row.iter_mut().zip(&acc) {
+            *d = to_u8(a);
         }
     }
     Rgb {
