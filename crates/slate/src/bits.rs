@@ -1,8 +1,9 @@
 //! Bit-level writing (and the little reading the SPS rewrite needs) of H.264 and AAC syntax:
 //! most-significant bit first, Exp-Golomb codes, and emulation prevention for NAL units.
 //!
-//! `media` has its own private reader for parsing peer input; this one also writes, and reads
-//! only the encoder's own output, whose layout is known.
+//! `media` has its own private reader for parsing peer input (and exports the removal of
+//! emulation prevention, `media::annexb::rbsp`); this one also writes, and reads only the
+//! encoder's own output, whose layout is known.
 
 use crate::error::SlateError;
 
@@ -132,21 +133,6 @@ impl<'a> BitReader<'a> {
     }
 }
 
-/// Removes emulation-prevention bytes (`00 00 03` -> `00 00`).
-pub(crate) fn to_rbsp(nal: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(nal.len());
-    let mut zeros = 0;
-    for &b in nal {
-        if zeros >= 2 && b == 3 {
-            zeros = 0;
-            continue;
-        }
-        zeros = if b == 0 { zeros + 1 } else { 0 };
-        out.push(b);
-    }
-    out
-}
-
 /// Inserts emulation-prevention bytes so that no `00 00 0x` (x <= 3) appears.
 pub(crate) fn from_rbsp(rbsp: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(rbsp.len() + rbsp.len() / 64);
@@ -192,6 +178,6 @@ mod tests {
             escaped,
             [0, 0, 3, 0, 0, 3, 0, 1, 0, 0, 3, 2, 0, 0, 3, 3, 0, 0, 4, 0xff]
         );
-        assert_eq!(to_rbsp(&escaped), rbsp);
+        assert_eq!(media::annexb::rbsp(&escaped), rbsp);
     }
 }

@@ -3,7 +3,9 @@
 //! encoder's SPS with `timing_info` (and `fixed_frame_rate_flag`) spliced into its VUI, every
 //! other bit copied as it was.
 
-use crate::bits::{from_rbsp, to_rbsp, BitReader, BitWriter};
+use media::annexb::rbsp as to_rbsp;
+
+use crate::bits::{from_rbsp, BitReader, BitWriter};
 use crate::error::SlateError;
 
 /// `profile_idc` values whose SPS carries the chroma format and bit depth fields.
@@ -141,11 +143,6 @@ mod tests {
     use super::*;
     use media::avc::parse_sps;
 
-    /// libx264's 1280x720 SPS (High profile, with a VUI carrying 30 fps timing).
-    const SPS_720P: &[u8] = &[
-        0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x6a, 0x02, 0x02, 0x02,
-        0x80, 0x00, 0x00, 0x03, 0x00, 0x80, 0x00, 0x00, 0x1e, 0x07, 0x8c, 0x18, 0xcb,
-    ];
     /// OpenH264's 1920x1080 constrained-baseline SPS with a BT.709 VUI and no timing.
     const SPS_OPENH264_1080P: &[u8] = &[
         0x67, 0x42, 0xc0, 0x28, 0x8c, 0x68, 0x07, 0x80, 0x22, 0x7e, 0x59, 0xa8, 0x08, 0x08, 0x08,
@@ -164,14 +161,16 @@ mod tests {
 
     #[test]
     fn replaces_existing_timing() {
-        let sps = with_timing(SPS_720P, 1, 50).unwrap();
+        let at_30 = with_timing(SPS_OPENH264_1080P, 1, 60).unwrap();
+        let sps = with_timing(&at_30, 1, 50).unwrap();
         let info = parse_sps(&sps).unwrap();
         assert_eq!(
             (info.width, info.height, info.frame_rate),
-            (1280, 720, Some(25.0))
+            (1920, 1080, Some(25.0))
         );
-        // Everything after the timing (bitstream restriction) is kept: same length as before.
-        assert_eq!(sps.len(), SPS_720P.len());
+        // The old timing is replaced, not added to, and what follows it is kept.
+        assert_eq!(sps.len(), at_30.len());
+        assert_eq!(with_timing(&sps, 1, 60).unwrap(), at_30);
     }
 
     #[test]
