@@ -24,6 +24,14 @@ fn of(frames: &[Frame], track: Track) -> Vec<&Frame> {
 }
 
 #[test]
+fn slates_and_runs_can_be_shared_between_tasks() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Slate>();
+    shareable::<SlateRun<'_>>();
+    shareable::<SlateError>();
+}
+
+#[test]
 fn renders_720p30_stereo_as_ingested_h264_and_aac() {
     let slate = Slate::render(default_image(), &spec(1280, 720, 30.0, Some((48_000, 2)))).unwrap();
     let video = slate.config().video.as_ref().unwrap();
