@@ -1,6 +1,9 @@
 //! Annex-B byte streams (start-code delimited NAL units), as raw `.h264`/`.h265` files and
 //! MPEG-TS video carry them.
 
+/// The RBSP of a NAL unit payload: emulation-prevention bytes (`00 00 03` -> `00 00`) removed.
+pub use crate::bits::rbsp;
+
 /// Iterates over the NAL units of an Annex-B byte stream (without their start codes).
 /// Leading bytes before the first start code are skipped; trailing zero bytes of a NAL unit
 /// (`trailing_zero_8bits`) are dropped.

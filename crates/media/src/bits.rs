@@ -4,7 +4,7 @@
 use crate::error::{MediaError, Result};
 
 /// Removes emulation-prevention bytes (`00 00 03` -> `00 00`) from a NAL unit payload.
-pub(crate) fn rbsp(nal: &[u8]) -> Vec<u8> {
+pub fn rbsp(nal: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(nal.len());
     let mut zeros = 0usize;
     for &b in nal {
