@@ -419,7 +419,7 @@ impl Actor {
         self.recording.end(self.packager.playlist()).await;
     }
 
-    async fn publish(&mut self, segment: &Segment) {
+    pub(crate) async fn publish(&mut self, segment: &Segment) {
         let config = self.manager.config();
         let limits = MemoryLimits {
             listed: config.live_window,

@@ -57,7 +57,7 @@ pub(crate) struct SlateFeed {
     rendered: Option<RenderKey>,
     /// A render in progress.
     pub rendering: Option<oneshot::Receiver<Rendered>>,
-    run: Option<slate::SlateRun>,
+    run: Option<slate::SlateRun<'static>>,
     /// The encoder's newest configuration (it comes back when its media takes over again).
     real_config: Option<StreamConfig>,
     /// A warning about the slate image, held until the asset exists (the broadcast's first
@@ -253,7 +253,7 @@ impl Actor {
             self.publish(&segment).await;
         }
         self.timeline.handle_new_connection();
-        self.slate.run = Some(media.run(0));
+        self.slate.run = Some(slate::Slate::run_shared(&media, 0));
         self.content_started = false;
         self.slate_feed(now).await;
     }

@@ -233,6 +233,12 @@ impl Slate {
         SlateRun::new(self, start)
     }
 
+    /// Like [`Slate::run`], holding the slate by an `Arc` (a run that is kept next to its
+    /// slate, e.g. in a live stream's session, without borrowing it).
+    pub fn run_shared(slate: &std::sync::Arc<Slate>, start: u64) -> SlateRun<'static> {
+        SlateRun::shared(std::sync::Arc::clone(slate), start)
+    }
+
     /// Frames in the encoded GOP (a keyframe every this many video frames).
     pub fn gop_frames(&self) -> usize {
         self.gop.len()

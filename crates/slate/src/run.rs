@@ -1,6 +1,9 @@
 //! A run of slate media: the encoded GOP cycled and the silent AAC frame repeated, each frame
 //! only re-stamped (its bytes are shared, not copied).
 
+use std::ops::Deref;
+use std::sync::Arc;
+
 use media::{Frame, Track};
 
 use crate::timing::audio_offset;
@@ -14,7 +17,7 @@ use crate::Slate;
 /// stay in step however long the run (they never differ by more than one audio frame).
 #[derive(Debug, Clone)]
 pub struct SlateRun<'a> {
-    slate: &'a Slate,
+    slate: SlateRef<'a>,
     start: u64,
     /// Index of the next video frame since the start of the run.
     video: u64,
@@ -22,10 +25,40 @@ pub struct SlateRun<'a> {
     audio: u64,
 }
 
+/// The slate a run reads: borrowed ([`Slate::run`]) or shared ([`Slate::run_shared`], for a
+/// run that lives beside its slate in one owner, such as a live stream's session).
+#[derive(Debug, Clone)]
+enum SlateRef<'a> {
+    Borrowed(&'a Slate),
+    Shared(Arc<Slate>),
+}
+
+impl Deref for SlateRef<'_> {
+    type Target = Slate;
+
+    fn deref(&self) -> &Slate {
+        match self {
+            SlateRef::Borrowed(s) => s,
+            SlateRef::Shared(s) => s,
+        }
+    }
+}
+
+impl SlateRun<'static> {
+    pub(crate) fn shared(slate: Arc<Slate>, start: u64) -> Self {
+        SlateRun {
+            slate: SlateRef::Shared(slate),
+            start,
+            video: 0,
+            audio: 0,
+        }
+    }
+}
+
 impl<'a> SlateRun<'a> {
     pub(crate) fn new(slate: &'a Slate, start: u64) -> Self {
         SlateRun {
-            slate,
+            slate: SlateRef::Borrowed(slate),
             start,
             video: 0,
             audio: 0,

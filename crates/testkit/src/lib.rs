@@ -400,27 +400,47 @@ pub fn concat(segments: &[Segment]) -> Bytes {
     all.freeze()
 }
 
-/// How different the picture in `screenshot` (a PNG) is from `image` (PNG or JPEG bytes):
-/// `image` is scaled to the screenshot's size and the mean absolute difference of the RGB
-/// channels (0 to 255) is returned. A player showing `image` full frame scores a few units
-/// (scaling, video compression); another picture scores tens.
+/// How different the picture in `screenshot` is from `image` (both PNG): each is reduced to a
+/// 32x18 grid of average colours and the mean absolute difference of the grids' RGB channels
+/// (0 to 255) is returned. A player showing `image` full frame scores a few units (scaling,
+/// video compression); another picture scores tens.
 pub fn image_difference(screenshot: &Path, image: &[u8]) -> f64 {
-    let shot = image::open(screenshot)
-        .unwrap_or_else(|e| panic!("{}: {e}", screenshot.display()))
-        .to_rgb8();
-    let reference = image::load_from_memory(image)
-        .unwrap()
-        .resize_exact(
-            shot.width(),
-            shot.height(),
-            image::imageops::FilterType::Triangle,
-        )
-        .to_rgb8();
-    let total: u64 = shot
-        .as_raw()
-        .iter()
-        .zip(reference.as_raw())
-        .map(|(a, b)| u64::from(a.abs_diff(*b)))
-        .sum();
-    total as f64 / shot.as_raw().len().max(1) as f64
+    let shot = std::fs::read(screenshot).unwrap_or_else(|e| panic!("{}: {e}", screenshot.display()));
+    let (a, b) = (colour_grid(&shot), colour_grid(image));
+    let total: f64 = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum();
+    total / a.len() as f64
+}
+
+/// A PNG's average colours on a 32x18 grid, row by row, RGB.
+fn colour_grid(png_bytes: &[u8]) -> Vec<f64> {
+    const W: usize = 32;
+    const H: usize = 18;
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size().expect("a PNG size")];
+    let info = reader.next_frame(&mut buf).expect("a PNG frame");
+    let channels = info.color_type.samples();
+    let (width, height) = (info.width as usize, info.height as usize);
+    let mut sums = vec![0.0; W * H * 3];
+    let mut counts = vec![0.0; W * H];
+    for y in 0..height {
+        for x in 0..width {
+            let cell = (y * H / height) * W + x * W / width;
+            let px = &buf[(y * width + x) * channels..][..channels];
+            let rgb = if channels >= 3 {
+                [px[0], px[1], px[2]]
+            } else {
+                [px[0]; 3]
+            };
+            for c in 0..3 {
+                sums[cell * 3 + c] += f64::from(rgb[c]);
+            }
+            counts[cell] += 1.0;
+        }
+    }
+    sums.iter()
+        .enumerate()
+        .map(|(i, s)| s / f64::max(counts[i / 3], 1.0))
+        .collect()
 }
