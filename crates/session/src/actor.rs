@@ -266,7 +266,9 @@ impl Actor {
                         self.meter.handle_content_start(p.protocol, unix_ms(now));
                     }
                 }
-                self.timeline.apply(&mut frame);
+                if !self.timeline.apply(&mut frame) {
+                    return false;
+                }
                 DemuxEvent::Frame(frame)
             }
             DemuxEvent::Config(config) => {

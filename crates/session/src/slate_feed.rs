@@ -271,7 +271,9 @@ impl Actor {
         let frames = run.frames_until(until);
         let wall = SystemTime::now();
         for mut frame in frames {
-            self.timeline.apply(&mut frame);
+            if !self.timeline.apply(&mut frame) {
+                continue;
+            }
             match self.packager.handle_frame(&frame, wall) {
                 Ok(Some(segment)) => self.publish(&segment).await,
                 Ok(None) => {}
