@@ -386,7 +386,7 @@ fn a_slate_url_is_shown_and_an_unreachable_one_warns() {
     let body = |slate_url: &str| {
         format!(
             r#"{{"playback_policies": ["public"], "latency_mode": "reduced",
-                "reconnect_window": 20, "reconnect_slate_url": "{slate_url}"}}"#
+                "reconnect_window": 60, "reconnect_slate_url": "{slate_url}"}}"#
         )
     };
     let custom = create(&gw, &body(&url));
