@@ -481,3 +481,49 @@ fn standard_latency_without_slate_stops_growing() {
     });
     encoder.kill();
 }
+
+/// A connected encoder whose media stalls (ffmpeg frozen with SIGSTOP: the connection stays
+/// open, nothing arrives) for longer than two target durations gets slate too, until its
+/// media comes back.
+#[test]
+fn a_stalled_encoder_gets_slate_until_its_media_returns() {
+    let gw = Gateway::start(Path::new(env!("CARGO_BIN_EXE_onair")), "e2e_slate_stall", &[]);
+    let s = create(
+        &gw,
+        r#"{"playback_policies": ["public"], "latency_mode": "reduced", "reconnect_window": 30}"#,
+    );
+    let encoder = publish(&gw, &s);
+    wait_for("three segments", Duration::from_secs(20), || {
+        newest_segment(&gw, &s).filter(|n| *n >= 2)
+    });
+    encoder.freeze();
+    // Two target durations (4 s) without media, then slate: segments keep coming.
+    std::thread::sleep(Duration::from_secs(3));
+    let before = newest_segment(&gw, &s).unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    let during = newest_segment(&gw, &s).unwrap();
+    assert!(
+        during >= before + 2,
+        "no slate while the encoder stalled: {before} -> {during}\n{}",
+        gw.log_tail(30)
+    );
+    assert!(gw.log().contains("slate on"), "{}", gw.log_tail(30));
+    encoder.thaw();
+    wait_for("the encoder's media to take over", Duration::from_secs(20), || {
+        gw.log().contains("slate off").then_some(())
+    });
+    let (status, _) = gw.api("PUT", &format!("/live-streams/{}/complete", s.id), None);
+    assert_eq!(status, 200);
+    let (_, live) = gw.api("GET", &format!("/live-streams/{}", s.id), None);
+    let asset_id = live["data"]["recent_asset_ids"][0].as_str().unwrap();
+    let (_, asset) = gw.api("GET", &format!("/assets/{asset_id}"), None);
+    let kinds: Vec<&str> = asset["data"]["recording_times"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["content", "slate", "content"], "{asset}");
+    let errors = testkit::ffmpeg_decode_errors(&the_recording(&gw, &s).join("stream.m3u8"));
+    assert!(errors.trim().is_empty(), "{errors}");
+}
