@@ -238,7 +238,10 @@ fn slate_keeps_playing_through_a_reconnect_and_is_recorded() {
     // behind the live edge: the slate shows from a few seconds after the kill).
     let gap_shots = shots_between(&shots, t_kill + 7000.0, t_back + 3000.0);
     let content_shots = shots_between(&shots, t_kill - 6000.0, t_kill - 3000.0);
-    assert!(!gap_shots.is_empty() && !content_shots.is_empty(), "{shots:?}");
+    assert!(
+        !gap_shots.is_empty() && !content_shots.is_empty(),
+        "{shots:?}"
+    );
     let slate_like = gap_shots
         .iter()
         .map(|p| testkit::image_difference(p, slate::default_image()))
@@ -263,10 +266,7 @@ fn slate_keeps_playing_through_a_reconnect_and_is_recorded() {
     let errors = testkit::ffmpeg_decode_errors(&playlist);
     assert!(errors.trim().is_empty(), "{errors}");
     let pts = video_pts(&playlist);
-    let worst = pts
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .fold(0.0_f64, f64::max);
+    let worst = pts.windows(2).map(|w| w[1] - w[0]).fold(0.0_f64, f64::max);
     // (The fixture itself, looped by ffmpeg, has a 39 ms step where it starts over.)
     assert!(
         worst <= 2.0 * FRAME,
@@ -322,7 +322,10 @@ fn slate_keeps_playing_through_a_reconnect_and_is_recorded() {
     let times = asset["data"]["recording_times"].as_array().unwrap();
     let kinds: Vec<&str> = times.iter().map(|t| t["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["content", "slate", "content"], "{asset}");
-    let durations: Vec<f64> = times.iter().map(|t| t["duration"].as_f64().unwrap()).collect();
+    let durations: Vec<f64> = times
+        .iter()
+        .map(|t| t["duration"].as_f64().unwrap())
+        .collect();
     let gap = (t_back - t_kill) / 1000.0;
     for (got, sent, what) in [
         (durations[0], first_sent, "first connection"),
@@ -363,7 +366,15 @@ fn a_slate_url_is_shown_and_an_unreachable_one_warns() {
     let image = dir.join("custom.png");
     testkit::require_tool("ffmpeg");
     let made = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "color=c=0x2a60e0:s=1280x720"])
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=0x2a60e0:s=1280x720",
+        ])
         .args(["-frames:v", "1"])
         .arg(&image)
         .status()
@@ -473,7 +484,11 @@ fn standard_latency_without_slate_stops_growing() {
     std::thread::sleep(Duration::from_secs(2));
     let after_kill = newest_segment(&gw, &s).unwrap();
     std::thread::sleep(Duration::from_secs(10));
-    assert_eq!(newest_segment(&gw, &s), Some(after_kill), "slate was inserted");
+    assert_eq!(
+        newest_segment(&gw, &s),
+        Some(after_kill),
+        "slate was inserted"
+    );
     assert_eq!(gw.status(&s.id), "active", "still inside the window");
     let mut encoder = publish(&gw, &s);
     wait_for("new segments", Duration::from_secs(30), || {
@@ -487,7 +502,11 @@ fn standard_latency_without_slate_stops_growing() {
 /// media comes back.
 #[test]
 fn a_stalled_encoder_gets_slate_until_its_media_returns() {
-    let gw = Gateway::start(Path::new(env!("CARGO_BIN_EXE_onair")), "e2e_slate_stall", &[]);
+    let gw = Gateway::start(
+        Path::new(env!("CARGO_BIN_EXE_onair")),
+        "e2e_slate_stall",
+        &[],
+    );
     let s = create(
         &gw,
         r#"{"playback_policies": ["public"], "latency_mode": "reduced", "reconnect_window": 30}"#,
@@ -509,9 +528,11 @@ fn a_stalled_encoder_gets_slate_until_its_media_returns() {
     );
     assert!(gw.log().contains("slate on"), "{}", gw.log_tail(30));
     encoder.thaw();
-    wait_for("the encoder's media to take over", Duration::from_secs(20), || {
-        gw.log().contains("slate off").then_some(())
-    });
+    wait_for(
+        "the encoder's media to take over",
+        Duration::from_secs(20),
+        || gw.log().contains("slate off").then_some(()),
+    );
     let (status, _) = gw.api("PUT", &format!("/live-streams/{}/complete", s.id), None);
     assert_eq!(status, 200);
     let (_, live) = gw.api("GET", &format!("/live-streams/{}", s.id), None);

@@ -157,7 +157,10 @@ impl Actor {
             if self.lifecycle.is_ended() {
                 break;
             }
-            let deadline = match (self.lifecycle.poll_timeout(), self.slate.control.poll_timeout()) {
+            let deadline = match (
+                self.lifecycle.poll_timeout(),
+                self.slate.control.poll_timeout(),
+            ) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };

@@ -21,14 +21,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
 
-use crate::slate_control::SlateControl;
-use crate::slate_feed::SlateFeed;
 use crate::actor::{self, Actor, Command, Control, Publisher, CONTROL_CHANNEL_CAPACITY};
 use crate::asset_media::MediaMeter;
 use crate::ingest::{Admission, IngestSender, PublishGrant, PublishRejection, PublishRequest};
 use crate::lifecycle::{JoinError, Lifecycle, State};
 use crate::live::LiveView;
 use crate::recording::Recording;
+use crate::slate_control::SlateControl;
+use crate::slate_feed::SlateFeed;
 use crate::store_glue::{self, StreamInfo};
 use crate::vod::RecordedView;
 use crate::writer::TransitionWriter;

@@ -175,8 +175,15 @@ mod tests {
         assert_eq!(c.handle_disconnected(t0), Some(SlateAction::Start));
         assert!(c.is_running());
         assert_eq!(c.poll_timeout(), Some(t0 + FEED_INTERVAL));
-        assert_eq!(c.handle_timeout(t0 + FEED_INTERVAL, STALL), Some(SlateAction::Feed));
-        assert_eq!(c.handle_timeout(t0 + FEED_INTERVAL, STALL), None, "fed already");
+        assert_eq!(
+            c.handle_timeout(t0 + FEED_INTERVAL, STALL),
+            Some(SlateAction::Feed)
+        );
+        assert_eq!(
+            c.handle_timeout(t0 + FEED_INTERVAL, STALL),
+            None,
+            "fed already"
+        );
         // The encoder comes back: slate goes on until its media takes over.
         c.handle_connected(t0 + Duration::from_secs(10));
         assert!(c.is_running());

@@ -82,10 +82,7 @@ impl SlateFeed {
 
     /// Whether the encoder's `frame` takes over from running slate.
     fn takes_over(&self, frame: &Frame) -> bool {
-        let has_video = self
-            .real_config
-            .as_ref()
-            .is_some_and(|c| c.video.is_some());
+        let has_video = self.real_config.as_ref().is_some_and(|c| c.video.is_some());
         if has_video {
             frame.track == Track::Video && frame.keyframe
         } else {
@@ -108,10 +105,7 @@ pub(crate) async fn rendered(rendering: &mut Option<oneshot::Receiver<Rendered>>
 
 fn render_key(config: &StreamConfig, fallback_fps: f64) -> Option<(RenderKey, slate::SlateSpec)> {
     let video = config.video.as_ref()?;
-    let fps = video
-        .frame_rate
-        .unwrap_or(fallback_fps)
-        .clamp(1.0, 120.0);
+    let fps = video.frame_rate.unwrap_or(fallback_fps).clamp(1.0, 120.0);
     let audio = config.audio.as_ref().map(|a| slate::AudioSpec {
         sample_rate: a.asc.sample_rate(),
         channels: a.asc.channel_config.max(1),
@@ -139,7 +133,11 @@ impl Actor {
         if !self.slate.control.is_enabled() || self.slate.rendering.is_some() {
             return;
         }
-        let fps = self.packager.playlist().measured_frame_rate().unwrap_or(30.0);
+        let fps = self
+            .packager
+            .playlist()
+            .measured_frame_rate()
+            .unwrap_or(30.0);
         let Some((key, mut spec)) = render_key(config, fps) else {
             return; // no video: no slate
         };

@@ -132,13 +132,19 @@ mod tests {
             Bytes::from_static(b"\x89PNG....")
         );
         let big = server(Some(response("200 OK", "", &[7u8; 200]))).await;
-        let e = fetch_with(&big, Duration::from_secs(2), 100).await.unwrap_err();
+        let e = fetch_with(&big, Duration::from_secs(2), 100)
+            .await
+            .unwrap_err();
         assert!(e.contains("larger than 100"), "{e}");
         let missing = server(Some(response("404 Not Found", "", b""))).await;
-        let e = fetch_with(&missing, Duration::from_secs(2), 100).await.unwrap_err();
+        let e = fetch_with(&missing, Duration::from_secs(2), 100)
+            .await
+            .unwrap_err();
         assert!(e.contains("404"), "{e}");
         let hang = server(None).await;
-        let e = fetch_with(&hang, Duration::from_millis(300), 100).await.unwrap_err();
+        let e = fetch_with(&hang, Duration::from_millis(300), 100)
+            .await
+            .unwrap_err();
         assert!(e.contains("timed out") || e.contains("no image"), "{e}");
         // A redirect loop stops after the limit.
         let looping = {
@@ -156,17 +162,24 @@ mod tests {
             });
             base
         };
-        let e = fetch_with(&looping, Duration::from_secs(2), 100).await.unwrap_err();
+        let e = fetch_with(&looping, Duration::from_secs(2), 100)
+            .await
+            .unwrap_err();
         assert!(e.contains("redirects"), "{e}");
         for bad in ["ftp://example.com/x.png", "not a url", "file:///etc/passwd"] {
-            assert!(fetch_with(bad, Duration::from_secs(1), 100).await.is_err(), "{bad}");
+            assert!(
+                fetch_with(bad, Duration::from_secs(1), 100).await.is_err(),
+                "{bad}"
+            );
         }
         // A closed port.
         let closed = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             format!("http://{}", l.local_addr().unwrap())
         };
-        let e = fetch_with(&closed, Duration::from_secs(2), 100).await.unwrap_err();
+        let e = fetch_with(&closed, Duration::from_secs(2), 100)
+            .await
+            .unwrap_err();
         assert!(e.contains("cannot connect"), "{e}");
     }
 }

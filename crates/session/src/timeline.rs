@@ -102,7 +102,10 @@ impl Timeline {
                     (newest + RECONNECT_GAP) as i64 - frame.dts as i64
                 }
             };
-            self.floor = [self.video.map(|t| t.last_dts), self.audio.map(|t| t.last_dts)];
+            self.floor = [
+                self.video.map(|t| t.last_dts),
+                self.audio.map(|t| t.last_dts),
+            ];
         }
         if self.offset != 0 {
             frame.pts = shift(frame.pts, self.offset);
@@ -229,7 +232,11 @@ mod tests {
         t.handle_new_connection();
         let mut k = frame(Track::Video, 500_000, 506_000);
         assert!(t.apply(&mut k));
-        assert_eq!(k.dts, 33_000 + 3000, "one interval after the last slate video");
+        assert_eq!(
+            k.dts,
+            33_000 + 3000,
+            "one interval after the last slate video"
+        );
         assert_eq!(k.pts, 36_000 + 6000);
     }
 }

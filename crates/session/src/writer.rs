@@ -67,7 +67,12 @@ impl TransitionWriter {
     }
 
     /// Queues a warning, to be logged after the transitions queued before it.
-    pub(crate) async fn send_warning(&self, live_stream_id: &str, warning: store::Warning, at_ms: i64) {
+    pub(crate) async fn send_warning(
+        &self,
+        live_stream_id: &str,
+        warning: store::Warning,
+        at_ms: i64,
+    ) {
         let job = Job::Warning {
             live_stream_id: live_stream_id.to_owned(),
             warning,

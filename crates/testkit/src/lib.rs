@@ -405,7 +405,8 @@ pub fn concat(segments: &[Segment]) -> Bytes {
 /// (0 to 255) is returned. A player showing `image` full frame scores a few units (scaling,
 /// video compression); another picture scores tens.
 pub fn image_difference(screenshot: &Path, image: &[u8]) -> f64 {
-    let shot = std::fs::read(screenshot).unwrap_or_else(|e| panic!("{}: {e}", screenshot.display()));
+    let shot =
+        std::fs::read(screenshot).unwrap_or_else(|e| panic!("{}: {e}", screenshot.display()));
     let (a, b) = (colour_grid(&shot), colour_grid(image));
     let total: f64 = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum();
     total / a.len() as f64
