@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use testkit::encoder::Encoder;
@@ -18,17 +18,6 @@ use testkit::http::get;
 
 /// What ffmpeg sends: the 720p30 fixture (2 s GOP), 10 s in real time.
 const SENT_SECONDS: u32 = 10;
-
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 #[test]
 fn an_assets_playback_id_plays_the_broadcast_live_from_the_start_then_on_demand() {
@@ -52,7 +41,7 @@ fn an_assets_playback_id_plays_the_broadcast_live_from_the_start_then_on_demand(
     );
 
     // Live: the stream names its active asset, whose playback ID plays from the start.
-    let asset_id = wait_for("an active asset", Duration::from_secs(20), || {
+    let asset_id = testkit::wait_for("an active asset", Duration::from_secs(20), || {
         let (_, v) = gw.api("GET", &format!("/live-streams/{id}"), None);
         v["data"]["active_asset_id"].as_str().map(str::to_owned)
     });
@@ -65,7 +54,7 @@ fn an_assets_playback_id_plays_the_broadcast_live_from_the_start_then_on_demand(
     assert_eq!(asset["passthrough"], "vod");
     assert_eq!(asset["playback_ids"][0]["policy"], "public");
     let pid = asset["playback_ids"][0]["id"].as_str().unwrap().to_owned();
-    let dvr = wait_for("two recorded segments", Duration::from_secs(20), || {
+    let dvr = testkit::wait_for("two recorded segments", Duration::from_secs(20), || {
         let r = get(http, &format!("/{pid}/stream.m3u8")).unwrap();
         let text = r.text();
         (r.status == 200 && text.contains(&format!("{asset_id}/1.ts"))).then_some(text)
@@ -101,7 +90,7 @@ fn an_assets_playback_id_plays_the_broadcast_live_from_the_start_then_on_demand(
         "ffmpeg did not finish: {}",
         encoder.stderr()
     );
-    let asset = wait_for("the asset to be ready", Duration::from_secs(20), || {
+    let asset = testkit::wait_for("the asset to be ready", Duration::from_secs(20), || {
         let (_, v) = gw.api("GET", &format!("/assets/{asset_id}"), None);
         (v["data"]["status"] == "ready").then(|| v["data"].clone())
     });

@@ -42,17 +42,6 @@ fn now_ms() -> f64 {
         .as_millis() as f64
 }
 
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 struct Stream {
     id: String,
     key: String,
@@ -181,7 +170,7 @@ fn slate_keeps_playing_through_a_reconnect_and_is_recorded() {
     );
     let started = Instant::now();
     let mut encoder = publish(&gw, &s);
-    wait_for("three segments", Duration::from_secs(20), || {
+    testkit::wait_for("three segments", Duration::from_secs(20), || {
         newest_segment(&gw, &s).filter(|n| *n >= 2)
     });
     let shots = testkit::scratch_dir("e2e_slate_shots");
@@ -405,7 +394,7 @@ fn a_slate_url_is_shown_and_an_unreachable_one_warns() {
     let mut a = publish(&gw, &custom);
     let mut b = publish(&gw, &broken);
     for s in [&custom, &broken] {
-        wait_for("three segments", Duration::from_secs(20), || {
+        testkit::wait_for("three segments", Duration::from_secs(20), || {
             newest_segment(&gw, s).filter(|n| *n >= 2)
         });
     }
@@ -476,7 +465,7 @@ fn standard_latency_without_slate_stops_growing() {
         r#"{"playback_policies": ["public"], "reconnect_window": 30}"#,
     );
     let mut encoder = publish(&gw, &s);
-    wait_for("two segments", Duration::from_secs(30), || {
+    testkit::wait_for("two segments", Duration::from_secs(30), || {
         newest_segment(&gw, &s).filter(|n| *n >= 1)
     });
     encoder.kill();
@@ -491,7 +480,7 @@ fn standard_latency_without_slate_stops_growing() {
     );
     assert_eq!(gw.status(&s.id), "active", "still inside the window");
     let mut encoder = publish(&gw, &s);
-    wait_for("new segments", Duration::from_secs(30), || {
+    testkit::wait_for("new segments", Duration::from_secs(30), || {
         newest_segment(&gw, &s).filter(|n| *n > after_kill)
     });
     encoder.kill();
@@ -512,7 +501,7 @@ fn a_stalled_encoder_gets_slate_until_its_media_returns() {
         r#"{"playback_policies": ["public"], "latency_mode": "reduced", "reconnect_window": 30}"#,
     );
     let encoder = publish(&gw, &s);
-    wait_for("three segments", Duration::from_secs(20), || {
+    testkit::wait_for("three segments", Duration::from_secs(20), || {
         newest_segment(&gw, &s).filter(|n| *n >= 2)
     });
     encoder.freeze();
@@ -528,7 +517,7 @@ fn a_stalled_encoder_gets_slate_until_its_media_returns() {
     );
     assert!(gw.log().contains("slate on"), "{}", gw.log_tail(30));
     encoder.thaw();
-    wait_for(
+    testkit::wait_for(
         "the encoder's media to take over",
         Duration::from_secs(20),
         || gw.log().contains("slate off").then_some(()),

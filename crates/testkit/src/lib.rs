@@ -445,3 +445,19 @@ fn colour_grid(png_bytes: &[u8]) -> Vec<f64> {
         .map(|(i, s)| s / f64::max(counts[i / 3], 1.0))
         .collect()
 }
+
+/// Calls `f` every 200 ms until it answers `Some`, which is returned; panics naming `what`
+/// after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -399,21 +399,21 @@ impl SqliteStore {
             .ok_or_else(|| StoreError::Database(format!("live stream {id} vanished")))?;
         let warning = serde_json::to_value(&warning)
             .map_err(|e| StoreError::Database(format!("encoding the warning: {e}")))?;
-        let with_warning = |object: serde_json::Value| {
-            let mut object = object;
+        // The object as the API shows it, plus `warning`.
+        let with_warning = |object: Result<serde_json::Value, serde_json::Error>| {
+            let mut object = object
+                .map_err(|e| StoreError::Database(format!("encoding the event object: {e}")))?;
             if let Some(map) = object.as_object_mut() {
                 map.insert("warning".to_owned(), warning.clone());
             }
-            object
+            Ok::<_, StoreError>(object)
         };
-        let object = serde_json::to_value(&stream)
-            .map_err(|e| StoreError::Database(format!("encoding the event object: {e}")))?;
         let mut events = vec![
             append_event_object(
                 &mut tx,
                 EventRecord {
                     live_stream_id: id,
-                    object: with_warning(object),
+                    object: with_warning(serde_json::to_value(&stream))?,
                     state,
                     stream_seq: claim.last_event_seq,
                     event_type: event_type::WARNING,
@@ -425,15 +425,13 @@ impl SqliteStore {
         ];
         if let Some(b) = claim.broadcast_id.as_deref() {
             if let Some(asset) = asset::load_in(&mut tx, b).await? {
-                let object = serde_json::to_value(&asset)
-                    .map_err(|e| StoreError::Database(format!("encoding the event object: {e}")))?;
                 let stream_seq = next_stream_seq(&mut tx, id).await?;
                 events.push(
                     append_event_object(
                         &mut tx,
                         EventRecord {
                             live_stream_id: id,
-                            object: with_warning(object),
+                            object: with_warning(serde_json::to_value(&asset))?,
                             state,
                             stream_seq,
                             event_type: event_type::ASSET_WARNING,
