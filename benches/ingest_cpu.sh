@@ -7,6 +7,9 @@
 #
 #   benches/ingest_cpu.sh ONAIR_BINARY LOADGEN_BINARY STREAMS [WARMUP_SECS] [WINDOW_SECS]
 #
+# RECONNECT_WINDOW=30 creates the streams with that reconnect window instead of 0 (reduced
+# latency with a window: slate is rendered and the stall check runs, though no slate plays).
+#
 # Prints one line: binary, streams, cpu_s, window_s, cpu_per_stream_s, publisher errors.
 # Everything listens on 127.0.0.1 only; the data directory is a fresh temporary one.
 set -euo pipefail
@@ -33,7 +36,7 @@ grep -q '^ready$' "$work/stdout" || { cat "$work/stderr" >&2; exit 1; }
 : > "$work/keys"
 for _ in $(seq "$streams"); do
   ONAIR_API_URL=http://127.0.0.1:29080 ONAIR_ACCESS_TOKEN=$token "$onair" live-streams create \
-    --latency-mode reduced --reconnect-window 0 \
+    --latency-mode reduced --reconnect-window "${RECONNECT_WINDOW:-0}" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["stream_key"])' >> "$work/keys"
 done
 

@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod live;
 pub mod manager;
 mod recording;
+mod slate_cache;
 mod slate_control;
 mod slate_feed;
 mod slate_image;

@@ -27,6 +27,7 @@ use crate::ingest::{Admission, IngestSender, PublishGrant, PublishRejection, Pub
 use crate::lifecycle::{JoinError, Lifecycle, State};
 use crate::live::LiveView;
 use crate::recording::Recording;
+use crate::slate_cache::SlateCache;
 use crate::slate_control::SlateControl;
 use crate::slate_feed::SlateFeed;
 use crate::store_glue::{self, StreamInfo};
@@ -124,6 +125,8 @@ struct Inner {
     next_generation: AtomicU64,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// Rendered slates, shared by broadcasts.
+    slates: Arc<SlateCache>,
 }
 
 /// Handle to the session manager; cheap to clone.
@@ -157,6 +160,7 @@ impl SessionManager {
                 next_generation: AtomicU64::new(1),
                 shutdown,
                 tracker: TaskTracker::new(),
+                slates: Arc::default(),
             }),
         }
     }
@@ -169,6 +173,10 @@ impl SessionManager {
     /// Its settings (the API removes a deleted asset's media under `recordings_dir`).
     pub fn config(&self) -> &SessionConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn slate_cache(&self) -> Arc<SlateCache> {
+        Arc::clone(&self.inner.slates)
     }
 
     pub(crate) fn shutdown_token(&self) -> CancellationToken {

@@ -4,7 +4,8 @@
 //! - **Rendering** starts when the encoder's first video configuration arrives (the slate
 //!   has its resolution, frame rate and audio layout), off the actor: the stream's
 //!   `reconnect_slate_url` is fetched ([`crate::slate_image`]) and the image encoded on the
-//!   blocking pool (`slate::Slate::render`). A URL that cannot be fetched, or whose bytes are
+//!   blocking pool, once for every broadcast that needs the same slate
+//!   ([`crate::slate_cache`]). A URL that cannot be fetched, or whose bytes are
 //!   not a usable image, gives the default slate and a warning (`video.live_stream.warning`,
 //!   `video.asset.warning`). The image is fetched once per broadcast; the slate is rendered
 //!   again only if a reconnect brings another resolution or audio layout.
@@ -147,6 +148,7 @@ impl Actor {
         spec.gop_duration = self.packager.target_duration();
         let image = self.slate.image.clone();
         let url = self.slate.url.clone();
+        let cache = self.manager.slate_cache();
         let (tx, rx) = oneshot::channel();
         // Not tracked: a render finishing after shutdown is simply dropped with its result.
         tokio::spawn(async move {
@@ -162,23 +164,17 @@ impl Actor {
                 },
                 (None, None) => Bytes::from_static(slate::default_image()),
             };
-            let render = |image: Bytes, spec: slate::SlateSpec| async move {
-                tokio::task::spawn_blocking(move || slate::Slate::render(&image, &spec))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()))
-            };
-            let mut result = render(image.clone(), spec.clone()).await;
+            let mut result = cache.get(&image, &spec).await;
             let mut image = image;
             if let Err(e) = &result {
                 if image.as_ref() != slate::default_image() {
                     warning = Some(format!("reconnect_slate_url is not a usable image: {e}"));
                     image = Bytes::from_static(slate::default_image());
-                    result = render(image.clone(), spec).await;
+                    result = cache.get(&image, &spec).await;
                 }
             }
             let _ = tx.send(Rendered {
-                slate: result.map(Arc::new),
+                slate: result,
                 warning,
                 image,
                 key,
