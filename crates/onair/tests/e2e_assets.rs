@@ -27,7 +27,8 @@ fn an_assets_playback_id_plays_the_broadcast_live_from_the_start_then_on_demand(
         "POST",
         "/live-streams",
         Some(
-            r#"{"playback_policies": ["public"], "reconnect_window": 2, "latency_mode": "reduced",
+            // No reconnect window: no slate after the encoder stops, the VOD is what was sent.
+            r#"{"playback_policies": ["public"], "reconnect_window": 0, "latency_mode": "reduced",
                 "new_asset_settings": {"playback_policies": ["public"], "passthrough": "vod"}}"#,
         ),
     );

@@ -391,8 +391,9 @@ fn assert_finished_recording(gw: &Gateway, dir: &Path) -> MediaPlaylist {
 
 /// Video frames ffprobe counts in `input` (a playlist or a segment).
 /// An encoder dies inside a 30 s window and a new one comes back 5 s later, while hls.js in
-/// Chromium watches: the viewer goes on playing the second connection's media after the
-/// discontinuity, and the recording is one broadcast holding both.
+/// Chromium watches: the viewer goes on playing (slate, then the second connection's media)
+/// after the discontinuity, and the recording is one broadcast holding both connections and
+/// the slate between them (`e2e_slate.rs` checks the slate itself).
 #[test]
 fn reconnect_inside_the_window_keeps_the_player_playing() {
     const PLAY_SECONDS: u32 = 35;
@@ -503,8 +504,9 @@ fn reconnect_inside_the_window_keeps_the_player_playing() {
             .iter()
             .filter(|s| s.discontinuity)
             .count(),
-        1,
-        "one reconnect, one discontinuity"
+        2,
+        "one reconnect of a reduced-latency stream: slate between the connections, a \
+         discontinuity at each of its edges"
     );
     assert_eq!(
         recording.segments[cut].uri,
