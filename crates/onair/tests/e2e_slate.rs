@@ -304,7 +304,8 @@ fn slate_keeps_playing_through_a_reconnect_and_is_recorded() {
         String::from_utf8_lossy(&gst.stderr)
     );
 
-    // The asset: content, slate, content, with the durations sent (± one 2 s segment).
+    // The asset: content, slate, content, with the durations sent (± one 2 s segment; seen:
+    // within 0.6 s).
     let (_, live) = gw.api("GET", &format!("/live-streams/{}", s.id), None);
     let asset_id = live["data"]["recent_asset_ids"][0].as_str().unwrap();
     let (_, asset) = gw.api("GET", &format!("/assets/{asset_id}"), None);
@@ -316,13 +317,17 @@ fn slate_keeps_playing_through_a_reconnect_and_is_recorded() {
         .map(|t| t["duration"].as_f64().unwrap())
         .collect();
     let gap = (t_back - t_kill) / 1000.0;
+    eprintln!(
+        "recording_times {durations:?} for {first_sent:.1} s sent, a {gap:.1} s gap, \
+         {second_sent:.1} s sent"
+    );
     for (got, sent, what) in [
         (durations[0], first_sent, "first connection"),
         (durations[1], gap, "slate"),
         (durations[2], second_sent, "second connection"),
     ] {
         assert!(
-            (got - sent).abs() <= 2.5,
+            (got - sent).abs() <= 2.0,
             "{what}: {got} s recorded for {sent:.1} s: {asset}"
         );
     }
