@@ -527,6 +527,16 @@ fn a_stalled_encoder_gets_slate_until_its_media_returns() {
         Duration::from_secs(20),
         || gw.log().contains("slate off").then_some(()),
     );
+    // It stalls again and then dies during the slate: the slate goes on without a cut.
+    std::thread::sleep(Duration::from_secs(4));
+    encoder.freeze();
+    testkit::wait_for("slate again", Duration::from_secs(20), || {
+        (gw.log().matches("slate on").count() == 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let mut encoder = encoder;
+    encoder.kill();
+    std::thread::sleep(Duration::from_secs(3));
     let (status, _) = gw.api("PUT", &format!("/live-streams/{}/complete", s.id), None);
     assert_eq!(status, 200);
     let (_, live) = gw.api("GET", &format!("/live-streams/{}", s.id), None);
@@ -538,7 +548,14 @@ fn a_stalled_encoder_gets_slate_until_its_media_returns() {
         .iter()
         .map(|t| t["type"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["content", "slate", "content"], "{asset}");
-    let errors = testkit::ffmpeg_decode_errors(&the_recording(&gw, &s).join("stream.m3u8"));
+    assert_eq!(kinds, ["content", "slate", "content", "slate"], "{asset}");
+    let playlist = the_recording(&gw, &s).join("stream.m3u8");
+    let errors = testkit::ffmpeg_decode_errors(&playlist);
     assert!(errors.trim().is_empty(), "{errors}");
+    let text = std::fs::read_to_string(&playlist).unwrap();
+    assert_eq!(
+        discontinuity_edges(&text).len(),
+        3,
+        "one discontinuity per switch, none when the encoder died during the slate: {text}"
+    );
 }

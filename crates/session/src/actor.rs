@@ -395,11 +395,23 @@ impl Actor {
         // What it sent before it was let go is recorded (bounded by the channel's capacity).
         publisher.rx.close();
         while let Ok(IngestEvent::Media(event)) = publisher.rx.try_recv() {
+            let event = if self.slate.control.is_running() {
+                match self.slate_intercept(event).await {
+                    Some(event) => event,
+                    None => continue,
+                }
+            } else {
+                event
+            };
             self.package(event, SystemTime::now()).await;
         }
         drop(publisher);
-        if let Some(segment) = self.packager.handle_discontinuity() {
-            self.publish(&segment).await;
+        // Slate that is running (the encoder had stalled) goes on without a cut: none of the
+        // encoder's media reached the packager since it started.
+        if !self.slate.control.is_running() {
+            if let Some(segment) = self.packager.handle_discontinuity() {
+                self.publish(&segment).await;
+            }
         }
     }
 
