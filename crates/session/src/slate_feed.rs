@@ -104,22 +104,29 @@ pub(crate) async fn rendered(rendering: &mut Option<oneshot::Receiver<Rendered>>
     }
 }
 
+/// The slate to render for `config`: its size (rounded down to even numbers, as H.264 4:2:0
+/// needs; a pixel less than an odd-sized stream), frame rate and audio. `None` without video
+/// or beyond what the encoder takes (16 to 3840 pixels, the shorter side at most 2160).
 fn render_key(config: &StreamConfig, fallback_fps: f64) -> Option<(RenderKey, slate::SlateSpec)> {
     let video = config.video.as_ref()?;
+    let (width, height) = (video.width & !1, video.height & !1);
+    if !(16..=3840).contains(&width) || !(16..=3840).contains(&height) || width.min(height) > 2160 {
+        return None;
+    }
     let fps = video.frame_rate.unwrap_or(fallback_fps).clamp(1.0, 120.0);
     let audio = config.audio.as_ref().map(|a| slate::AudioSpec {
         sample_rate: a.asc.sample_rate(),
         channels: a.asc.channel_config.max(1),
     });
     let key = (
-        video.width,
-        video.height,
+        width,
+        height,
         (fps * 1000.0).round() as u32,
         audio.as_ref().map(|a| (a.sample_rate, a.channels)),
     );
     let spec = slate::SlateSpec {
-        width: video.width,
-        height: video.height,
+        width,
+        height,
         frame_rate: fps,
         gop_duration: std::time::Duration::ZERO, // set by the caller
         audio,
