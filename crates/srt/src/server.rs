@@ -331,13 +331,23 @@ async fn admit<A: SrtAdmission, F>(
 
     // A wrong passphrase fails here: srt-tokio cannot unwrap the caller's key material,
     // answers the handshake with `Core(BadSecret)` and `accept` returns an error.
-    let socket = match request
-        .accept(Some(KeySettings {
+    // Bounded: srt-tokio leaves `accept` waiting forever when the caller's conclusion lacks
+    // its handshake extension (srt-protocol answers `NotHandled` and keeps the request).
+    let accepted = timeout(
+        limit,
+        request.accept(Some(KeySettings {
             key_size,
             passphrase,
-        }))
-        .await
-    {
+        })),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "handshake not completed in time",
+        ))
+    });
+    let socket = match accepted {
         Ok(socket) => socket,
         Err(e) => {
             return Err(Refusal::Gone(format!(
