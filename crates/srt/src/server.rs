@@ -14,7 +14,7 @@ use session::{
 use srt_protocol::options::Passphrase;
 use srt_protocol::packet::{RejectReason, ServerRejectReason};
 use srt_protocol::settings::KeySettings;
-use srt_tokio::{ConnectionRequest, SrtListener, SrtSocket};
+use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener, SrtSocket};
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 use tokio::time::{timeout, Instant};
@@ -87,26 +87,8 @@ impl SrtServer {
         let mut socket = Some(socket);
         let mut binds = 0u64;
         loop {
-            let udp = match socket.take() {
-                Some(udp) => udp,
-                None => match UdpSocket::bind(local_addr).await {
-                    Ok(udp) => udp,
-                    Err(e) => {
-                        tracing::error!(addr = %local_addr, error = %e, "SRT rebind failed; retrying");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            _ = tokio::time::sleep(shared.config.rebind_backoff) => continue,
-                        }
-                    }
-                },
-            };
-            binds += 1;
-            let (listener, mut incoming) = match SrtListener::builder()
-                .socket(udp)
-                .bind(local_addr)
-                .await
-            {
-                Ok(bound) => bound,
+            let (listener, mut incoming) = match start_listener(socket.take(), local_addr).await {
+                Ok(started) => started,
                 Err(e) => {
                     tracing::error!(addr = %local_addr, error = %e, "SRT listener failed to start; retrying");
                     tokio::select! {
@@ -115,6 +97,7 @@ impl SrtServer {
                     }
                 }
             };
+            binds += 1;
             if binds > 1 {
                 tracing::warn!(addr = %local_addr, binds, "SRT listener bound again");
             }
@@ -161,6 +144,18 @@ impl SrtServer {
         tracker.wait().await;
         tracing::info!(protocol = "srt", "listener stopped");
     }
+}
+
+/// Starts srt-tokio's listener on `socket`, or on a new socket bound to `addr` (a rebind).
+async fn start_listener(
+    socket: Option<UdpSocket>,
+    addr: SocketAddr,
+) -> io::Result<(SrtListener, SrtIncoming)> {
+    let socket = match socket {
+        Some(socket) => socket,
+        None => UdpSocket::bind(addr).await?,
+    };
+    SrtListener::builder().socket(socket).bind(addr).await
 }
 
 /// What every request task shares.
@@ -435,5 +430,35 @@ impl<S: PayloadSink> Connection<S> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_map_to_srt_reasons_without_revealing_which_keys_exist() {
+        let server = |r| RejectReason::Server(r);
+        assert_eq!(
+            reject_reason(&PublishRejection::UnknownStreamKey),
+            server(ServerRejectReason::Forbidden)
+        );
+        assert_eq!(
+            reject_reason(&PublishRejection::Disabled),
+            server(ServerRejectReason::Forbidden)
+        );
+        assert_eq!(
+            reject_reason(&PublishRejection::AlreadyPublishing),
+            server(ServerRejectReason::Conflict)
+        );
+        assert_eq!(
+            reject_reason(&PublishRejection::ShuttingDown),
+            server(ServerRejectReason::Down)
+        );
+        assert_eq!(
+            reject_reason(&PublishRejection::Internal("x".into())),
+            server(ServerRejectReason::InternalServerError)
+        );
     }
 }
