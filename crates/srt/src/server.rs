@@ -339,7 +339,7 @@ async fn admit<A: SrtAdmission, F>(
     .unwrap_or_else(|_| {
         Err(io::Error::new(
             io::ErrorKind::TimedOut,
-            "handshake not completed in time",
+            "srt-tokio did not finish the handshake in time",
         ))
     });
     let socket = match accepted {

@@ -179,3 +179,60 @@ async fn a_handshake_that_panics_srt_tokio_is_survived_by_rebinding() {
     );
     server.stop().await;
 }
+
+/// A conclusion that srt-tokio's handshake code cannot finish (no SRT handshake extension)
+/// leaves `ConnectionRequest::accept` waiting forever in srt-tokio 0.4.4; the listener bounds
+/// it by the admission timeout, so the caller's slot and the stream are free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_srt_tokio_never_finishes_does_not_hold_the_stream() {
+    let server = TestServer::start().await;
+    let _ = ts_clip();
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket
+        .send_to(&handshake(4, 2, 1, 99), server.addr)
+        .await
+        .unwrap();
+    let mut reply = [0u8; 1500];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut reply))
+        .await
+        .expect("no induction reply")
+        .unwrap();
+    assert!(n >= 64, "short induction reply");
+    let cookie = &reply[44..48];
+
+    // HSv5 conclusion with the cookie, a 16-byte key size, the streamid and no HSREQ.
+    let mut conclusion = handshake(5, 0x0004, -1, 99);
+    conclusion[20..22].copy_from_slice(&2u16.to_be_bytes()); // key size 16 (in units of 8)
+    conclusion[44..48].copy_from_slice(cookie);
+    conclusion.extend_from_slice(&5u16.to_be_bytes()); // extension type 5: streamid
+    let sid = GOOD_KEY.as_bytes();
+    assert_eq!(sid.len() % 4, 0);
+    conclusion.extend_from_slice(&((sid.len() / 4) as u16).to_be_bytes());
+    for word in sid.chunks(4) {
+        conclusion.extend(word.iter().rev()); // streamid words are little-endian
+    }
+    socket.send_to(&conclusion, server.addr).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while server.admission.lookups().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        server.admission.lookups(),
+        [GOOD_KEY],
+        "the request did not arrive"
+    );
+
+    // After the admission timeout (2 s) the stuck request is given up; a real caller for the
+    // same stream is admitted.
+    tokio::time::sleep(srt::DEFAULT_ADMISSION_TIMEOUT + Duration::from_millis(500)).await;
+    assert!(server.admission.requests().is_empty(), "publish was asked");
+    let caller =
+        Caller::ffmpeg(&server.url(&format!("streamid={GOOD_KEY}&passphrase={GOOD_PASS}")));
+    let delivery = server
+        .admission
+        .wait_delivery(GOOD_KEY, 0, Duration::from_secs(5))
+        .await;
+    assert!(grows(&delivery, 0, Duration::from_secs(3)).await);
+    drop(caller);
+    server.stop().await;
+}
