@@ -52,6 +52,9 @@
 //!   supervised: when its task ends, [`SrtServer::serve`] logs it and binds the same address
 //!   again. Connections open at that moment are lost (srt-tokio routes their packets through
 //!   the listener task); encoders reconnect.
+//! - `ConnectionRequest::accept` never returns when srt-protocol cannot finish the handshake
+//!   (a conclusion without the SRT handshake extension: it answers `NotHandled` and keeps the
+//!   request); it is bounded by [`SrtConfig::admission_timeout`].
 //! - srt-tokio's listener stops routing every connection's packets while one connection's
 //!   queue is full, so a connection never waits on its session: see the slow-consumer policy
 //!   (disconnect) in `Connection::forward`.
