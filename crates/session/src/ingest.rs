@@ -39,6 +39,15 @@ impl IngestProtocol {
     }
 }
 
+/// A stream key as logs may show it: at most its first 4 characters, and never more than half
+/// of it (house style 11: never log a key in full). One function for every listener.
+pub fn redact_stream_key(key: &str) -> String {
+    let shown = (key.chars().count() / 2).min(4);
+    let mut out: String = key.chars().take(shown).collect();
+    out.push('…');
+    out
+}
+
 /// A publisher asks to go live.
 #[derive(Debug, Clone)]
 pub struct PublishRequest {
@@ -132,4 +141,35 @@ pub trait Admission: Clone + Send + Sync + 'static {
         &self,
         request: PublishRequest,
     ) -> impl Future<Output = Result<PublishGrant, PublishRejection>> + Send;
+}
+
+/// The first step of an SRT admission. An SRT caller encrypts with its live stream's
+/// passphrase, and the listener must know that passphrase before it answers the handshake
+/// (the caller's key material is checked while the handshake completes, and a wrong
+/// passphrase is refused with SRT's own reason). So the SRT listener asks for the passphrase
+/// first, then completes the handshake, then asks [`Admission::publish`] as every protocol
+/// does. This step has no side effect: a caller with a wrong passphrase never reaches the
+/// session (no broadcast starts, no event is written).
+pub trait SrtAdmission: Admission {
+    /// The `srt_passphrase` of the live stream with this stream key, if a publisher could be
+    /// admitted now: the same refusals as [`Admission::publish`] (unknown key, disabled,
+    /// already publishing), checked early. `publish` still decides; this is a pre-check.
+    fn srt_passphrase(
+        &self,
+        stream_key: &str,
+    ) -> impl Future<Output = Result<String, PublishRejection>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_keys() {
+        assert_eq!(redact_stream_key("good-key"), "good…");
+        assert_eq!(redact_stream_key("sk_1234567890abcdef"), "sk_1…");
+        assert_eq!(redact_stream_key("abc"), "a…");
+        assert_eq!(redact_stream_key(""), "…");
+        assert_eq!(redact_stream_key("ключ-ключ"), "ключ…");
+    }
 }

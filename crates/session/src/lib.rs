@@ -21,9 +21,10 @@ mod timeline;
 pub mod vod;
 mod writer;
 
+pub use ingest::redact_stream_key;
 pub use ingest::{
     Admission, IngestEvent, IngestProtocol, IngestSender, PublishGrant, PublishRejection,
-    PublishRequest,
+    PublishRequest, SrtAdmission,
 };
 pub use live::LiveView;
 pub use manager::{PlaybackTarget, SessionConfig, SessionManager};

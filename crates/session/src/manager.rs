@@ -23,7 +23,9 @@ use tracing::{info, info_span, warn, Instrument};
 
 use crate::actor::{self, Actor, Command, Control, Publisher, CONTROL_CHANNEL_CAPACITY};
 use crate::asset_media::MediaMeter;
-use crate::ingest::{Admission, IngestSender, PublishGrant, PublishRejection, PublishRequest};
+use crate::ingest::{
+    Admission, IngestSender, PublishGrant, PublishRejection, PublishRequest, SrtAdmission,
+};
 use crate::lifecycle::{JoinError, Lifecycle, State};
 use crate::live::LiveView;
 use crate::recording::Recording;
@@ -654,5 +656,33 @@ impl SessionManager {
 impl Admission for SessionManager {
     async fn publish(&self, request: PublishRequest) -> Result<PublishGrant, PublishRejection> {
         self.admit(request).await
+    }
+}
+
+impl SrtAdmission for SessionManager {
+    async fn srt_passphrase(&self, stream_key: &str) -> Result<String, PublishRejection> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(PublishRejection::ShuttingDown);
+        }
+        let stream = store_glue::find_by_stream_key(&self.inner.store, stream_key)
+            .await
+            .map_err(PublishRejection::Internal)?
+            .ok_or(PublishRejection::UnknownStreamKey)?;
+        if stream.disabled {
+            return Err(PublishRejection::Disabled);
+        }
+        // The same test as `admit`: a publisher that sent media recently holds the stream.
+        let busy = lock(&self.inner.running)
+            .get(&stream.id)
+            .and_then(|r| r.publisher.as_ref())
+            .is_some_and(|current| {
+                let silent_ms = actor::unix_ms(SystemTime::now())
+                    .saturating_sub(current.last_media.load(Ordering::Relaxed));
+                Duration::from_millis(silent_ms) < self.inner.config.stale_publisher_after
+            });
+        if busy {
+            return Err(PublishRejection::AlreadyPublishing);
+        }
+        Ok(stream.srt_passphrase)
     }
 }

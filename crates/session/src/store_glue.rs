@@ -13,6 +13,8 @@ use crate::lifecycle::{LifecycleConfig, State, StatusChange};
 pub(crate) struct StreamInfo {
     pub id: String,
     pub stream_key: String,
+    /// The passphrase an SRT caller must encrypt with.
+    pub srt_passphrase: String,
     pub disabled: bool,
     pub reduced_latency: bool,
     pub audio_only: bool,
@@ -42,6 +44,7 @@ impl From<LiveStream> for StreamInfo {
                 && (s.latency_mode != LatencyMode::Standard || s.use_slate_for_standard_latency),
             reconnect_slate_url: s.reconnect_slate_url,
             stream_key: s.stream_key,
+            srt_passphrase: s.srt_passphrase,
             id: s.id,
         }
     }

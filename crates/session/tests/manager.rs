@@ -11,7 +11,7 @@ use media::flv::FlvReader;
 use media::FlvDemuxer;
 use session::{
     Admission, IngestEvent, IngestProtocol, PlaybackTarget, PublishRejection, PublishRequest,
-    SessionConfig, SessionManager,
+    SessionConfig, SessionManager, SrtAdmission,
 };
 use store::{LiveStreamStatus, NewLiveStream, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
@@ -170,6 +170,43 @@ async fn refuses_unknown_disabled_and_second_publishers() {
         PlaybackTarget::NotActive
     ));
     assert!(manager.publish(request(&stream.stream_key)).await.is_ok());
+}
+
+/// The SRT listener's first step: the passphrase of an admissible stream, the same refusals
+/// as `publish`, and no side effect (no broadcast starts).
+#[tokio::test]
+async fn srt_passphrase_lookup_refuses_like_publish_without_side_effects() {
+    let (manager, store, _shutdown, _dir) = setup("session_srt_passphrase").await;
+    assert_eq!(
+        manager.srt_passphrase("nope").await.unwrap_err(),
+        PublishRejection::UnknownStreamKey
+    );
+    let stream = create(&store, 0).await;
+    assert_eq!(
+        manager.srt_passphrase(&stream.stream_key).await.unwrap(),
+        stream.srt_passphrase
+    );
+    assert_eq!(manager.running(), 0, "a lookup started a broadcast");
+    store.disable_live_stream(&stream.id).await.unwrap();
+    assert_eq!(
+        manager
+            .srt_passphrase(&stream.stream_key)
+            .await
+            .unwrap_err(),
+        PublishRejection::Disabled
+    );
+    store.enable_live_stream(&stream.id).await.unwrap();
+    let mut srt = request(&stream.stream_key);
+    srt.protocol = IngestProtocol::Srt;
+    let grant = manager.publish(srt).await.unwrap();
+    assert_eq!(
+        manager
+            .srt_passphrase(&stream.stream_key)
+            .await
+            .unwrap_err(),
+        PublishRejection::AlreadyPublishing
+    );
+    drop(grant);
 }
 
 #[tokio::test]
