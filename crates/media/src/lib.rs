@@ -28,8 +28,10 @@ pub mod hevc;
 mod reader;
 pub mod timestamp;
 pub mod ts;
+pub mod ts_demux;
 
 pub use demux::{DemuxEvent, FlvDemuxer};
 pub use error::{MediaError, Result};
 pub use frame::{AudioConfig, Frame, StreamConfig, Track, VideoCodec, VideoConfig, TIMESCALE};
 pub use ts::TsMuxer;
+pub use ts_demux::{TsDemuxStats, TsDemuxer};
