@@ -80,7 +80,8 @@ pub struct TsDemuxStats {
     /// Packets with the transport error indicator, reserved adaptation field control, a bad
     /// adaptation field length or scrambled payload, skipped.
     pub bad_packets: u64,
-    /// PES packets dropped: cut by a continuity gap, too large, or with a bad header.
+    /// PES packets dropped: cut by a continuity gap, received without their start, too large,
+    /// or with a bad header.
     pub pes_dropped: u64,
     /// PSI sections (PAT/PMT) dropped for a bad CRC or layout.
     pub psi_errors: u64,
@@ -293,6 +294,8 @@ struct EsState {
     cc: Option<u8>,
     pes: Vec<u8>,
     in_pes: bool,
+    /// The payload being skipped (no PES in progress) was counted as a dropped PES.
+    orphan: bool,
 }
 
 impl EsState {
@@ -302,6 +305,7 @@ impl EsState {
             cc: None,
             pes: Vec::new(),
             in_pes: false,
+            orphan: false,
         }
     }
 }
@@ -622,6 +626,8 @@ impl TsDemuxer {
             }
             if cc != (last + 1) & 0x0f && !discontinuity {
                 self.stats.continuity_errors += 1;
+                // The rest of a dropped PES is not counted again.
+                es.orphan = es.in_pes;
                 if es.in_pes {
                     self.stats.pes_dropped += 1;
                 }
@@ -636,12 +642,18 @@ impl TsDemuxer {
                 return Ok(());
             };
             es.in_pes = true;
+            es.orphan = false;
             es.pes.clear();
         }
         let Some(es) = self.es.get_mut(&pid) else {
             return Ok(());
         };
         if !es.in_pes {
+            // The rest of a PES whose start was lost (or that began before we joined).
+            if !es.orphan && !payload.is_empty() {
+                es.orphan = true;
+                self.stats.pes_dropped += 1;
+            }
             return Ok(());
         }
         if es.pes.len() + payload.len() > MAX_PES_SIZE {
