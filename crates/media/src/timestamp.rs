@@ -5,6 +5,10 @@
 //! rebases any step that goes far backwards or leaps far ahead, so the output clock is shared by
 //! both tracks, starts at [`START_90K`], never goes backwards within a track and never shows a
 //! huge gap.
+//!
+//! MPEG-TS input (SRT) has 90 kHz timestamps already: the TS demuxer unwraps their 33 bits
+//! itself and hands them to [`TimestampMapper::map_90k`], which rebases the same way without
+//! rounding them to milliseconds.
 
 use crate::frame::{Track, TIMESCALE};
 
@@ -225,6 +229,22 @@ mod tests {
         assert!(!next.rebased);
         assert_eq!(next.dts - leap.dts, 40 * 90);
         assert_eq!(m.rebases(), 2);
+    }
+
+    #[test]
+    fn ticks_keep_their_precision_and_rebase_like_milliseconds() {
+        let mut m = TimestampMapper::default();
+        let a = m.map_90k(Track::Audio, 1_000_000, 1_000_000);
+        assert_eq!(a.dts, START_90K);
+        // 1024 samples at 44.1 kHz: 2089 ticks, not a whole number of milliseconds.
+        let b = m.map_90k(Track::Audio, 1_002_089, 1_002_089);
+        assert_eq!(b.dts - a.dts, 2089);
+        let v = m.map_90k(Track::Video, 1_000_000, 1_007_200);
+        assert_eq!(v.pts - v.dts, 7200);
+        // A restart far back is rebased one interval after the newest frame.
+        let r = m.map_90k(Track::Audio, 5, 5);
+        assert!(r.rebased);
+        assert_eq!(r.dts - b.dts, 2089);
     }
 
     #[test]

@@ -28,9 +28,11 @@
 //!   `AudioSpecificConfig`.
 //!
 //! The first [`DemuxEvent::Config`] waits until every selected track has its configuration
-//! (frames of a track that is ready are held meanwhile, up to [`MAX_HELD_FRAMES`]), so a
-//! stream starts with video and audio announced together. Damaged input is never an error:
-//! it is dropped and counted in [`TsDemuxStats`]. The only errors are refusals.
+//! (frames of a track that is ready are held meanwhile, up to [`MAX_HELD_FRAMES`] and
+//! [`MAX_HELD_90K`]), so a stream starts with video and audio announced together; past the
+//! limit, what is known is announced and the other track follows with its own `Config`.
+//! Damaged input is never an error: it is dropped and counted in [`TsDemuxStats`]. The only
+//! errors are refusals.
 //!
 //! Drive it with [`TsDemuxer::handle_bytes`] for every received payload and
 //! [`TsDemuxer::flush`] at the end of the stream (for the last video access unit).
@@ -59,6 +61,10 @@ pub const MAX_PES_SIZE: usize = 16 << 20;
 /// How many frames are held while waiting for the other track's configuration before the
 /// configuration known so far is announced anyway.
 pub const MAX_HELD_FRAMES: usize = 512;
+/// How long (90 kHz, by the held frames' DTS) frames are held while waiting for the other
+/// track's configuration: video waits for audio, and audio for the first video keyframe,
+/// which may be a whole GOP away.
+pub const MAX_HELD_90K: u64 = 5 * crate::frame::TIMESCALE;
 
 const PAT_PID: u16 = 0;
 const NULL_PID: u16 = 0x1fff;
@@ -1014,8 +1020,12 @@ impl TsDemuxer {
             out.push(DemuxEvent::Frame(frame));
             return;
         }
+        let span = self
+            .held
+            .first()
+            .map_or(0, |first| frame.dts.saturating_sub(first.dts));
         self.held.push(frame);
-        if self.held.len() >= MAX_HELD_FRAMES {
+        if self.held.len() >= MAX_HELD_FRAMES || span > MAX_HELD_90K {
             self.announce(out);
         }
     }
@@ -1230,6 +1240,45 @@ mod tests {
         assert_eq!(stats.continuity_errors, 0);
         assert_eq!(stats.dropped_bytes, 0);
         assert_eq!(stats.resyncs, 0);
+    }
+
+    #[test]
+    fn a_track_that_never_configures_holds_the_other_for_5_s_at_most() {
+        let config = avc_config();
+        let audio: Vec<Frame> = frames(90_000, 6)
+            .into_iter()
+            .filter(|f| f.track == Track::Audio)
+            .collect();
+        // The PMT announces video, but only audio comes: 3 × 94 frames, 6 s.
+        let long: Vec<Frame> = (0..3u64)
+            .flat_map(|k| {
+                audio.iter().map(move |f| Frame {
+                    pts: f.pts + k * 94 * 1920,
+                    dts: f.dts + k * 94 * 1920,
+                    ..f.clone()
+                })
+            })
+            .collect();
+        let ts = mux(&config, &long);
+        let mut d = TsDemuxer::default();
+        let events = d.handle_bytes(&ts).expect("no refusal");
+        let DemuxEvent::Config(first) = &events[0] else {
+            panic!("audio announced alone after the limit");
+        };
+        assert!(first.video.is_none() && first.audio.is_some());
+        // Held for a little over 5 s of audio, then released in order.
+        let released = only_frames(&events, Track::Audio);
+        assert_eq!(
+            released.len(),
+            3 * 94 - 1,
+            "all but the last (unconfirmed) packet's"
+        );
+        let announced_at = events
+            .iter()
+            .position(|e| matches!(e, DemuxEvent::Config(_)))
+            .expect("a configuration");
+        assert_eq!(announced_at, 0);
+        assert!(released.windows(2).all(|w| w[1].dts > w[0].dts));
     }
 
     #[test]
