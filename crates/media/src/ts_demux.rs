@@ -351,12 +351,14 @@ fn parse_pes(data: Vec<u8>) -> Option<Pes> {
     let flags = data[7] >> 6;
     let header_len = usize::from(data[8]);
     let start = 9 + header_len;
+    // A declared length longer than what arrived (a muxer's off-by-one; a lost packet shows
+    // as a continuity gap instead) keeps what is there.
     let end = if declared == 0 {
         data.len()
     } else {
-        6 + declared
+        (6 + declared).min(data.len())
     };
-    if start > end || end > data.len() {
+    if start > end {
         return None;
     }
     let opt = &data[9..start];
