@@ -24,8 +24,8 @@
 //!   removed from keyframes, where [`crate::TsMuxer`] puts them back from the configuration;
 //!   frames before the first keyframe are dropped;
 //! - turns an audio PES into one [`Frame`] per ADTS frame (the n-th frame of a PES is
-//!   stamped n × 1024 samples after the PES's PTS), the ADTS header giving the
-//!   `AudioSpecificConfig`.
+//!   stamped n × 1024 samples after the PES's PTS; a frame cut by the end of a PES is
+//!   completed from the next one), the ADTS header giving the `AudioSpecificConfig`.
 //!
 //! The first [`DemuxEvent::Config`] waits until every selected track has its configuration
 //! (frames of a track that is ready are held meanwhile, up to [`MAX_HELD_FRAMES`] and
@@ -53,6 +53,8 @@ use crate::timestamp::{TimestampConfig, TimestampMapper};
 
 /// Size of a transport stream packet.
 pub const PACKET_SIZE: usize = 188;
+/// The largest ADTS frame (13-bit length).
+const MAX_ADTS_FRAME: usize = 0x1fff;
 /// The sync byte every packet starts with.
 pub const SYNC_BYTE: u8 = 0x47;
 /// A PES larger than this (bytes) is dropped and counted: no sane access unit is that big, and
@@ -425,6 +427,8 @@ pub struct TsDemuxer {
     held: Vec<Frame>,
     seen_keyframe: bool,
     next_audio_pts: Option<i64>,
+    /// The start of an ADTS frame that the previous audio PES cut.
+    audio_carry: Vec<u8>,
     stats: TsDemuxStats,
 }
 
@@ -453,6 +457,7 @@ impl TsDemuxer {
             held: Vec::new(),
             seen_keyframe: false,
             next_audio_pts: None,
+            audio_carry: Vec::new(),
             stats: TsDemuxStats::default(),
         }
     }
@@ -636,6 +641,9 @@ impl TsDemuxer {
                 self.stats.continuity_errors += 1;
                 // The rest of a dropped PES is not counted again.
                 es.orphan = es.in_pes;
+                if es.kind == EsKind::Adts {
+                    self.audio_carry.clear();
+                }
                 if es.in_pes {
                     self.stats.pes_dropped += 1;
                 }
@@ -759,6 +767,7 @@ impl TsDemuxer {
         }
         let selected: Vec<(u16, EsKind)> = video.into_iter().chain(audio).collect();
         if selected != self.selected {
+            self.audio_carry.clear();
             self.es = selected
                 .iter()
                 .map(|&(pid, kind)| (pid, EsState::new(kind)))
@@ -931,6 +940,34 @@ impl TsDemuxer {
     }
 
     fn handle_audio(&mut self, pes: Pes, out: &mut Vec<DemuxEvent>) {
+        let mut data = pes.payload;
+        // A frame that began in the previous PES (ADTS frames need not be PES-aligned) is
+        // completed first and stamped after the previous frame: the PES's PTS belongs to the
+        // first frame that starts in it.
+        if !self.audio_carry.is_empty() {
+            let carried = self.audio_carry.len();
+            let mut joined = std::mem::take(&mut self.audio_carry);
+            joined.extend_from_slice(&data[..data.len().min(MAX_ADTS_FRAME)]);
+            match aac::parse_adts(&joined) {
+                Ok(a) if a.frame_len > joined.len() && joined.len() < MAX_ADTS_FRAME => {
+                    self.audio_carry = joined; // still not whole
+                    return;
+                }
+                // Completed, and followed by the next frame's syncword (or the end): a
+                // carried remnant of a damaged frame does not eat the next PES's first frame.
+                Ok(a)
+                    if a.frame_len > carried
+                        && a.frame_len <= joined.len()
+                        && is_adts_start(&data[a.frame_len - carried..]) =>
+                {
+                    let frame = Bytes::from(joined);
+                    let base = self.next_audio_pts;
+                    self.audio_frame(&frame.slice(..a.frame_len), base, 0, out);
+                    data = data.slice(a.frame_len - carried..);
+                }
+                _ => self.stats.bad_audio += 1,
+            }
+        }
         // Frame n of a PES is stamped PTS + n × 1024 samples, computed from the PES's PTS so
         // that rounding does not accumulate; a PES without a PTS continues the last one.
         let base = match pes.pts {
@@ -938,66 +975,85 @@ impl TsDemuxer {
             None => self.next_audio_pts,
         };
         let mut n = 0i64;
-        let data = &pes.payload;
         let mut pos = 0;
         while pos < data.len() {
-            let adts = match aac::parse_adts(&data[pos..]) {
-                Ok(a) if pos + a.frame_len <= data.len() && data[pos + 6] & 0x03 == 0 => a,
+            let rest = &data[pos..];
+            match aac::parse_adts(rest) {
+                Ok(a) if a.frame_len <= rest.len() => {
+                    if self.audio_frame(&data.slice(pos..pos + a.frame_len), base, n, out) {
+                        n += 1;
+                    }
+                    pos += a.frame_len;
+                }
+                // A frame (or header) cut by the end of the PES: kept for the next one.
+                Ok(_) | Err(MediaError::Truncated { .. }) if rest[0] == 0xff => {
+                    self.audio_carry = rest.to_vec();
+                    return;
+                }
                 _ => {
-                    // Not a whole single-block frame: skip to the next syncword.
+                    // Not a frame: skip to the next syncword.
                     self.stats.bad_audio += 1;
-                    pos = data[pos + 1..]
-                        .windows(2)
-                        .position(|w| w[0] == 0xff && w[1] & 0xf6 == 0xf0)
-                        .map_or(data.len(), |i| pos + 1 + i);
-                    continue;
-                }
-            };
-            let raw = pes
-                .payload
-                .slice(pos + adts.header_len..pos + adts.frame_len);
-            pos += adts.frame_len;
-            let Ok(asc) = AudioSpecificConfig::new(
-                adts.object_type,
-                adts.sampling_index,
-                adts.channel_config,
-            ) else {
-                self.stats.bad_audio += 1;
-                continue;
-            };
-            let rate = i64::from(asc.sample_rate());
-            if self.config.audio.as_deref().map(|a| &a.asc) != Some(&asc) {
-                self.config.audio = Some(Arc::new(AudioConfig { asc }));
-                if self.announced {
-                    out.push(DemuxEvent::Config(self.config.clone()));
-                } else {
-                    self.maybe_announce(out);
+                    pos = (pos + 1..data.len())
+                        .find(|&i| is_adts_start(&data[i..]))
+                        .unwrap_or(data.len());
                 }
             }
-            let Some(base) = base else {
-                self.stats.frames_dropped += 1;
-                continue;
-            };
-            let samples = i64::from(aac::SAMPLES_PER_FRAME) * 90_000;
-            let pts = base + n * samples / rate;
-            n += 1;
-            self.next_audio_pts = Some(base + n * samples / rate);
-            if raw.is_empty() {
-                self.stats.bad_audio += 1;
-                continue;
-            }
-            let ts = self.mapper.map_90k(Track::Audio, pts, pts);
-            self.emit(
-                Frame {
-                    track: Track::Audio,
-                    pts: ts.pts,
-                    dts: ts.dts,
-                    keyframe: true,
-                    data: raw,
-                },
-                out,
-            );
         }
+    }
+
+    /// One whole ADTS frame, the `n`-th frame after `base`; returns whether it was counted as a
+    /// frame of the timeline (a bad one is not).
+    fn audio_frame(
+        &mut self,
+        frame: &Bytes,
+        base: Option<i64>,
+        n: i64,
+        out: &mut Vec<DemuxEvent>,
+    ) -> bool {
+        let Ok(adts) = aac::parse_adts(frame) else {
+            self.stats.bad_audio += 1;
+            return false;
+        };
+        let Ok(asc) =
+            AudioSpecificConfig::new(adts.object_type, adts.sampling_index, adts.channel_config)
+        else {
+            self.stats.bad_audio += 1;
+            return false;
+        };
+        // Several raw data blocks in one ADTS frame would not be one raw AAC frame.
+        let raw = frame.slice(adts.header_len.min(frame.len())..);
+        if frame[6] & 0x03 != 0 || raw.is_empty() {
+            self.stats.bad_audio += 1;
+            return false;
+        }
+        let rate = i64::from(asc.sample_rate());
+        if self.config.audio.as_deref().map(|a| &a.asc) != Some(&asc) {
+            self.config.audio = Some(Arc::new(AudioConfig { asc }));
+            if self.announced {
+                out.push(DemuxEvent::Config(self.config.clone()));
+            } else {
+                self.maybe_announce(out);
+            }
+        }
+        let Some(base) = base else {
+            self.stats.frames_dropped += 1;
+            return false;
+        };
+        let samples = i64::from(aac::SAMPLES_PER_FRAME) * 90_000;
+        let pts = base + n * samples / rate;
+        self.next_audio_pts = Some(base + (n + 1) * samples / rate);
+        let ts = self.mapper.map_90k(Track::Audio, pts, pts);
+        self.emit(
+            Frame {
+                track: Track::Audio,
+                pts: ts.pts,
+                dts: ts.dts,
+                keyframe: true,
+                data: raw,
+            },
+            out,
+        );
+        true
     }
 
     /// Announces the configuration once every selected track has one.
@@ -1030,6 +1086,15 @@ impl TsDemuxer {
         if self.held.len() >= MAX_HELD_FRAMES || span > MAX_HELD_90K {
             self.announce(out);
         }
+    }
+}
+
+/// Whether `data` is empty or starts with an ADTS syncword.
+fn is_adts_start(data: &[u8]) -> bool {
+    match data {
+        [] => true,
+        [b0] => *b0 == 0xff,
+        [b0, b1, ..] => *b0 == 0xff && b1 & 0xf6 == 0xf0,
     }
 }
 
@@ -1513,16 +1578,8 @@ mod tests {
         assert_eq!(d.stats().psi_errors, 1);
     }
 
-    #[test]
-    fn several_adts_frames_per_pes_advance_by_1024_samples() {
-        let asc = AudioSpecificConfig::new(2, 4, 2).expect("44.1 kHz stereo");
-        let mut payload = Vec::new();
-        for i in 0..3u8 {
-            let raw = vec![i + 1; 30 + usize::from(i)];
-            payload.extend_from_slice(&asc.adts_header(raw.len()).expect("header"));
-            payload.extend_from_slice(&raw);
-        }
-        let pts: u64 = 900_000;
+    /// One TS packet on PID 0x101 carrying a whole audio PES (PTS, payload).
+    fn audio_pes_packet(pts: u64, payload: &[u8], cc: u8) -> Vec<u8> {
         let mut pes = vec![0, 0, 1, 0xc0, 0, 0, 0x80, 0x80, 5];
         pes.extend_from_slice(&[
             0x21 | ((pts >> 29) as u8 & 0x0e),
@@ -1531,18 +1588,36 @@ mod tests {
             (pts >> 7) as u8,
             ((pts << 1) as u8) | 1,
         ]);
-        pes.extend_from_slice(&payload);
+        pes.extend_from_slice(payload);
         let len = pes.len() - 6;
         pes[4] = (len >> 8) as u8;
         pes[5] = len as u8;
-        let mut ts = program(&[(0x0f, 0x101, &[])]);
-        ts.truncate(188 * 2);
-        let mut packet = vec![0x47, 0x41, 0x01, 0x30];
+        let mut packet = vec![0x47, 0x41, 0x01, 0x30 | cc];
         packet.push((184 - pes.len() - 1) as u8);
         packet.push(0);
         packet.resize(188 - pes.len(), 0xff);
         packet.extend_from_slice(&pes);
-        ts.extend_from_slice(&packet);
+        packet
+    }
+
+    fn adts_frames(asc: &AudioSpecificConfig, count: u8) -> Vec<Vec<u8>> {
+        (0..count)
+            .map(|i| {
+                let raw = vec![i + 1; 30 + usize::from(i)];
+                let mut frame = asc.adts_header(raw.len()).expect("header").to_vec();
+                frame.extend_from_slice(&raw);
+                frame
+            })
+            .collect()
+    }
+
+    #[test]
+    fn several_adts_frames_per_pes_advance_by_1024_samples() {
+        let asc = AudioSpecificConfig::new(2, 4, 2).expect("44.1 kHz stereo");
+        let payload = adts_frames(&asc, 3).concat();
+        let mut ts = program(&[(0x0f, 0x101, &[])]);
+        ts.truncate(188 * 2);
+        ts.extend(audio_pes_packet(900_000, &payload, 0));
         let mut d = TsDemuxer::default();
         let mut events = d.handle_bytes(&ts).expect("no refusal");
         assert!(
@@ -1559,5 +1634,45 @@ mod tests {
         assert!(
             matches!(&events[0], DemuxEvent::Config(c) if c.audio.as_deref().map(|a| &a.asc) == Some(&asc))
         );
+    }
+
+    #[test]
+    fn adts_frames_cut_across_pes_packets_are_joined() {
+        let asc = AudioSpecificConfig::new(2, 4, 2).expect("44.1 kHz stereo");
+        let frames = adts_frames(&asc, 4);
+        // PES 1: frames 0, 1 and the first 10 bytes of 2; PES 2: the rest of 2, then 3,
+        // stamped with frame 3's time.
+        let first = [&frames[0][..], &frames[1], &frames[2][..10]].concat();
+        let second = [&frames[2][10..], &frames[3][..]].concat();
+        let mut ts = program(&[(0x0f, 0x101, &[])]);
+        ts.truncate(188 * 2);
+        ts.extend(audio_pes_packet(900_000, &first, 0));
+        ts.extend(audio_pes_packet(900_000 + 3 * 2090, &second, 1));
+        let mut d = TsDemuxer::default();
+        let mut events = d.handle_bytes(&ts).expect("no refusal");
+        events.extend(d.flush());
+        let audio = only_frames(&events, Track::Audio);
+        let data: Vec<Bytes> = audio.iter().map(|f| f.data.clone()).collect();
+        let want: Vec<Bytes> = frames
+            .iter()
+            .map(|f| Bytes::copy_from_slice(&f[7..]))
+            .collect();
+        assert_eq!(data, want);
+        let dts: Vec<u64> = audio.iter().map(|f| f.dts - audio[0].dts).collect();
+        assert_eq!(dts, vec![0, 2089, 4179, 3 * 2090]);
+        assert_eq!(d.stats().bad_audio, 0);
+
+        // A remnant that the next PES does not continue is dropped, not glued to its frame.
+        let mut ts = program(&[(0x0f, 0x101, &[])]);
+        ts.truncate(188 * 2);
+        ts.extend(audio_pes_packet(900_000, &first, 0));
+        ts.extend(audio_pes_packet(900_000 + 3 * 2090, &frames[3], 1));
+        let mut d = TsDemuxer::default();
+        let mut events = d.handle_bytes(&ts).expect("no refusal");
+        events.extend(d.flush());
+        let audio = only_frames(&events, Track::Audio);
+        assert_eq!(audio.len(), 3);
+        assert_eq!(audio[2].data, want[3]);
+        assert_eq!(d.stats().bad_audio, 1);
     }
 }
