@@ -5,6 +5,10 @@
 //! rebases any step that goes far backwards or leaps far ahead, so the output clock is shared by
 //! both tracks, starts at [`START_90K`], never goes backwards within a track and never shows a
 //! huge gap.
+//!
+//! MPEG-TS input (SRT) has 90 kHz timestamps already: the TS demuxer unwraps their 33 bits
+//! itself and hands them to [`TimestampMapper::map_90k`], which rebases the same way without
+//! rounding them to milliseconds.
 
 use crate::frame::{Track, TIMESCALE};
 
@@ -42,18 +46,25 @@ impl Default for TimestampConfig {
 #[derive(Debug, Clone, Copy, Default)]
 struct TrackClock {
     last_dts: Option<u64>,
-    last_ms: Option<i64>,
-    interval_ms: Option<i64>,
+    /// Last output time before the start offset, 90 kHz.
+    last: Option<i64>,
+    /// Last plausible frame interval, 90 kHz.
+    interval: Option<i64>,
 }
 
 /// Unwraps, rebases and converts timestamps of one stream (both tracks).
 #[derive(Debug, Clone)]
 pub struct TimestampMapper {
     config: TimestampConfig,
+    /// Last unwrapped millisecond input of [`TimestampMapper::map`].
     last_raw: Option<i64>,
     wraps: i64,
-    offset_ms: i64,
-    newest_ms: i64,
+    started: bool,
+    mapped: u64,
+    /// Input to output offset, 90 kHz.
+    offset: i64,
+    /// Newest output time of either track (before the start offset), 90 kHz.
+    newest: i64,
     tracks: [TrackClock; 2],
     rebases: u64,
 }
@@ -82,8 +93,10 @@ impl TimestampMapper {
             config,
             last_raw: None,
             wraps: 0,
-            offset_ms: 0,
-            newest_ms: 0,
+            started: false,
+            mapped: 0,
+            offset: 0,
+            newest: 0,
             tracks: [TrackClock::default(); 2],
             rebases: 0,
         }
@@ -97,51 +110,77 @@ impl TimestampMapper {
     /// Maps a 32-bit millisecond timestamp and a composition offset (ms) of `track`.
     pub fn map(&mut self, track: Track, timestamp_ms: u32, composition_ms: i32) -> Mapped {
         let mut raw = i64::from(timestamp_ms) + self.wraps * WRAP;
-        let mut rebased = false;
-        match self.last_raw {
-            None => self.offset_ms = -raw,
-            Some(last) => {
-                if raw < last - WRAP / 2 {
-                    self.wraps += 1;
-                    raw += WRAP;
-                } else if raw > last + WRAP / 2 && self.wraps > 0 {
-                    raw -= WRAP; // a late timestamp from before the wrap
-                }
+        if let Some(last) = self.last_raw {
+            if raw < last - WRAP / 2 {
+                self.wraps += 1;
+                raw += WRAP;
+            } else if raw > last + WRAP / 2 && self.wraps > 0 {
+                raw -= WRAP; // a late timestamp from before the wrap
             }
         }
+        self.last_raw = Some(raw);
+        self.map_ticks(
+            track,
+            raw * TICKS_PER_MS,
+            i64::from(composition_ms) * TICKS_PER_MS,
+        )
+    }
+
+    /// Maps a decoding time and a presentation time already on a 90 kHz clock and already
+    /// unwrapped by the caller (MPEG-TS input: 33-bit PTS/DTS made monotonic by the demuxer).
+    /// The same rebasing as [`TimestampMapper::map`] applies. Use one of the two methods per
+    /// mapper, not both.
+    pub fn map_90k(&mut self, track: Track, dts: i64, pts: i64) -> Mapped {
+        self.map_ticks(track, dts, pts.saturating_sub(dts))
+    }
+
+    fn map_ticks(&mut self, track: Track, raw: i64, composition: i64) -> Mapped {
+        let mut rebased = false;
         let clock = self.tracks[track as usize];
-        let mut out_ms = raw + self.offset_ms;
-        if self.last_raw.is_some() {
-            let step = out_ms - self.newest_ms;
-            if step > self.config.max_forward_jump_ms || step < -self.config.max_backward_jump_ms {
-                let gap = clock.interval_ms.unwrap_or(DEFAULT_FRAME_INTERVAL_MS);
-                let target = self.newest_ms + gap;
-                self.offset_ms += target - out_ms;
-                out_ms = target;
+        if !self.started {
+            self.started = true;
+            self.offset = -raw;
+        }
+        let mut out = raw.saturating_add(self.offset);
+        if self.mapped > 0 {
+            let step = out.saturating_sub(self.newest);
+            if step > self.config.max_forward_jump_ms.saturating_mul(TICKS_PER_MS)
+                || step
+                    < -self
+                        .config
+                        .max_backward_jump_ms
+                        .saturating_mul(TICKS_PER_MS)
+            {
+                let gap = clock
+                    .interval
+                    .unwrap_or(DEFAULT_FRAME_INTERVAL_MS * TICKS_PER_MS);
+                let target = self.newest + gap;
+                self.offset = self.offset.saturating_add(target - out);
+                out = target;
                 rebased = true;
                 self.rebases += 1;
             }
         }
-        self.last_raw = Some(raw);
-        self.newest_ms = self.newest_ms.max(out_ms);
+        self.mapped += 1;
+        self.newest = self.newest.max(out);
 
         let start = START_90K as i64;
-        let unclamped = (start + out_ms * TICKS_PER_MS).max(0) as u64;
+        let unclamped = start.saturating_add(out).max(0) as u64;
         let dts = match clock.last_dts {
             Some(last) if unclamped <= last => last + 1,
             _ => unclamped,
         };
-        let pts_raw = unclamped as i64 + i64::from(composition_ms) * TICKS_PER_MS;
+        let pts_raw = (unclamped as i64).saturating_add(composition);
         let pts = (pts_raw.max(0) as u64).max(dts);
 
         let t = &mut self.tracks[track as usize];
-        if let Some(last_ms) = t.last_ms {
-            let interval = out_ms - last_ms;
-            if (1..=1000).contains(&interval) {
-                t.interval_ms = Some(interval);
+        if let Some(last) = t.last {
+            let interval = out - last;
+            if (TICKS_PER_MS..=1000 * TICKS_PER_MS).contains(&interval) {
+                t.interval = Some(interval);
             }
         }
-        t.last_ms = Some(out_ms);
+        t.last = Some(out);
         t.last_dts = Some(dts);
         Mapped { dts, pts, rebased }
     }
@@ -190,6 +229,22 @@ mod tests {
         assert!(!next.rebased);
         assert_eq!(next.dts - leap.dts, 40 * 90);
         assert_eq!(m.rebases(), 2);
+    }
+
+    #[test]
+    fn ticks_keep_their_precision_and_rebase_like_milliseconds() {
+        let mut m = TimestampMapper::default();
+        let a = m.map_90k(Track::Audio, 1_000_000, 1_000_000);
+        assert_eq!(a.dts, START_90K);
+        // 1024 samples at 44.1 kHz: 2089 ticks, not a whole number of milliseconds.
+        let b = m.map_90k(Track::Audio, 1_002_089, 1_002_089);
+        assert_eq!(b.dts - a.dts, 2089);
+        let v = m.map_90k(Track::Video, 1_000_000, 1_007_200);
+        assert_eq!(v.pts - v.dts, 7200);
+        // A restart far back is rebased one interval after the newest frame.
+        let r = m.map_90k(Track::Audio, 5, 5);
+        assert!(r.rebased);
+        assert_eq!(r.dts - b.dts, 2089);
     }
 
     #[test]
