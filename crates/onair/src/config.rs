@@ -13,6 +13,8 @@ use media::timestamp::TimestampConfig;
 pub const DEFAULT_RTMP_ADDR: &str = "0.0.0.0:5222";
 /// Default RTMPS listener.
 pub const DEFAULT_RTMPS_ADDR: &str = "0.0.0.0:443";
+/// Default SRT listener.
+pub const DEFAULT_SRT_ADDR: &str = srt::DEFAULT_SRT_ADDR;
 /// Default HTTP listener (API and playback).
 pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
 /// Default data directory.
@@ -89,6 +91,7 @@ impl Default for BroadcastsFileConfig {
 struct ListenersFileConfig {
     rtmp: Option<String>,
     rtmps: Option<String>,
+    srt: Option<String>,
     http: Option<String>,
 }
 
@@ -248,6 +251,9 @@ pub struct ServeArgs {
     /// RTMPS listener address, or `off` [default: 0.0.0.0:443; needs --tls-cert/--tls-key or --dev-tls].
     #[arg(long, env = "ONAIR_RTMPS_ADDR")]
     pub rtmps_addr: Option<String>,
+    /// SRT listener address (UDP), or `off` [default: 0.0.0.0:6001].
+    #[arg(long, env = "ONAIR_SRT_ADDR")]
+    pub srt_addr: Option<String>,
     /// HTTP listener (API and HLS playback), or `off` [default: 0.0.0.0:8080].
     #[arg(long, env = "ONAIR_HTTP_ADDR")]
     pub http_addr: Option<String>,
@@ -287,6 +293,7 @@ pub struct ServeSettings {
     pub data_dir: PathBuf,
     pub rtmp_addr: Option<SocketAddr>,
     pub rtmps_addr: Option<SocketAddr>,
+    pub srt_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
     pub tls: Option<TlsSource>,
     pub access_token: Option<(String, String)>,
@@ -422,6 +429,12 @@ impl FileConfig {
             l.rtmps.as_deref(),
             DEFAULT_RTMPS_ADDR,
         )?;
+        let srt_addr = listener(
+            "srt",
+            args.srt_addr.as_deref(),
+            l.srt.as_deref(),
+            DEFAULT_SRT_ADDR,
+        )?;
         let http_addr = listener(
             "http",
             args.http_addr.as_deref(),
@@ -462,6 +475,7 @@ impl FileConfig {
             data_dir: self.data_dir(data_dir_flag),
             rtmp_addr,
             rtmps_addr,
+            srt_addr,
             http_addr,
             tls,
             access_token,

@@ -94,6 +94,14 @@ async fn serve(settings: ServeSettings) -> Result<()> {
     };
     let rtmp_listener = bind("rtmp", settings.rtmp_addr).await?;
     let rtmps_listener = bind("rtmps", settings.rtmps_addr).await?;
+    let srt_server = match settings.srt_addr {
+        Some(addr) => Some(
+            srt::SrtServer::bind(addr, srt::SrtConfig::default())
+                .await
+                .with_context(|| format!("binding the srt listener on {addr}"))?,
+        ),
+        None => None,
+    };
     let http_listener = bind("http", settings.http_addr).await?;
 
     let shutdown = CancellationToken::new();
@@ -154,6 +162,16 @@ async fn serve(settings: ServeSettings) -> Result<()> {
             Some(tls),
             manager.clone(),
             rtmp_config.clone(),
+            shutdown.clone(),
+        ));
+    }
+    if let Some(server) = srt_server {
+        let addr = server.local_addr();
+        println!("srt listening on {addr} (publish to srt://{addr}?streamid=STREAM_KEY&passphrase=SRT_PASSPHRASE)");
+        let timestamps = settings.pipeline.timestamps;
+        tasks.spawn(server.serve(
+            manager.clone(),
+            move |_: &str| media::TsDemuxer::new(timestamps),
             shutdown.clone(),
         ));
     }

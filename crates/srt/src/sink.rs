@@ -3,8 +3,7 @@
 //! Each accepted caller gets its own [`PayloadSink`] from the listener's [`SinkFactory`]. The
 //! connection hands it every payload SRT delivers (usually 7 TS packets, 1316 bytes, but not
 //! always 188-aligned: the demuxer must resync) and forwards the [`DemuxEvent`]s it returns to
-//! the session. Plugging the demuxer in is an `impl PayloadSink for TsDemuxer` (or a closure
-//! factory returning a wrapper).
+//! the session. The gateway uses [`media::TsDemuxer`] (implemented here).
 
 use bytes::Bytes;
 use media::{DemuxEvent, MediaError};
@@ -37,6 +36,18 @@ where
     type Sink = S;
     fn new_sink(&self, live_stream_id: &str) -> S {
         self(live_stream_id)
+    }
+}
+
+/// MPEG-TS, the media SRT callers send: the demuxer resyncs on unaligned payloads, and
+/// refuses a program OnAir cannot carry (naming the codec), which ends the connection.
+impl PayloadSink for media::TsDemuxer {
+    fn handle_payload(&mut self, payload: Bytes) -> Result<Vec<DemuxEvent>, MediaError> {
+        self.handle_bytes(&payload)
+    }
+
+    fn finish(&mut self) -> Vec<DemuxEvent> {
+        self.flush()
     }
 }
 

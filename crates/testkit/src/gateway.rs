@@ -35,6 +35,8 @@ pub struct Gateway {
     pub rtmp: Option<SocketAddr>,
     /// RTMPS listener (with `--dev-tls`).
     pub rtmps: Option<SocketAddr>,
+    /// The SRT listener (UDP).
+    pub srt: Option<SocketAddr>,
     /// HTTP listener.
     pub http: Option<SocketAddr>,
     /// Stdout lines after `ready`, as they come.
@@ -75,6 +77,8 @@ impl Gateway {
                 "--rtmps-addr",
                 "127.0.0.1:0",
                 "--dev-tls",
+                "--srt-addr",
+                "127.0.0.1:0",
                 "--http-addr",
                 "127.0.0.1:0",
                 "--access-token",
@@ -93,6 +97,7 @@ impl Gateway {
             data_dir,
             rtmp: None,
             rtmps: None,
+            srt: None,
             http: None,
             stdout: rx,
             stderr_path,
@@ -105,6 +110,7 @@ impl Gateway {
             };
             gateway.rtmp = gateway.rtmp.or_else(|| listening(&line, "rtmp"));
             gateway.rtmps = gateway.rtmps.or_else(|| listening(&line, "rtmps"));
+            gateway.srt = gateway.srt.or_else(|| listening(&line, "srt"));
             gateway.http = gateway.http.or_else(|| listening(&line, "http"));
             if line == "ready" {
                 break;
