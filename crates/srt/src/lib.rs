@@ -13,8 +13,9 @@
 //! use tokio_util::sync::CancellationToken;
 //! let shutdown = CancellationToken::new();
 //! let server = srt::SrtServer::bind("0.0.0.0:6001".parse().unwrap(), srt::SrtConfig::default()).await?;
-//! // One sink per caller; `DiscardSink` counts and drops until the TS demuxer is plugged in.
-//! server.serve(sessions, |_: &str| srt::DiscardSink::default(), shutdown).await;
+//! // One MPEG-TS demuxer per caller (what `onair serve` does).
+//! let timestamps = media::timestamp::TimestampConfig::default();
+//! server.serve(sessions, move |_: &str| media::TsDemuxer::new(timestamps), shutdown).await;
 //! # Ok(()) }
 //! ```
 //!
