@@ -7,7 +7,8 @@
 //! and the access-control form `#!::r=KEY,m=publish` (percent-encoded, as in a URL); the live
 //! stream reports `active_ingest_protocol: srt` and its asset `ingest_type: live_srt`; an
 //! encoder that drops on RTMP and comes back on SRT continues the same broadcast.
-//! (Refusals, garbage and floods against the listener: `crates/srt/tests`.)
+//! A caller that vanishes (SIGKILL) ends only its own broadcast. (Refusals, garbage and
+//! floods against the listener: `crates/srt/tests`.)
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::process::CommandExt;
@@ -320,4 +321,52 @@ fn rtmp_then_srt_continues_the_broadcast() {
             == 2,
         "{events:?}"
     );
+}
+
+/// A caller that vanishes mid-stream (ffmpeg killed with SIGKILL: no SRT shutdown, its
+/// packets just stop) ends its connection after SRT's peer idle timeout; the other SRT stream
+/// keeps going meanwhile, and the listener still accepts a new caller.
+#[test]
+fn a_vanished_caller_does_not_disturb_the_others() {
+    let gw = start("e2e_srt_vanished");
+    let a = create(&gw, r#", "latency_mode": "reduced""#);
+    let b = create(&gw, r#", "latency_mode": "reduced""#);
+    let clip = clip("e2e_srt_vanished_clip", 20, &[]);
+    let url = |s: &Stream| {
+        format!(
+            "srt://{}?streamid={}&passphrase={}",
+            gw.srt.unwrap(),
+            s.key,
+            s.passphrase
+        )
+    };
+    let mut vanishing = ffmpeg_caller(&clip, &url(&a));
+    let mut steady = ffmpeg_caller(&clip, &url(&b));
+    for s in [&a, &b] {
+        wait_for("both active", Duration::from_secs(20), || {
+            let (_, v) = gw.api("GET", &format!("/live-streams/{}", s.id), None);
+            (v["data"]["status"] == "active").then_some(())
+        });
+    }
+    vanishing.kill().unwrap();
+    let _ = vanishing.wait();
+    // The vanished caller's stream ends (no reconnect window) once SRT gives up on the peer.
+    gw.wait_status(&a.id, "idle", Duration::from_secs(20));
+    let (_, v) = gw.api("GET", &format!("/live-streams/{}", b.id), None);
+    assert_eq!(
+        v["data"]["status"], "active",
+        "the other stream was disturbed"
+    );
+    assert!(
+        steady.try_wait().unwrap().is_none(),
+        "the other caller stopped"
+    );
+    // A new caller for the first stream is accepted.
+    let mut again = ffmpeg_caller(&clip, &url(&a));
+    wait_for("active again", Duration::from_secs(20), || {
+        let (_, v) = gw.api("GET", &format!("/live-streams/{}", a.id), None);
+        (v["data"]["status"] == "active").then_some(())
+    });
+    let _ = again.kill();
+    let _ = steady.kill();
 }
