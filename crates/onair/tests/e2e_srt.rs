@@ -367,6 +367,8 @@ fn a_vanished_caller_does_not_disturb_the_others() {
         let (_, v) = gw.api("GET", &format!("/live-streams/{}", a.id), None);
         (v["data"]["status"] == "active").then_some(())
     });
-    let _ = again.kill();
-    let _ = steady.kill();
+    for caller in [&mut again, &mut steady] {
+        let _ = caller.kill();
+        let _ = caller.wait();
+    }
 }
