@@ -20,10 +20,6 @@ pub enum ConnectionError {
     /// The payload sink (the TS demuxer) refused the caller's media.
     #[error("media: {0}")]
     Media(#[from] MediaError),
-    /// The session's channel was full: the publisher is dropped rather than stall the
-    /// listener (see the slow-consumer policy in `server.rs`).
-    #[error("the live stream session is too far behind")]
-    SessionBehind,
     /// The live stream's session stopped taking media.
     #[error("the live stream session has ended")]
     SessionGone,

@@ -1,10 +1,11 @@
 //! # OnAir SRT ingest
 //!
-//! The SRT listener (`srt://HOST:6001?streamid=STREAM_KEY&passphrase=SRT_PASSPHRASE`) on
-//! srt-tokio, and the admission of its callers through the session's [`session::ingest`]
-//! contract, as the RTMP listener does. Demuxing is not here: each admitted caller's payloads
-//! (MPEG-TS, not always 188-aligned) go to a [`PayloadSink`] made by the [`SinkFactory`] given
-//! to [`SrtServer::serve`], and the [`media::DemuxEvent`]s it returns go to the session.
+//! The SRT listener (`srt://HOST:6001?streamid=STREAM_KEY&passphrase=SRT_PASSPHRASE`): an
+//! I/O driver of OnAir's own around srt-protocol's sans-IO handshake and connection code, and
+//! the admission of its callers through the session's [`session::ingest`] contract, as the
+//! RTMP listener does. Demuxing is not here: each admitted caller's payloads (MPEG-TS, not
+//! always 188-aligned) go to a [`PayloadSink`] made by the [`SinkFactory`] given to
+//! [`SrtServer::serve`], and the [`media::DemuxEvent`]s it returns go to the session.
 //!
 //! ## How to drive it
 //!
@@ -30,39 +31,46 @@
 //! 2. [`SrtAdmission::srt_passphrase`](session::SrtAdmission::srt_passphrase) looks the
 //!    passphrase up, refusing unknown keys and disabled streams (`Server(Forbidden)`) and
 //!    streams with a live publisher (`Server(Conflict)`), without side effects;
-//! 3. the handshake is completed with `KeySettings { caller's key size, passphrase }`; a wrong
-//!    passphrase is refused there by srt-tokio (`Core(BadSecret)`), a caller without
+//! 3. the handshake is completed with the passphrase and the caller's own key size; a wrong
+//!    passphrase is refused there by srt-protocol (`Core(BadSecret)`), a caller without
 //!    encryption too (`Core(Unsecure)`);
 //! 4. [`Admission::publish`](session::Admission::publish) grants the publish, as for RTMP. A
 //!    refusal here (a race with another encoder) can only close the connection.
 //!
 //! Refusals are logged with the key redacted.
 //!
-//! ## Guards around srt-tokio 0.4.4
+//! ## Why not srt-tokio's listener
 //!
-//! - `ConnectionRequest::accept(None)` for a caller that sends key material, and
-//!   `accept(Some)` with a key size other than the caller's, hit `unimplemented!` in
-//!   srt-protocol and panic the listener task. This crate never calls `accept(None)` and always
-//!   uses the key size the caller announced, `Unspecified` included: libsrt callers with the
-//!   default `pbkeylen` (ffmpeg without `pbkeylen=`) announce none and send 16-byte key
-//!   material, which srt-protocol unwraps with `Unspecified` as 16 bytes.
-//! - Other panics remain reachable from the network inside the listener task: a handshake
-//!   with an SRT extension of type 0, 6, 7 or 8 in the configuration position
-//!   (`unimplemented!("Implement other kinds")` in the packet parser, before any admission),
-//!   or a key-material *response* where a request belongs. The listener is therefore
-//!   supervised: when its task ends, [`SrtServer::serve`] logs it and binds the same address
-//!   again. Connections open at that moment are lost (srt-tokio routes their packets through
-//!   the listener task); encoders reconnect.
-//! - `ConnectionRequest::accept` never returns when srt-protocol cannot finish the handshake
-//!   (a conclusion without the SRT handshake extension: it answers `NotHandled` and keeps the
-//!   request); it is bounded by [`SrtConfig::admission_timeout`].
-//! - srt-tokio's listener stops routing every connection's packets while one connection's
-//!   queue is full, so a connection never waits on its session: see the slow-consumer policy
-//!   (disconnect) in `Connection::forward`.
+//! srt-tokio 0.4.4 (the I/O half of the same project) runs one listener task that parses every
+//! datagram and routes every connection's packets. srt-protocol panics on input a peer can
+//! send (a handshake with a packet-filter, group or non-`live` congestion extension, which
+//! real libsrt callers send with `packetfilter=fec`, bonding or `transtype=file`; a
+//! key-material response where a request belongs; NAKs with a broken loss list; congestion
+//! warnings and peer errors), and with srt-tokio one such datagram ended the listener task and
+//! every connection with it; one full connection queue also stalled all the others. The
+//! driver here (`driver.rs`) keeps srt-protocol's logic and fixes the I/O around it:
+//!
+//! - every datagram is checked before the parser sees it (`guard.rs`): what is known to panic
+//!   is refused with libsrt's own reject reason (`Filter`, `Group`, `Congestion`, `Rogue`) or
+//!   dropped; every call into srt-protocol is also run under `catch_unwind`, so an unknown
+//!   panic ends one handshake or one connection, never the listener;
+//! - connected callers' packets are routed by the driver straight to their connection, which
+//!   runs in the caller's own task; a connection that falls behind loses packets (SRT
+//!   retransmits them), never holds up the others;
+//! - handshake state is bounded (peers in handshake at once, in total and per IP address, and
+//!   how long each may stay);
+//! - srt-protocol never finishes a conclusion without the SRT handshake extension (it answers
+//!   `NotHandled` and keeps the request): admission is bounded by
+//!   [`SrtConfig::admission_timeout`].
+//!
+//! The listener is still supervised: should its task ever end, [`SrtServer::serve`] logs it and
+//! starts it again on the same socket.
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod driver;
 pub mod error;
+mod guard;
 mod server;
 pub mod sink;
 pub mod stream_id;

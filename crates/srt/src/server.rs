@@ -1,40 +1,43 @@
-//! The supervised srt-tokio listener, the two-step admission of each caller, and the
-//! connection tasks.
+//! The SRT listener (OnAir's driver around srt-protocol, supervised), the two-step admission
+//! of each caller, and the connection tasks.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use session::{
     redact_stream_key, IngestEvent, IngestProtocol, PublishGrant, PublishRejection, PublishRequest,
     SrtAdmission,
 };
 use srt_protocol::options::Passphrase;
 use srt_protocol::packet::{RejectReason, ServerRejectReason};
-use srt_protocol::settings::KeySettings;
-use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener, SrtSocket};
 use tokio::net::UdpSocket;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::SrtConfig;
+use crate::driver::{self, Request, SrtConnection};
 use crate::error::ConnectionError;
 use crate::sink::{PayloadSink, SinkFactory};
 use crate::stream_id::{parse_stream_id, StreamIdError};
 
-/// How long closing an SRT socket (its shutdown message) may take.
+/// How long closing an SRT connection (its shutdown exchange) may take.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The UDP receive buffer asked for: seconds of a few dozen 3-6 Mbit/s publishers, so a
+/// scheduling hiccup of the listener task does not drop datagrams (the kernel caps it at
+/// `net.core.rmem_max`).
+const RECV_BUFFER: usize = 8 << 20;
 
 /// A bound SRT listener, not yet serving: bind first (the binary fails before serving when
 /// the port is taken), then [`SrtServer::serve`].
 #[derive(Debug)]
 pub struct SrtServer {
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     local_addr: SocketAddr,
     config: SrtConfig,
 }
@@ -43,17 +46,26 @@ impl SrtServer {
     /// Binds the UDP port (`0.0.0.0:6001` by default, see
     /// [`DEFAULT_SRT_ADDR`](crate::DEFAULT_SRT_ADDR); port 0 picks a free one).
     pub async fn bind(addr: SocketAddr, config: SrtConfig) -> io::Result<SrtServer> {
-        let socket = UdpSocket::bind(addr).await?;
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )?;
+        if let Err(e) = socket.set_recv_buffer_size(RECV_BUFFER) {
+            tracing::warn!(error = %e, "could not enlarge the SRT socket's receive buffer");
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        let socket = UdpSocket::from_std(socket.into())?;
         let local_addr = socket.local_addr()?;
         Ok(SrtServer {
-            socket,
+            socket: Arc::new(socket),
             local_addr,
             config,
         })
     }
 
-    /// The bound address (with the real port when bound to port 0). A rebind after the
-    /// listener died binds this same address.
+    /// The bound address (with the real port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -61,10 +73,10 @@ impl SrtServer {
     /// Accepts SRT callers until `shutdown` is cancelled, then waits for their connections to
     /// close (each one stops at once on shutdown).
     ///
-    /// The srt-tokio listener runs in a task of its own, which a hostile or unusual handshake
-    /// can panic (see the crate documentation). When it dies, its connections die with it
-    /// (they receive their packets through it); this loop logs the death and binds the same
-    /// address again, so later callers are served.
+    /// The listener ([`driver::run`]) catches what srt-protocol could panic on, so it is not
+    /// expected to end; if it ever does (a bug), this loop logs it and starts it again on the
+    /// same socket after [`SrtConfig::rebind_backoff`]. Its connections end with it (they
+    /// receive their packets through it); encoders reconnect.
     pub async fn serve<A, F>(self, admission: A, sinks: F, shutdown: CancellationToken)
     where
         A: SrtAdmission,
@@ -84,52 +96,47 @@ impl SrtServer {
             shutdown: shutdown.clone(),
         });
         let tracker = TaskTracker::new();
-        let mut socket = Some(socket);
-        let mut binds = 0u64;
+        let mut starts = 0u64;
         loop {
-            let (listener, mut incoming) = match start_listener(socket.take(), local_addr).await {
-                Ok(started) => started,
-                Err(e) => {
-                    tracing::error!(addr = %local_addr, error = %e, "SRT listener failed to start; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(shared.config.rebind_backoff) => continue,
-                    }
-                }
-            };
-            binds += 1;
-            if binds > 1 {
-                tracing::warn!(addr = %local_addr, binds, "SRT listener bound again");
+            starts += 1;
+            if starts > 1 {
+                tracing::warn!(addr = %local_addr, starts, "SRT listener started again");
             }
-            let requests = incoming.incoming();
+            let (requests_tx, mut requests) = mpsc::channel(64);
+            let listener_stop = shutdown.child_token();
+            let mut listener = tokio::spawn(driver::run(
+                Arc::clone(&socket),
+                requests_tx,
+                listener_stop.clone(),
+            ));
             let stopped = loop {
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => break true,
-                    request = requests.next() => match request {
+                    request = requests.recv() => match request {
+                        // Each in a task of its own: the listener never waits for an
+                        // admission.
                         Some(request) => {
-                            // Handled in a task of its own at once: srt-tokio's listener waits
-                            // (and stops delivering every connection's packets) while its
-                            // queue of requests is full.
-                            let shared = Arc::clone(&shared);
-                            tracker.spawn(handle_request(request, shared));
+                            tracker.spawn(handle_request(request, Arc::clone(&shared)));
                         }
                         None => break false,
                     },
+                    ended = &mut listener => {
+                        if let Err(e) = ended {
+                            tracing::error!(addr = %local_addr, error = %e, "the SRT listener task failed");
+                        }
+                        break false;
+                    }
                 }
             };
-            // Dropping the listener closes its task (its close channel's sender goes).
-            // `SrtListener::close` is not used: it unwraps the task's result, so it panics
-            // itself when the task had panicked.
-            drop(incoming);
-            drop(listener);
+            listener_stop.cancel();
+            let _ = listener.await;
             if stopped {
                 break;
             }
             tracing::error!(
                 addr = %local_addr,
-                "the srt-tokio listener task ended (it panicked on a peer's packet); its \
-                 connections are lost; binding again"
+                "the SRT listener ended; its connections are lost; starting it again"
             );
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -144,18 +151,6 @@ impl SrtServer {
         tracker.wait().await;
         tracing::info!(protocol = "srt", "listener stopped");
     }
-}
-
-/// Starts srt-tokio's listener on `socket`, or on a new socket bound to `addr` (a rebind).
-async fn start_listener(
-    socket: Option<UdpSocket>,
-    addr: SocketAddr,
-) -> io::Result<(SrtListener, SrtIncoming)> {
-    let socket = match socket {
-        Some(socket) => socket,
-        None => UdpSocket::bind(addr).await?,
-    };
-    SrtListener::builder().socket(socket).bind(addr).await
 }
 
 /// What every request task shares.
@@ -191,7 +186,7 @@ enum Refusal {
 }
 
 async fn handle_request<A: SrtAdmission, F: SinkFactory>(
-    request: ConnectionRequest,
+    request: Request,
     shared: Arc<Shared<A, F>>,
 ) {
     let peer = request.remote();
@@ -229,7 +224,7 @@ async fn handle_request<A: SrtAdmission, F: SinkFactory>(
                     bytes: 0,
                 };
                 let result = connection.run(&shared.shutdown).await;
-                let _ = timeout(CLOSE_GRACE, connection.socket.close()).await;
+                connection.socket.close(CLOSE_GRACE).await;
                 let seconds = started.elapsed().as_secs();
                 match result {
                     Ok(()) => tracing::info!(
@@ -262,18 +257,18 @@ async fn handle_request<A: SrtAdmission, F: SinkFactory>(
 }
 
 /// Sends a rejection (the listener turns it into a handshake reply with the reason).
-async fn reject(request: ConnectionRequest, reason: RejectReason, why: &str) {
+async fn reject(request: Request, reason: RejectReason, why: &str) {
     tracing::info!(?reason, why, "caller refused");
-    let _ = request.reject(reason).await;
+    request.reject(reason).await;
 }
 
 /// The two-step admission: streamid and encryption, then the passphrase lookup, then the
-/// handshake with the caller's key size (srt-tokio checks its key material), then the
+/// handshake with the caller's key size (srt-protocol checks its key material), then the
 /// session's `publish`.
 async fn admit<A: SrtAdmission, F>(
-    request: ConnectionRequest,
+    request: Request,
     shared: &Shared<A, F>,
-) -> Result<(SrtSocket, PublishGrant, String), Refusal> {
+) -> Result<(SrtConnection, PublishGrant, String), Refusal> {
     let peer = request.remote();
     let refuse = |reason: RejectReason, why: String| Refusal::Rejected(reason, why);
     let parsed = match request.stream_id() {
@@ -287,22 +282,18 @@ async fn admit<A: SrtAdmission, F>(
                 StreamIdError::NotPublish(_) => ServerRejectReason::BadMode,
                 StreamIdError::NoKey => ServerRejectReason::BadRequest,
             };
-            let _ = request.reject(RejectReason::Server(reason)).await;
+            request.reject(RejectReason::Server(reason)).await;
             return Err(refuse(RejectReason::Server(reason), e.to_string()));
         }
     };
     tracing::info!(key = %redact_stream_key(&key), key_size = ?request.key_size(), "publish requested");
 
-    // GUARD: srt-tokio panics its listener task on `accept(None)` for a caller that sends key
-    // material, and on `accept(Some)` with another key size than the one the caller
-    // announced. Every OnAir stream has a passphrase, so `accept(None)` is never called, and
-    // the key size is always the caller's own. libsrt callers that leave `pbkeylen` at its
-    // default (ffmpeg without `pbkeylen`) announce no key size (`Unspecified`) yet send
-    // 16-byte key material: `Unspecified` in our settings matches them too (srt-protocol
-    // reads it as 16 bytes), and a caller without any key material is then refused by
-    // srt-tokio with `Core(Unsecure)`.
-    let key_size = request.key_size();
-
+    // Every OnAir stream has a passphrase, and `Request::accept` always answers with the key
+    // size the caller announced (srt-protocol panics on a mismatch, and on accepting a caller
+    // that sends key material without a passphrase). libsrt callers that leave `pbkeylen` at
+    // its default (ffmpeg without `pbkeylen`) announce no key size (`Unspecified`) yet send
+    // 16-byte key material, which srt-protocol unwraps as 16 bytes; a caller without any key
+    // material is refused with `Core(Unsecure)`.
     let limit = shared.config.admission_timeout;
     let lookup = tokio::select! {
         biased;
@@ -319,29 +310,23 @@ async fn admit<A: SrtAdmission, F>(
         Ok(passphrase) => passphrase,
         Err(rejection) => {
             let reason = reject_reason(&rejection);
-            let _ = request.reject(reason).await;
+            request.reject(reason).await;
             return Err(refuse(reason, rejection.to_string()));
         }
     };
 
-    // A wrong passphrase fails here: srt-tokio cannot unwrap the caller's key material,
+    // A wrong passphrase fails here: srt-protocol cannot unwrap the caller's key material,
     // answers the handshake with `Core(BadSecret)` and `accept` returns an error.
-    // Bounded: srt-tokio leaves `accept` waiting forever when the caller's conclusion lacks
-    // its handshake extension (srt-protocol answers `NotHandled` and keeps the request).
-    let accepted = timeout(
-        limit,
-        request.accept(Some(KeySettings {
-            key_size,
-            passphrase,
-        })),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "srt-tokio did not finish the handshake in time",
-        ))
-    });
+    // Bounded: srt-protocol never finishes a conclusion that lacks the SRT handshake
+    // extension (it answers `NotHandled` and keeps the request).
+    let accepted = timeout(limit, request.accept(passphrase))
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the handshake did not finish in time",
+            ))
+        });
     let socket = match accepted {
         Ok(socket) => socket,
         Err(e) => {
@@ -371,7 +356,7 @@ async fn admit<A: SrtAdmission, F>(
             // pre-check above refuses the usual cases (unknown, disabled, already live) with
             // a reason; this is the race it cannot see.
             let mut socket = socket;
-            let _ = timeout(CLOSE_GRACE, socket.close()).await;
+            socket.close(CLOSE_GRACE).await;
             Err(Refusal::Gone(format!(
                 "publish refused after the handshake, connection closed: {rejection}"
             )))
@@ -381,7 +366,7 @@ async fn admit<A: SrtAdmission, F>(
 
 /// One admitted caller: payloads from the socket into the sink, events to the session.
 struct Connection<S> {
-    socket: SrtSocket,
+    socket: SrtConnection,
     grant: PublishGrant,
     sink: S,
     payloads: u64,
@@ -396,38 +381,36 @@ impl<S: PayloadSink> Connection<S> {
                 biased;
                 _ = shutdown.cancelled() => return Err(ConnectionError::Shutdown),
                 _ = kick.cancelled() => return Err(ConnectionError::Kicked),
-                item = self.socket.next() => item,
+                item = self.socket.recv() => item,
             };
             match item {
-                // srt-tokio ends the stream when the caller closes or its peer idle timeout
-                // (5 s without a packet) expires.
-                None => break,
-                Some(Err(e)) => return Err(ConnectionError::Io(e)),
-                Some(Ok((_, payload))) => {
+                // The caller closed, or its peer idle timeout (5 s without a packet) expired.
+                Ok(None) => break,
+                Err(e) => return Err(ConnectionError::Io(e)),
+                Ok(Some(payload)) => {
                     self.payloads += 1;
                     self.bytes += payload.len() as u64;
                     let events = self.sink.handle_payload(payload)?;
-                    self.forward(events)?;
+                    self.forward(events).await?;
                 }
             }
         }
         let last = self.sink.finish();
-        self.forward(last)
+        self.forward(last).await
     }
 
-    /// Slow-consumer policy: disconnect. The session's channel holds
-    /// [`session::ingest::INGEST_CHANNEL_CAPACITY`] events (seconds of media); when it is
-    /// full the publisher is dropped instead of waiting, because waiting here would stop
-    /// reading this socket, which fills srt-tokio's per-connection queues and then blocks
-    /// its listener task, stalling every other SRT caller. The reconnect window covers the
-    /// encoder's return.
-    fn forward(&mut self, events: Vec<media::DemuxEvent>) -> Result<(), ConnectionError> {
+    /// Backpressure, as for RTMP: the connection waits for the session's channel
+    /// ([`session::ingest::INGEST_CHANNEL_CAPACITY`] events, seconds of media). While it
+    /// waits, the listener queues this caller's packets and then drops them (SRT retransmits
+    /// within its latency, or the caller drops what is too late); other callers are not held
+    /// up.
+    async fn forward(&mut self, events: Vec<media::DemuxEvent>) -> Result<(), ConnectionError> {
         for event in events {
-            match self.grant.media.try_send(IngestEvent::Media(event)) {
-                Ok(None) => {}
-                Ok(Some(_)) => return Err(ConnectionError::SessionBehind),
-                Err(_) => return Err(ConnectionError::SessionGone),
-            }
+            self.grant
+                .media
+                .send(IngestEvent::Media(event))
+                .await
+                .map_err(|_| ConnectionError::SessionGone)?;
         }
         Ok(())
     }

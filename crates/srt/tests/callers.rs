@@ -169,6 +169,24 @@ async fn bad_callers_are_refused_while_another_stream_keeps_delivering() {
             Box::new(|| Caller::srt_live_transmit(&url(format!("passphrase={OTHER_PASS}")))),
             "Application-defined rejection reason",
         ),
+        (
+            "a packet filter (FEC)",
+            Box::new(|| {
+                Caller::srt_live_transmit(&url(format!(
+                    "streamid={OTHER_KEY}&passphrase={OTHER_PASS}&pbkeylen=16&packetfilter=fec,cols:4,rows:2"
+                )))
+            }),
+            "Packet Filter settings error",
+        ),
+        (
+            "file mode (ffmpeg transtype=file)",
+            Box::new(|| {
+                Caller::ffmpeg(&url(format!(
+                    "streamid={OTHER_KEY}&passphrase={OTHER_PASS}&transtype=file"
+                )))
+            }),
+            "Congestion controller type collision",
+        ),
     ];
     for (what, start, says) in &cases {
         let before = delivery.bytes();
