@@ -14,12 +14,14 @@
 //!   neither stops the listener or touches other connections;
 //! - a connection whose channel is full loses that packet (SRT retransmits it), it never
 //!   holds up the others;
-//! - handshake state is bounded: at most [`MAX_PENDING`] peers (and [`MAX_PENDING_PER_IP`] per
-//!   IP address) in handshake at once, each forgotten after [`PENDING_TTL`];
+//! - handshake state is bounded: at most [`MAX_PENDING`] peers in handshake at once (a new
+//!   peer beyond it evicts the oldest, so a flood cannot keep a real caller out for long) and
+//!   [`MAX_PENDING_PER_IP`] per IP address (beyond it, that address's new peers are dropped),
+//!   each forgotten after [`PENDING_TTL`];
 //! - each connection runs in its caller's task ([`SrtConnection::recv`]): packets in, timers,
 //!   acknowledgements out, payloads returned to the caller without another channel.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -40,8 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::guard::{self, guarded, Datagram, Panicked};
 
-/// Peers in handshake at once; datagrams from further new peers are dropped until some
-/// finish or expire.
+/// Peers in handshake at once; a further new peer evicts the oldest.
 pub const MAX_PENDING: usize = 4096;
 /// Peers in handshake at once from one IP address.
 pub const MAX_PENDING_PER_IP: usize = 256;
@@ -168,6 +169,7 @@ struct Dropped {
     malformed: u64,
     refused: u64,
     busy: u64,
+    evicted: u64,
     queue_full: u64,
     panics: u64,
 }
@@ -179,6 +181,9 @@ struct Listener {
     settings: ConnInitSettings,
     multiplex: MultiplexListener,
     pending: HashMap<SocketAddr, Pending>,
+    /// `pending`'s peers in the order they arrived (entries of peers already forgotten are
+    /// skipped when met), for eviction and expiry.
+    order: VecDeque<(SocketAddr, Instant)>,
     per_ip: HashMap<IpAddr, usize>,
     routes: HashMap<SocketAddr, mpsc::Sender<Packet>>,
     requests: mpsc::Sender<Request>,
@@ -207,6 +212,7 @@ pub async fn run(
         local,
         settings,
         pending: HashMap::new(),
+        order: VecDeque::new(),
         per_ip: HashMap::new(),
         routes: HashMap::new(),
         requests,
@@ -250,6 +256,7 @@ pub async fn run(
         malformed = d.malformed,
         refused = d.refused,
         busy = d.busy,
+        evicted = d.evicted,
         queue_full = d.queue_full,
         panics = d.panics,
         "SRT listener stopped; datagrams dropped"
@@ -298,21 +305,39 @@ impl Listener {
     fn handshake_packet(&mut self, packet: Packet, from: SocketAddr) {
         if !self.pending.contains_key(&from) {
             let per_ip = self.per_ip.get(&from.ip()).copied().unwrap_or(0);
-            if self.pending.len() >= MAX_PENDING || per_ip >= MAX_PENDING_PER_IP {
+            if per_ip >= MAX_PENDING_PER_IP {
                 self.dropped.busy += 1;
                 if self.dropped.busy.is_power_of_two() {
-                    tracing::warn!(peer = %from, total = self.dropped.busy, "SRT handshake dropped: too many peers in handshake");
+                    tracing::warn!(peer = %from, total = self.dropped.busy, "SRT handshake dropped: too many peers in handshake from one address");
                 }
                 return;
             }
+            if self.pending.len() >= MAX_PENDING {
+                self.dropped.evicted += 1;
+                if self.dropped.evicted.is_power_of_two() {
+                    tracing::warn!(
+                        total = self.dropped.evicted,
+                        "SRT handshakes evicted: too many peers in handshake"
+                    );
+                }
+                self.expire(|_| true, 1);
+            }
+            let since = Instant::now();
             self.pending.insert(
                 from,
                 Pending {
-                    since: Instant::now(),
+                    since,
                     opened: None,
                 },
             );
+            self.order.push_back((from, since));
             *self.per_ip.entry(from.ip()).or_default() += 1;
+            if self.order.len() > 2 * MAX_PENDING {
+                // Mostly entries of peers already forgotten: keep the live ones, in order.
+                let pending = &self.pending;
+                self.order
+                    .retain(|(peer, since)| pending.get(peer).is_some_and(|p| p.since == *since));
+            }
         }
         self.feed(Input::Packet(Ok((packet, from))));
     }
@@ -429,18 +454,29 @@ impl Listener {
     /// Forgets handshakes older than [`PENDING_TTL`] and routes of ended connections.
     fn sweep(&mut self) {
         let now = Instant::now();
-        let expired: Vec<SocketAddr> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| now.duration_since(p.since) > PENDING_TTL)
-            .map(|(peer, _)| *peer)
-            .collect();
-        for peer in expired {
-            self.forget(peer);
-            self.feed(Input::Success(ResultOf::DropConnection(SessionId(peer))));
-        }
+        self.expire(|since| now.duration_since(since) > PENDING_TTL, usize::MAX);
         self.routes.retain(|_, route| !route.is_closed());
         self.feed(Input::Timer);
+    }
+
+    /// Forgets up to `limit` of the oldest handshakes, while `old(since)` holds for them.
+    fn expire(&mut self, old: impl Fn(Instant) -> bool, limit: usize) {
+        let mut forgotten = 0;
+        while forgotten < limit {
+            let Some(&(peer, since)) = self.order.front() else {
+                break;
+            };
+            let live = self.pending.get(&peer).is_some_and(|p| p.since == since);
+            if live && !old(since) {
+                break;
+            }
+            self.order.pop_front();
+            if live {
+                self.forget(peer);
+                self.feed(Input::Success(ResultOf::DropConnection(SessionId(peer))));
+                forgotten += 1;
+            }
+        }
     }
 
     /// srt-protocol's multiplexer panicked: start a new one. Handshakes in progress are lost
@@ -454,6 +490,7 @@ impl Listener {
         );
         self.multiplex = MultiplexListener::new(Instant::now(), self.local, self.settings.clone());
         self.pending.clear();
+        self.order.clear();
         self.per_ip.clear();
     }
 

@@ -139,6 +139,40 @@ async fn garbage_and_a_handshake_flood_do_not_stop_the_listener() {
     server.stop().await;
 }
 
+/// Handshakes from more peers than the listener keeps state for (5,000 inductions from 20
+/// loopback addresses, 250 ports each): the oldest are evicted, so neither the publisher
+/// already connected nor a caller that comes right after is kept out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_from_thousands_of_peers_keep_nobody_out() {
+    let server = TestServer::start().await;
+    let _ = ts_clip();
+    let good = Caller::ffmpeg(&server.url(&format!("streamid={GOOD_KEY}&passphrase={GOOD_PASS}")));
+    let delivery = server
+        .admission
+        .wait_delivery(GOOD_KEY, 0, Duration::from_secs(5))
+        .await;
+    let before = delivery.bytes();
+    for i in 0..5000u32 {
+        // 250 peers per address: under the per-address limit (256).
+        let ip = std::net::Ipv4Addr::new(127, 1, 0, 1 + (i / 250) as u8);
+        let socket = UdpSocket::bind((ip, 0)).await.unwrap();
+        let _ = socket
+            .send_to(&handshake(4, 2, 1, i + 1), server.addr)
+            .await;
+        if i % 100 == 99 {
+            tokio::task::yield_now().await;
+        }
+    }
+    assert!(
+        grows(&delivery, before, Duration::from_secs(2)).await,
+        "the good stream stopped during the flood"
+    );
+    another_caller_is_served(&server).await;
+    let (ok, stderr) = good.wait(Duration::from_secs(30)).await;
+    assert!(ok, "the good caller failed: {stderr}");
+    server.stop().await;
+}
+
 /// srt-protocol 0.4.4's packet parser panics (`unimplemented!("Implement other kinds")`) on a
 /// handshake carrying an SRT extension of type 6 (congestion control), 7 (packet filter) or 8
 /// (group) in the configuration position; with srt-tokio's listener one such datagram ended
