@@ -12,8 +12,9 @@
 #
 # PROTOCOL=srt publishes over SRT instead of RTMP (default PROTOCOL=rtmp): the same clip, each
 # `onair-loadgen` caller with its stream's key as streamid and its `srt_passphrase` (AES-128),
-# MPEG-TS in 1316-byte payloads. The gateway runs with the same listeners either way (RTMP and,
-# when the binary has one, SRT on 127.0.0.1), so the two figures compare the ingest paths only.
+# MPEG-TS in 1316-byte payloads, SRT latency SRT_LATENCY_MS (default 120, libsrt's). The gateway
+# runs with the same listeners either way (RTMP and, when the binary has one, SRT on 127.0.0.1),
+# so the two figures compare the ingest paths only.
 #
 # Prints one line: binary, protocol, streams, cpu_s, window_s, cpu_per_stream_s, publisher
 # errors. Everything listens on 127.0.0.1 only; the data directory is a fresh temporary one.
@@ -64,7 +65,7 @@ if sys.argv[3] == "srt":
     print(s["srt_passphrase"], file=open(sys.argv[2], "a"))' "$work/keys" "$work/passphrases" "$protocol"
 done
 passphrase_args=()
-[ "$protocol" = srt ] && passphrase_args=(--passphrases-file "$work/passphrases")
+[ "$protocol" = srt ] && passphrase_args=(--passphrases-file "$work/passphrases" --srt-latency-ms "${SRT_LATENCY_MS:-120}")
 
 cpu() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
 hz=$(getconf CLK_TCK)

@@ -51,8 +51,10 @@
 //!   sent (tags without one, such as the AVC end-of-sequence that ends an FLV file written by
 //!   ffmpeg, are sent on every loop but not counted; over SRT a frame counts once its last TS
 //!   packet is sent). `bytes_sent` is RTMP bytes written to TCP, or SRT payload bytes (1316
-//!   per payload, SRT/UDP headers not included). `protocol` says which; the SRT clip's
-//!   payloads and TS packets per loop are in `clip.ts_payloads` / `clip.ts_packets`.
+//!   per payload, SRT/UDP headers not included). `protocol` says which. SRT adds the clip's
+//!   payloads and TS packets per loop (`clip.ts_payloads` / `clip.ts_packets`) and the
+//!   callers' sender counters (`srt`: packets, retransmissions, NAKs received, packets dropped
+//!   as too late) per publisher and in `totals`.
 
 #![forbid(unsafe_code)]
 
@@ -112,6 +114,10 @@ struct Args {
     /// SRT: AES key length in bytes with a passphrase (16, 24 or 32)
     #[arg(long, default_value_t = 16)]
     srt_key_size: u16,
+    /// SRT: the latency the callers ask for, in ms (the connection uses the larger of theirs
+    /// and the listener's); 120 is libsrt's, ffmpeg's and OBS's default
+    #[arg(long, default_value_t = 120)]
+    srt_latency_ms: u64,
     /// Prefix of generated stream keys (with --streams)
     #[arg(long)]
     key_prefix: Option<String>,
@@ -334,6 +340,22 @@ struct PublisherReport {
     bytes_sent: u64,
     error: Option<String>,
     keyframes: Vec<SentKeyframe>,
+    /// The SRT caller's own counters (SRT only).
+    srt: Option<SrtCounters>,
+}
+
+/// What an SRT caller's sender did, from srt-tokio's statistics as of their last update (once
+/// a second; the caller lingers a second after its last payload, so they cover it all).
+#[derive(Debug, Default, Clone, Copy)]
+struct SrtCounters {
+    /// Data packets sent once.
+    unique_packets: u64,
+    /// Data packets sent again (the receiver reported them lost, or no ACK came in time).
+    retransmitted_packets: u64,
+    /// Loss reports (NAK) received.
+    naks_received: u64,
+    /// Data packets the sender dropped unsent or unacknowledged (too late to be played).
+    dropped_packets: u64,
 }
 
 fn unix_ms() -> f64 {
@@ -1027,6 +1049,15 @@ fn read_lines(path: &PathBuf) -> Result<Vec<String>, String> {
         .collect())
 }
 
+fn srt_json(c: &SrtCounters) -> Value {
+    json!({
+        "unique_packets": c.unique_packets,
+        "retransmitted_packets": c.retransmitted_packets,
+        "naks_received": c.naks_received,
+        "dropped_packets": c.dropped_packets,
+    })
+}
+
 fn short_key(key: &str) -> String {
     key.chars().take(4).collect()
 }
@@ -1059,7 +1090,8 @@ async fn run(args: Args) -> Result<ExitCode, String> {
     };
     let clip = Arc::new(load_clip(&args.file)?);
     let target = if args.url.starts_with("srt://") {
-        let srt = srt_caller::parse_srt_url(&args.url, args.srt_key_size).await?;
+        let srt =
+            srt_caller::parse_srt_url(&args.url, args.srt_key_size, args.srt_latency_ms).await?;
         Target::Srt(Arc::new(srt), Arc::new(TsClip::build(&clip)?))
     } else {
         if args.passphrases_file.is_some() {
@@ -1208,6 +1240,21 @@ async fn run(args: Args) -> Result<ExitCode, String> {
         bytes as f64 / 1e6,
         bytes as f64 * 8.0 / 1e6 / elapsed.max(0.001)
     );
+    let srt_totals = publishers
+        .iter()
+        .filter_map(|p| p.srt)
+        .reduce(|a, b| SrtCounters {
+            unique_packets: a.unique_packets + b.unique_packets,
+            retransmitted_packets: a.retransmitted_packets + b.retransmitted_packets,
+            naks_received: a.naks_received + b.naks_received,
+            dropped_packets: a.dropped_packets + b.dropped_packets,
+        });
+    if let Some(t) = srt_totals {
+        println!(
+            "SRT senders: {} packets, {} retransmitted, {} NAKs received, {} dropped as too late",
+            t.unique_packets, t.retransmitted_packets, t.naks_received, t.dropped_packets
+        );
+    }
     if !probes.is_empty() {
         println!(
             "latency probe: {} segments matched, {} unmatched; delay p50 {}, p95 {}, max {}",
@@ -1259,6 +1306,9 @@ async fn run(args: Args) -> Result<ExitCode, String> {
                     "bytes_sent": p.bytes_sent,
                     "error": p.error,
                 });
+                if let Some(c) = p.srt {
+                    v["srt"] = srt_json(&c);
+                }
                 if !p.keyframes.is_empty() {
                     v["keyframes"] = Value::from(p.keyframes.iter().map(|k| json!({
                         "media_ms": k.media_ms, "sent_unix_ms": k.sent_unix_ms,
@@ -1276,6 +1326,7 @@ async fn run(args: Args) -> Result<ExitCode, String> {
         if let Target::Srt(_, ts) = &target {
             report["clip"]["ts_payloads"] = Value::from(ts.chunks.len());
             report["clip"]["ts_packets"] = Value::from(ts.packets);
+            report["totals"]["srt"] = srt_json(&srt_totals.unwrap_or_default());
         }
         let text = serde_json::to_string_pretty(&report).map_err(|e| format!("report: {e}"))?;
         std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;

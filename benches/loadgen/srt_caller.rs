@@ -12,7 +12,7 @@ use srt_tokio::SrtSocket;
 use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::ts_clip::{TsClip, PACKETS_PER_PAYLOAD, PAYLOAD_SIZE};
-use crate::{unix_ms, PublisherReport, SentKeyframe, SETUP_TIMEOUT};
+use crate::{unix_ms, PublisherReport, SentKeyframe, SrtCounters, SETUP_TIMEOUT};
 
 /// How long the caller keeps the connection open after its last payload. SRT live mode drops
 /// whatever the receiver has not released (its latency, 120 ms by default) or not yet
@@ -35,11 +35,13 @@ pub struct SrtTarget {
     pub addr: SocketAddr,
     /// AES key length in bytes (16, 24 or 32) when a passphrase is given.
     pub key_size: u16,
+    /// The latency the caller asks for (sender and receiver).
+    pub latency: Duration,
 }
 
 /// Parses `srt://HOST:PORT` (no path or query: the stream id and passphrase come from the
 /// keys and passphrases files) and resolves it once.
-pub async fn parse_srt_url(url: &str, key_size: u16) -> Result<SrtTarget, String> {
+pub async fn parse_srt_url(url: &str, key_size: u16, latency_ms: u64) -> Result<SrtTarget, String> {
     let authority = url
         .strip_prefix("srt://")
         .ok_or_else(|| format!("not an srt:// URL: {url}"))?
@@ -57,7 +59,11 @@ pub async fn parse_srt_url(url: &str, key_size: u16) -> Result<SrtTarget, String
         .map_err(|e| format!("{url}: {e}"))?
         .next()
         .ok_or_else(|| format!("{url}: no address"))?;
-    Ok(SrtTarget { addr, key_size })
+    Ok(SrtTarget {
+        addr,
+        key_size,
+        latency: Duration::from_millis(latency_ms),
+    })
 }
 
 async fn setup(
@@ -65,7 +71,7 @@ async fn setup(
     key: &str,
     passphrase: Option<&str>,
 ) -> Result<SrtSocket, String> {
-    let mut builder = SrtSocket::builder().set(|o| {
+    let mut builder = SrtSocket::builder().latency(target.latency).set(|o| {
         o.connect.timeout = SETUP_TIMEOUT;
         o.sender.buffer_size = SEND_BUFFER;
     });
@@ -194,6 +200,15 @@ async fn stream_clip(
         }
     }
     wait(socket, Instant::now() + LINGER).await?;
+    // The watch stream yields the latest statistics at once.
+    if let Some(stats) = socket.statistics().clone().next().await {
+        report.srt = Some(SrtCounters {
+            unique_packets: stats.tx_unique_data,
+            retransmitted_packets: stats.tx_retransmit_data,
+            naks_received: stats.rx_nak,
+            dropped_packets: stats.tx_dropped_data,
+        });
+    }
     let _ = timeout(CLOSE_TIMEOUT, socket.close_and_finish()).await;
     Ok(())
 }
