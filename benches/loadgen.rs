@@ -1,10 +1,26 @@
-//! `onair-loadgen`: a cheap RTMP load generator with an HLS glass-to-glass latency probe.
+//! `onair-loadgen`: a cheap RTMP or SRT load generator with an HLS glass-to-glass latency
+//! probe.
 //!
 //! One process replays one FLV file (read once into memory, shared by every publisher) to N
-//! RTMP publishers, in real time (paced by the tag timestamps), looping it with continuous
-//! timestamps, each publisher to its own stream key. Optionally it polls the live HLS media
-//! playlist of the first `--probe K` publishers and measures, for every new segment, the delay
-//! between sending the keyframe that closes the segment and the segment being downloadable.
+//! publishers, in real time, looping it with continuous timestamps, each publisher to its own
+//! stream key. The URL's scheme chooses the protocol:
+//!
+//! * `rtmp://HOST:PORT/APP`: RTMP publishers sending the FLV tags, paced by the tag timestamps.
+//! * `srt://HOST:PORT`: SRT callers (srt-tokio) with the stream key as `streamid` and, with
+//!   `--passphrases-file`, the stream's passphrase (AES-128 unless `--srt-key-size` says 24 or
+//!   32). The clip is remuxed once, in memory, to MPEG-TS by the gateway's own FLV demuxer and
+//!   TS muxer (PAT/PMT before every keyframe, PCR on every video PES), padded with null
+//!   packets to whole 7 x 188 = 1316-byte payloads and shared; each payload is sent when the
+//!   media time of its last packet is due. Later loops send patched copies (PTS, DTS and PCR
+//!   moved on by the loop length, continuity counters carried on), so the server sees one
+//!   continuous stream. At the end a caller completes the frame in flight (the rest of that
+//!   payload null packets), keeps the connection open for 1 s so that SRT delivers or
+//!   recovers the tail (live mode drops what is in flight when a connection closes), then
+//!   closes.
+//!
+//! Optionally it polls the live HLS media playlist of the first `--probe K` publishers and
+//! measures, for every new segment, the delay between sending the keyframe that closes the
+//! segment and the segment being downloadable.
 //!
 //! ```text
 //! onair-loadgen --url rtmp://127.0.0.1:5222/app \
@@ -12,22 +28,33 @@
 //!     --file target/fixtures/avc_aac_720p30.flv --duration-secs 60 --ramp-ms 20 \
 //!     [--probe 1 --probe-url-template 'http://127.0.0.1:8080/{key}/stream.m3u8' \
 //!      --probe-ids-file playback_ids.txt] [--report report.json]
+//! onair-loadgen --url srt://127.0.0.1:6001 --keys-file keys.txt \
+//!     --passphrases-file passphrases.txt --file target/fixtures/avc_aac_720p30.flv ...
 //! ```
 //!
 //! * `--keys-file`: one stream key per line (N = number of non-empty lines); or
 //!   `--key-prefix P --streams N` for keys `P0`..`P{N-1}`.
+//! * `--passphrases-file` (SRT only): one SRT passphrase per line, aligned with the keys (for
+//!   OnAir, each live stream's `srt_passphrase`). Without it the callers do not encrypt.
 //! * `--probe-ids-file`: one probe identifier per line, aligned with the keys (for OnAir the
 //!   playback ID, for nginx-rtmp the stream key); `{key}` in the template is replaced by it
 //!   (default: the stream key itself).
-//! * A refused publish, a disconnect or any error is recorded for that publisher, which does
-//!   not retry. The process exits with status 1 when any publisher had an error.
-//! * The report (stdout summary and `--report` JSON) holds per-publisher counters (keys cut to
-//!   their first 4 characters), totals, the keyframe send times of the probed publishers, the
-//!   probe's per-segment delays with p50/p95/max, the generator's own CPU time, and the clip's
-//!   frame counts, among them the audio frames sent before the first video keyframe.
+//! * A refused publish (RTMP status, SRT handshake rejection), a disconnect or any error is
+//!   recorded for that publisher, which does not retry. The process exits with status 1 when
+//!   any publisher had an error.
+//! * The report (stdout summary and `--report` JSON), the same for both protocols, holds
+//!   per-publisher counters (keys cut to their first 4 characters), totals, the keyframe send
+//!   times of the probed publishers, the probe's per-segment delays with p50/p95/max, the
+//!   generator's own CPU time, and the clip's frame counts, among them the audio frames sent
+//!   before the first video keyframe.
 //!   `publishers[i]` is the i-th key; its `video_frames` / `audio_frames` are the coded frames
 //!   sent (tags without one, such as the AVC end-of-sequence that ends an FLV file written by
-//!   ffmpeg, are sent on every loop but not counted).
+//!   ffmpeg, are sent on every loop but not counted; over SRT a frame counts once its last TS
+//!   packet is sent). `bytes_sent` is RTMP bytes written to TCP, or SRT payload bytes (1316
+//!   per payload, SRT/UDP headers not included). `protocol` says which. SRT adds the clip's
+//!   payloads and TS packets per loop (`clip.ts_payloads` / `clip.ts_packets`) and the
+//!   callers' sender counters (`srt`: packets, retransmissions, NAKs received, packets dropped
+//!   as too late) per publisher and in `totals`.
 
 #![forbid(unsafe_code)]
 
@@ -52,6 +79,14 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 
+#[path = "loadgen/srt_caller.rs"]
+mod srt_caller;
+#[path = "loadgen/ts_clip.rs"]
+mod ts_clip;
+
+use srt_caller::SrtTarget;
+use ts_clip::TsClip;
+
 /// How long connecting, handshaking and getting the publish accepted may take.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one HTTP request of the probe may take.
@@ -64,15 +99,25 @@ const MATCH_TOLERANCE_MS: f64 = 40.0;
 #[derive(Debug, Parser)]
 #[command(
     name = "onair-loadgen",
-    about = "RTMP load generator (N publishers replaying one FLV) with an HLS latency probe"
+    about = "RTMP or SRT load generator (N publishers replaying one FLV) with an HLS latency probe"
 )]
 struct Args {
-    /// RTMP URL of the application, e.g. rtmp://127.0.0.1:5222/app
+    /// RTMP URL of the application (rtmp://127.0.0.1:5222/app) or SRT listener (srt://127.0.0.1:6001)
     #[arg(long, default_value = "rtmp://127.0.0.1:5222/app")]
     url: String,
     /// File with one stream key per line
     #[arg(long, conflicts_with = "key_prefix")]
     keys_file: Option<PathBuf>,
+    /// SRT: file with one passphrase per line, aligned with the keys (default: no encryption)
+    #[arg(long)]
+    passphrases_file: Option<PathBuf>,
+    /// SRT: AES key length in bytes with a passphrase (16, 24 or 32)
+    #[arg(long, default_value_t = 16)]
+    srt_key_size: u16,
+    /// SRT: the latency the callers ask for, in ms (the connection uses the larger of theirs
+    /// and the listener's); 120 is libsrt's, ffmpeg's and OBS's default
+    #[arg(long, default_value_t = 120)]
+    srt_latency_ms: u64,
     /// Prefix of generated stream keys (with --streams)
     #[arg(long)]
     key_prefix: Option<String>,
@@ -271,6 +316,14 @@ fn parse_rtmp_url(url: &str) -> Result<RtmpUrl, String> {
     })
 }
 
+/// Where the publishers publish, chosen by the URL's scheme.
+#[derive(Debug, Clone)]
+enum Target {
+    Rtmp(Arc<RtmpUrl>),
+    /// The SRT listener, and the clip as MPEG-TS (built once, shared).
+    Srt(Arc<SrtTarget>, Arc<TsClip>),
+}
+
 /// A keyframe as sent: media time (ms) and wall-clock send time (unix ms).
 #[derive(Debug, Clone, Copy)]
 struct SentKeyframe {
@@ -287,6 +340,22 @@ struct PublisherReport {
     bytes_sent: u64,
     error: Option<String>,
     keyframes: Vec<SentKeyframe>,
+    /// The SRT caller's own counters (SRT only).
+    srt: Option<SrtCounters>,
+}
+
+/// What an SRT caller's sender did, from srt-tokio's statistics as of their last update (once
+/// a second; the caller lingers a second after its last payload, so they cover it all).
+#[derive(Debug, Default, Clone, Copy)]
+struct SrtCounters {
+    /// Data packets sent once.
+    unique_packets: u64,
+    /// Data packets sent again (the receiver reported them lost, or no ACK came in time).
+    retransmitted_packets: u64,
+    /// Loss reports (NAK) received.
+    naks_received: u64,
+    /// Data packets the sender dropped unsent or unacknowledged (too late to be played).
+    dropped_packets: u64,
 }
 
 fn unix_ms() -> f64 {
@@ -980,6 +1049,15 @@ fn read_lines(path: &PathBuf) -> Result<Vec<String>, String> {
         .collect())
 }
 
+fn srt_json(c: &SrtCounters) -> Value {
+    json!({
+        "unique_packets": c.unique_packets,
+        "retransmitted_packets": c.retransmitted_packets,
+        "naks_received": c.naks_received,
+        "dropped_packets": c.dropped_packets,
+    })
+}
+
 fn short_key(key: &str) -> String {
     key.chars().take(4).collect()
 }
@@ -1010,11 +1088,39 @@ async fn run(args: Args) -> Result<ExitCode, String> {
         }
         None => keys.clone(),
     };
-    let url = Arc::new(parse_rtmp_url(&args.url)?);
     let clip = Arc::new(load_clip(&args.file)?);
+    let target = if args.url.starts_with("srt://") {
+        let srt =
+            srt_caller::parse_srt_url(&args.url, args.srt_key_size, args.srt_latency_ms).await?;
+        Target::Srt(Arc::new(srt), Arc::new(TsClip::build(&clip)?))
+    } else {
+        if args.passphrases_file.is_some() {
+            return Err("--passphrases-file is for srt:// URLs".into());
+        }
+        Target::Rtmp(Arc::new(parse_rtmp_url(&args.url)?))
+    };
+    let passphrases = match &args.passphrases_file {
+        Some(path) => {
+            let lines = read_lines(path)?;
+            if lines.len() < keys.len() {
+                return Err(format!(
+                    "{} has {} passphrases for {} keys",
+                    path.display(),
+                    lines.len(),
+                    keys.len()
+                ));
+            }
+            lines
+        }
+        None => Vec::new(),
+    };
     let duration = Duration::from_secs(args.duration_secs);
+    let ts_note = match &target {
+        Target::Srt(_, ts) => format!(", {} TS payloads of 1316 bytes per loop", ts.chunks.len()),
+        Target::Rtmp(_) => String::new(),
+    };
     println!(
-        "onair-loadgen: {} publishers -> {}, {} ({} tags, loop {} ms), {} s each, ramp {} ms",
+        "onair-loadgen: {} publishers -> {}, {} ({} tags, loop {} ms{ts_note}), {} s each, ramp {} ms",
         keys.len(),
         args.url,
         args.file.display(),
@@ -1041,10 +1147,16 @@ async fn run(args: Args) -> Result<ExitCode, String> {
             }
             _ => (None, None),
         };
-        let (url, clip, key) = (url.clone(), clip.clone(), key.clone());
+        let (target, clip, key) = (target.clone(), clip.clone(), key.clone());
+        let passphrase = passphrases.get(i).cloned();
         let publisher_task = tokio::spawn(async move {
             sleep_until(start_at).await;
-            let report = publisher(url, key, clip, duration, probed).await;
+            let report = match target {
+                Target::Rtmp(url) => publisher(url, key, clip, duration, probed).await,
+                Target::Srt(srt, ts) => {
+                    srt_caller::publisher(srt, key, passphrase, ts, duration, probed).await
+                }
+            };
             // Stop the probe as soon as this publisher stops.
             if let Some(tx) = done_tx {
                 let _ = tx.send(true);
@@ -1128,6 +1240,21 @@ async fn run(args: Args) -> Result<ExitCode, String> {
         bytes as f64 / 1e6,
         bytes as f64 * 8.0 / 1e6 / elapsed.max(0.001)
     );
+    let srt_totals = publishers
+        .iter()
+        .filter_map(|p| p.srt)
+        .reduce(|a, b| SrtCounters {
+            unique_packets: a.unique_packets + b.unique_packets,
+            retransmitted_packets: a.retransmitted_packets + b.retransmitted_packets,
+            naks_received: a.naks_received + b.naks_received,
+            dropped_packets: a.dropped_packets + b.dropped_packets,
+        });
+    if let Some(t) = srt_totals {
+        println!(
+            "SRT senders: {} packets, {} retransmitted, {} NAKs received, {} dropped as too late",
+            t.unique_packets, t.retransmitted_packets, t.naks_received, t.dropped_packets
+        );
+    }
     if !probes.is_empty() {
         println!(
             "latency probe: {} segments matched, {} unmatched; delay p50 {}, p95 {}, max {}",
@@ -1147,8 +1274,9 @@ async fn run(args: Args) -> Result<ExitCode, String> {
     }
 
     if let Some(path) = &args.report {
-        let report = json!({
+        let mut report = json!({
             "url": args.url,
+            "protocol": match &target { Target::Rtmp(_) => "rtmp", Target::Srt(..) => "srt" },
             "file": args.file.display().to_string(),
             "duration_secs": args.duration_secs,
             "ramp_ms": args.ramp_ms,
@@ -1178,6 +1306,9 @@ async fn run(args: Args) -> Result<ExitCode, String> {
                     "bytes_sent": p.bytes_sent,
                     "error": p.error,
                 });
+                if let Some(c) = p.srt {
+                    v["srt"] = srt_json(&c);
+                }
                 if !p.keyframes.is_empty() {
                     v["keyframes"] = Value::from(p.keyframes.iter().map(|k| json!({
                         "media_ms": k.media_ms, "sent_unix_ms": k.sent_unix_ms,
@@ -1192,6 +1323,11 @@ async fn run(args: Args) -> Result<ExitCode, String> {
                 "publishers": probe_json,
             },
         });
+        if let Target::Srt(_, ts) = &target {
+            report["clip"]["ts_payloads"] = Value::from(ts.chunks.len());
+            report["clip"]["ts_packets"] = Value::from(ts.packets);
+            report["totals"]["srt"] = srt_json(&srt_totals.unwrap_or_default());
+        }
         let text = serde_json::to_string_pretty(&report).map_err(|e| format!("report: {e}"))?;
         std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
         println!("report: {}", path.display());
