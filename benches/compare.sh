@@ -3,15 +3,21 @@
 #
 #   benches/compare.sh [DURATION_SECS [STREAMS...]]      default: 60 s at 50 and 200 streams
 #   SERVERS=onair benches/compare.sh 30 50               only some servers (default: "onair nginx-rtmp")
+#   PROBE_SECS=30 benches/compare.sh ...                 length of the latency window (default 20)
 #   KEEP_MEDIA=1 benches/compare.sh ...                  keep the segments (deleted once counted:
 #                                                        ~7 GB per server at 200 streams)
 #
 # For each load point and each server: N real-time RTMP publishers of the 720p30 3 Mbit/s
 # H.264/AAC fixture (onair-loadgen), 2 s HLS segments on both sides (OnAir `reduced` latency,
-# nginx-rtmp `hls_fragment 2s`). Measured from /proc for the server's whole process tree:
-# CPU-seconds per stream-second over the load window, peak RSS, RSS growth per stream; from the
-# generator's latency probe: segment availability delay after the keyframe that closes it
-# (p50/p95); then wrk against a live playlist and a segment (same concurrency for both).
+# nginx-rtmp `hls_fragment 2s`). Three windows, one after the other, so that no measurement
+# loads another:
+#   1. ingest (DURATION_SECS, after 5 s of ramp-up): no HLS request at all; CPU-seconds per
+#      stream-second of the server's whole process tree, from /proc;
+#   2. latency (PROBE_SECS, default 20): the generator's probe polls 4 live playlists every
+#      5 ms and reports the segment availability delay after the keyframe that closes each
+#      segment (p50/p95); its load is not in the CPU figure;
+#   3. HLS serving: wrk against a live playlist, then a segment (same concurrency for both).
+# Peak RSS (sampled every 200 ms over all three) and RSS growth per stream.
 # Lost frames: once the generator has ended (its publishers close cleanly), the script waits
 # until the server has written everything (OnAir: every stream's recording playlist ends with
 # EXT-X-ENDLIST; nginx-rtmp: no RTMP connection left and its fragments unchanged for 1 s; at
@@ -26,6 +32,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 duration=${1:-60}
 shift || true
+probe_secs=${PROBE_SECS:-20}
 points=("$@")
 [ ${#points[@]} -gt 0 ] || points=(50 200)
 servers=${SERVERS:-onair nginx-rtmp}
@@ -146,14 +153,18 @@ measure() {
   local idle; idle=$(rss_kb "$pid")
   echo "$idle" > "$out/peak"
   sample_peak "$pid" "$out/peak" & local sampler=$!
-  # The generator runs the load window plus time for wrk while the streams are still live.
-  "$loadgen" --url "$url" --keys-file "$keys" --file "$clip" --duration-secs $((duration + 30)) \
-    --probe 4 --probe-ids-file "$ids" --probe-url-template "$template" --report "$out/loadgen.json" \
+  # The generator runs the ingest window, the probe's window and wrk's while the streams are
+  # still live. The probe starts only after the ingest window.
+  "$loadgen" --url "$url" --keys-file "$keys" --file "$clip" \
+    --duration-secs $((5 + duration + probe_secs + 25)) \
+    --probe 4 --probe-ids-file "$ids" --probe-url-template "$template" \
+    --probe-start-secs $((5 + duration)) --probe-secs "$probe_secs" --report "$out/loadgen.json" \
     > "$out/loadgen.log" 2>&1 & local gen=$!
   sleep 5   # ramp-up: publishers connect, first segments
   local c0; c0=$(cpu_ticks "$pid")
   sleep "$duration"
   local c1; c1=$(cpu_ticks "$pid")
+  sleep $((probe_secs + 1))   # the latency window
   # HLS serving: a live playlist and a segment it lists, same concurrency on both servers.
   local playlist; playlist=$(head -1 "$ids")
   local list_url; list_url=${template//\{key\}/$playlist}
@@ -233,7 +244,7 @@ for n in "${points[@]}"; do
     # No API rate limit: the script creates hundreds of live streams in a row.
     printf '[api]\npost_requests_per_second = 0\nother_requests_per_second = 0\n' > "$work/onair.toml"
     ONAIR_ACCESS_TOKEN=$token "$onair" --config "$work/onair.toml" --data-dir "$data" serve --rtmp-addr 127.0.0.1:25222 \
-      --rtmps-addr off --http-addr 127.0.0.1:28080 > "$work/onair-$n.out" 2> "$work/onair-$n.log" &
+      --rtmps-addr off --srt-addr 127.0.0.1:25001 --http-addr 127.0.0.1:28080 > "$work/onair-$n.out" 2> "$work/onair-$n.log" &
     server=$!
     wait_http http://127.0.0.1:28080/
     # Publisher i (line i of the keys file) is live stream i (line i of the stream ids file).
@@ -266,7 +277,7 @@ PY
     cat > "$ng/nginx.conf" <<CONF
 load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
 daemon off;
-worker_processes auto;
+worker_processes 1;   # nginx-rtmp live needs rtmp_auto_push for more; ingest_cpu.sh uses 1 too
 pid $ng/nginx.pid;
 error_log $ng/logs/error.log warn;
 events { worker_connections 4096; }

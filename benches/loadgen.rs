@@ -39,6 +39,9 @@
 //! * `--probe-ids-file`: one probe identifier per line, aligned with the keys (for OnAir the
 //!   playback ID, for nginx-rtmp the stream key); `{key}` in the template is replaced by it
 //!   (default: the stream key itself).
+//! * `--probe-start-secs S` / `--probe-secs D`: the probe starts S seconds after its publisher
+//!   and polls for D seconds (default: from the start, while the publisher runs), so that a
+//!   CPU measurement of the server before it, or a `wrk` run after it, is not loaded by it.
 //! * A refused publish (RTMP status, SRT handshake rejection), a disconnect or any error is
 //!   recorded for that publisher, which does not retry. The process exits with status 1 when
 //!   any publisher had an error.
@@ -145,6 +148,13 @@ struct Args {
     /// File with one probe id per line, aligned with the keys (default: the key itself)
     #[arg(long)]
     probe_ids_file: Option<PathBuf>,
+    /// The probe starts this many seconds after its publisher (so that a CPU measurement
+    /// before it sees no HLS request at all)
+    #[arg(long, default_value_t = 0)]
+    probe_start_secs: u64,
+    /// The probe stops after polling this many seconds (default: while its publisher runs)
+    #[arg(long)]
+    probe_secs: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -913,7 +923,11 @@ fn parse_playlist(text: &str) -> Vec<(f64, String)> {
     entries
 }
 
-async fn probe(url: String, mut done: watch::Receiver<bool>) -> ProbeReport {
+async fn probe(
+    url: String,
+    mut done: watch::Receiver<bool>,
+    stop_at: Option<Instant>,
+) -> ProbeReport {
     let mut report = ProbeReport {
         url: url.clone(),
         ..Default::default()
@@ -929,7 +943,7 @@ async fn probe(url: String, mut done: watch::Receiver<bool>) -> ProbeReport {
     let mut seen = HashSet::new();
     let mut fetched_once = false;
     let mut total_ms = 0.0;
-    while !*done.borrow() {
+    while !*done.borrow() && stop_at.is_none_or(|at| Instant::now() < at) {
         report.playlist_fetches += 1;
         match client.get(&playlist).await {
             Ok((200, body)) => {
@@ -1139,9 +1153,11 @@ async fn run(args: Args) -> Result<ExitCode, String> {
             (Some(template), true, Some(id)) => {
                 let (tx, rx) = watch::channel(false);
                 let probe_url = template.replace("{key}", id);
+                let probe_at = start_at + Duration::from_secs(args.probe_start_secs);
+                let stop_at = args.probe_secs.map(|d| probe_at + Duration::from_secs(d));
                 let task = tokio::spawn(async move {
-                    sleep_until(start_at).await;
-                    probe(probe_url, rx).await
+                    sleep_until(probe_at).await;
+                    probe(probe_url, rx, stop_at).await
                 });
                 (Some(tx), Some(task))
             }

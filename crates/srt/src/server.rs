@@ -37,7 +37,8 @@ const RECV_BUFFER: usize = 8 << 20;
 /// the port is taken), then [`SrtServer::serve`].
 #[derive(Debug)]
 pub struct SrtServer {
-    socket: Arc<UdpSocket>,
+    /// Registered with the runtime that serves it, in [`SrtServer::serve`].
+    socket: std::net::UdpSocket,
     local_addr: SocketAddr,
     config: SrtConfig,
 }
@@ -56,10 +57,10 @@ impl SrtServer {
         }
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
-        let socket = UdpSocket::from_std(socket.into())?;
+        let socket: std::net::UdpSocket = socket.into();
         let local_addr = socket.local_addr()?;
         Ok(SrtServer {
-            socket: Arc::new(socket),
+            socket,
             local_addr,
             config,
         })
@@ -87,6 +88,15 @@ impl SrtServer {
             local_addr,
             config,
         } = self;
+        // Registered here, with the runtime that runs the listener (the gateway's ingest
+        // thread): its readiness wakes this runtime, not the one that bound it.
+        let socket = match UdpSocket::from_std(socket) {
+            Ok(socket) => Arc::new(socket),
+            Err(e) => {
+                tracing::error!(addr = %local_addr, error = %e, "the SRT socket cannot be registered");
+                return;
+            }
+        };
         tracing::info!(addr = %local_addr, protocol = "srt", "listening for publishers");
         let shared = Arc::new(Shared {
             admission,
