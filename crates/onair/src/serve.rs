@@ -143,35 +143,37 @@ async fn serve(settings: ServeSettings) -> Result<()> {
     let rtmp_config = rtmp::RtmpConfig::default();
 
     println!("data directory {}", settings.data_dir.display());
-    let ingest = IngestThread::start().context("starting the ingest thread")?;
     if let Some(listener) = rtmp_listener {
         let addr = listener.local_addr()?;
         println!("rtmp listening on {addr} (publish to rtmp://{addr}/app with the stream key)");
-        let (manager, config, shutdown) = (manager.clone(), rtmp_config.clone(), shutdown.clone());
-        ingest.serve_tcp(&tasks, listener, move |listener| {
-            rtmp::serve(listener, None, manager, config, shutdown)
-        })?;
+        tasks.spawn(rtmp::serve(
+            listener,
+            None,
+            manager.clone(),
+            rtmp_config.clone(),
+            shutdown.clone(),
+        ));
     }
     if let (Some(listener), Some(tls)) = (rtmps_listener, tls) {
         let addr = listener.local_addr()?;
         println!("rtmps listening on {addr} (publish to rtmps://{addr}/app with the stream key)");
-        let (manager, config, shutdown) = (manager.clone(), rtmp_config.clone(), shutdown.clone());
-        ingest.serve_tcp(&tasks, listener, move |listener| {
-            rtmp::serve(listener, Some(tls), manager, config, shutdown)
-        })?;
+        tasks.spawn(rtmp::serve(
+            listener,
+            Some(tls),
+            manager.clone(),
+            rtmp_config.clone(),
+            shutdown.clone(),
+        ));
     }
     if let Some(server) = srt_server {
         let addr = server.local_addr();
         println!("srt listening on {addr} (publish to srt://{addr}?streamid=STREAM_KEY&passphrase=SRT_PASSPHRASE)");
         let timestamps = settings.pipeline.timestamps;
-        ingest.spawn(
-            &tasks,
-            server.serve(
-                manager.clone(),
-                move |_: &str| media::TsDemuxer::new(timestamps),
-                shutdown.clone(),
-            ),
-        );
+        tasks.spawn(server.serve(
+            manager.clone(),
+            move |_: &str| media::TsDemuxer::new(timestamps),
+            shutdown.clone(),
+        ));
     }
     if let Some(listener) = http_listener {
         let addr = listener.local_addr()?;
@@ -210,85 +212,8 @@ async fn serve(settings: ServeSettings) -> Result<()> {
     if drained.is_err() {
         warn!("shutdown grace period of {SHUTDOWN_GRACE:?} elapsed; exiting anyway");
     }
-    drop(ingest);
     info!("stopped");
     Ok(())
-}
-
-/// The thread that runs ingest, in a single-threaded runtime of its own: the RTMP, RTMPS and
-/// SRT listeners, their connections, and the actors of the broadcasts they start (admission
-/// spawns a broadcast's actor on the runtime of the connection that starts it). A frame then
-/// goes from the socket through the demuxer to the actor and the packager without waking
-/// another thread: on the multi-threaded runtime, each hand-over between a connection and its
-/// actor could wake an idle worker (a futex wake and a context switch) that found nothing to
-/// do, which cost about a fifth of ingest's CPU (docs/PERFORMANCE.md). The HTTP server (API
-/// and playback), webhooks and broadcasts restored at start run on the main runtime.
-///
-/// One thread carries all ingest, as nginx-rtmp's single worker does: about 500 publishers of
-/// 3 Mbit/s per core at the measured cost.
-struct IngestThread {
-    handle: tokio::runtime::Handle,
-    stop: CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl IngestThread {
-    fn start() -> Result<IngestThread> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let handle = runtime.handle().clone();
-        let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("onair-ingest".into())
-            .spawn(move || runtime.block_on(stopped.cancelled()))?;
-        Ok(IngestThread {
-            handle,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// Runs `future` on the ingest thread, tracked by `tasks`.
-    fn spawn<F>(&self, tasks: &TaskTracker, future: F)
-    where
-        F: std::future::Future<Output = ()> + Send + 'static,
-    {
-        self.handle.spawn(tasks.track_future(future));
-    }
-
-    /// Runs `serve(listener)` on the ingest thread. The listener moves to the ingest
-    /// runtime's reactor first, so that its connections are registered there too.
-    fn serve_tcp<F, Fut>(&self, tasks: &TaskTracker, listener: TcpListener, serve: F) -> Result<()>
-    where
-        F: FnOnce(TcpListener) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = ()> + Send + 'static,
-    {
-        let listener = listener
-            .into_std()
-            .context("moving the listener to the ingest thread")?;
-        self.spawn(tasks, async move {
-            match TcpListener::from_std(listener) {
-                Ok(listener) => serve(listener).await,
-                Err(e) => {
-                    warn!(error = %e, "the listener cannot be registered on the ingest thread")
-                }
-            }
-        });
-        Ok(())
-    }
-}
-
-impl Drop for IngestThread {
-    /// Stops the ingest runtime once the gateway is done with it (tasks still running then,
-    /// after the shutdown grace, are dropped).
-    fn drop(&mut self) {
-        self.stop.cancel();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 async fn wait_for_signal() {

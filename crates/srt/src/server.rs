@@ -37,8 +37,7 @@ const RECV_BUFFER: usize = 8 << 20;
 /// the port is taken), then [`SrtServer::serve`].
 #[derive(Debug)]
 pub struct SrtServer {
-    /// Registered with the runtime that serves it, in [`SrtServer::serve`].
-    socket: std::net::UdpSocket,
+    socket: Arc<UdpSocket>,
     local_addr: SocketAddr,
     config: SrtConfig,
 }
@@ -57,10 +56,10 @@ impl SrtServer {
         }
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
-        let socket: std::net::UdpSocket = socket.into();
+        let socket = UdpSocket::from_std(socket.into())?;
         let local_addr = socket.local_addr()?;
         Ok(SrtServer {
-            socket,
+            socket: Arc::new(socket),
             local_addr,
             config,
         })
@@ -88,15 +87,6 @@ impl SrtServer {
             local_addr,
             config,
         } = self;
-        // Registered here, with the runtime that runs the listener (the gateway's ingest
-        // thread): its readiness wakes this runtime, not the one that bound it.
-        let socket = match UdpSocket::from_std(socket) {
-            Ok(socket) => Arc::new(socket),
-            Err(e) => {
-                tracing::error!(addr = %local_addr, error = %e, "the SRT socket cannot be registered");
-                return;
-            }
-        };
         tracing::info!(addr = %local_addr, protocol = "srt", "listening for publishers");
         let shared = Arc::new(Shared {
             admission,
