@@ -93,6 +93,8 @@ pub(crate) async fn update_asset(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
+    // A missing asset is 404 whatever the body says.
+    api.asset(&id).await?;
     let mut object = read_object(&headers, body, api.config().max_body_bytes).await?;
     if let Some(passthrough) = object.get_mut("passthrough") {
         if passthrough.as_str() == Some("") {
@@ -192,6 +194,7 @@ pub(crate) async fn create_playback_id(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
+    api.asset(&id).await?;
     let policy = read_policy(&api, &headers, body).await?;
     let playback_id = api.store().add_asset_playback_id(&id, policy).await?;
     data(StatusCode::CREATED, playback_id)

@@ -27,8 +27,8 @@ pub const DEFAULT_PAGE_LIMIT: u32 = 10;
 /// Largest page size of list endpoints (the seeds' `limit` maximum).
 pub const MAX_PAGE_LIMIT: u32 = 100;
 
-/// Fields the hosted API types as JSON numbers that the store keeps in whole seconds.
-const WHOLE_SECONDS_FIELDS: &[&str] = &["reconnect_window", "max_continuous_duration"];
+/// Fields the hosted API types as JSON integers that some SDKs send as floats (`600.0`).
+const WHOLE_SECONDS_FIELDS: &[&str] = &["max_continuous_duration"];
 
 pub(crate) type ApiResult = Result<Response, ApiError>;
 
@@ -151,6 +151,8 @@ pub(crate) async fn update_live_stream(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
+    // A missing live stream is 404 whatever the body says.
+    api.live_stream(&id).await?;
     let mut object = read_object(&headers, body, api.config().max_body_bytes).await?;
     integral_floats(&mut object, WHOLE_SECONDS_FIELDS);
     let patch: LiveStreamPatch = decode(object)?;
@@ -268,6 +270,7 @@ pub(crate) async fn create_playback_id(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
+    api.live_stream(&id).await?;
     let policy = read_policy(&api, &headers, body).await?;
     let playback_id = api.store().add_playback_id(&id, policy).await?;
     api.sessions().playback_id_added(&id, &playback_id.id);
@@ -337,9 +340,9 @@ pub(crate) async fn create_simulcast_target(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
+    api.live_stream(&id).await?;
     let object = read_object(&headers, body, api.config().max_body_bytes).await?;
     let target = NewTarget::from_object(&object, "")?;
-    api.live_stream(&id).await?;
     let added = api.simulcast().add(&id, vec![target])?;
     let target = added.into_iter().next().ok_or(ApiError::Internal)?;
     tracing::info!(live_stream_id = %id, simulcast_target_id = %target.id, "simulcast target added");

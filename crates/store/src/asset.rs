@@ -13,6 +13,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::live_stream::{unix_seconds_string, IngestProtocol, PlaybackId, PlaybackPolicy};
 use crate::StoreError;
@@ -28,7 +29,7 @@ pub const MAX_META_CHARS: usize = 512;
 
 /// `preparing` while the broadcast goes on, `ready` once it is complete, `errored` if it
 /// cannot be played.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AssetStatus {
     /// Being recorded.
@@ -69,7 +70,7 @@ impl fmt::Display for AssetStatus {
 }
 
 /// `meta` of an asset: user-supplied labels.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AssetMeta {
     /// A title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,7 +84,8 @@ pub struct AssetMeta {
 }
 
 impl AssetMeta {
-    fn validate(&self) -> Result<(), StoreError> {
+    /// Checks the lengths; errors name `meta`.
+    pub(crate) fn validate(&self) -> Result<(), StoreError> {
         for (name, value) in [
             ("title", &self.title),
             ("creator_id", &self.creator_id),
@@ -102,14 +104,14 @@ impl AssetMeta {
         Ok(())
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.title.is_none() && self.creator_id.is_none() && self.external_id.is_none()
     }
 }
 
 /// What `PATCH /video/v1/assets/{id}` may change. Absent fields are left alone; `null`
 /// clears.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssetPatch {
     /// New `passthrough` (`null` clears it).
@@ -160,7 +162,7 @@ mod double_option {
 }
 
 /// Whether a stretch of the recording is the encoder's media or slate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RecordingKind {
     /// Media sent by the encoder.
@@ -231,7 +233,7 @@ pub struct AssetMedia {
 }
 
 /// `{state, progress}` of an asset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AssetProgress {
     /// `live`, `completed` or `errored`.
     pub state: String,
@@ -240,7 +242,7 @@ pub struct AssetProgress {
 }
 
 /// One track of an asset, in the API's shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AssetTrack {
     /// Identifier of the track.
     pub id: String,
@@ -268,7 +270,7 @@ pub struct AssetTrack {
 }
 
 /// One entry of `recording_times` in the API's shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RecordingTimeJson {
     /// ISO 8601 UTC.
     pub started_at: String,
@@ -282,12 +284,13 @@ pub struct RecordingTimeJson {
 /// An asset, serialized exactly as the API's `data` object (`created_at` is a string of unix
 /// seconds; fields that are unknown are omitted, never invented: `mux_python` checks every
 /// enumeration).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Asset {
     /// Unique identifier (the broadcast's).
     pub id: String,
     /// Creation time (the first recorded media), unix seconds.
     #[serde(with = "unix_seconds_string")]
+    #[schema(value_type = String, example = "1527110899")]
     pub created_at: i64,
     /// Preparing, ready or errored.
     pub status: AssetStatus,
@@ -564,6 +567,27 @@ impl AssetSettings {
         }
         Ok(settings)
     }
+}
+
+/// `new_asset_settings` in the form the hosted API answers with: the deprecated
+/// `playback_policy` (a string or an array) becomes `playback_policies` (always an array),
+/// so that typed clients (`[]PlaybackPolicy`) decode it. Everything else is kept as sent.
+/// `v` should have passed [`AssetSettings::parse`]; anything but an object is returned as is.
+pub fn normalize_new_asset_settings(mut v: Value) -> Value {
+    let Some(map) = v.as_object_mut() else {
+        return v;
+    };
+    let legacy = map.remove("playback_policy");
+    let current = map.remove("playback_policies");
+    let policies = match current.filter(|p| !p.is_null()).or(legacy) {
+        Some(Value::Array(items)) => Some(Value::Array(items)),
+        Some(Value::Null) | None => None,
+        Some(one) => Some(Value::Array(vec![one])),
+    };
+    if let Some(policies) = policies {
+        map.insert("playback_policies".to_owned(), policies);
+    }
+    v
 }
 
 /// The stored parts an [`Asset`] is built from.
