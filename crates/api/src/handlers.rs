@@ -10,22 +10,27 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use serde_json::json;
 use store::{
-    LiveStream, LiveStreamPatch, LiveStreamStatus, NewLiveStream, PlaybackOwner, PlaybackPolicy,
-    Store,
+    LiveStream, LiveStreamPatch, LiveStreamStatus, NewLiveStream, PlaybackId, PlaybackOwner,
+    PlaybackPolicy, Store,
 };
+use utoipa::ToSchema;
 
 use crate::body::{decode, integral_floats, optional_string, read_object};
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
-use crate::simulcast::NewTarget;
+use crate::openapi::{
+    CreateLiveStreamRequest, CreatePlaybackIdRequest, CreateSimulcastTargetRequest, Data, Empty,
+};
+use crate::simulcast::{NewTarget, SimulcastTarget};
 use crate::ApiState;
 
 /// Default page size of list endpoints (the seeds' `limit` default).
 pub const DEFAULT_PAGE_LIMIT: u32 = 10;
 /// Largest page size of list endpoints (the seeds' `limit` maximum).
 pub const MAX_PAGE_LIMIT: u32 = 100;
+/// Largest page number of list endpoints (the hosted API's `page` is a 32-bit integer).
+pub(crate) const MAX_PAGE: u32 = i32::MAX as u32;
 
 /// Fields the hosted API types as JSON integers that some SDKs send as floats (`600.0`).
 const WHOLE_SECONDS_FIELDS: &[&str] = &["max_continuous_duration"];
@@ -34,12 +39,38 @@ pub(crate) type ApiResult = Result<Response, ApiError>;
 
 /// `{"data": value}` with `status`.
 pub(crate) fn data(status: StatusCode, value: impl Serialize) -> ApiResult {
-    Ok((status, Json(json!({ "data": value }))).into_response())
+    Ok((status, Json(Data { data: value })).into_response())
 }
 
 /// `{"data": {}}`: what complete, disable and enable answer.
 fn empty_data() -> ApiResult {
-    data(StatusCode::OK, json!({}))
+    data(StatusCode::OK, Empty {})
+}
+
+/// What `GET /playback-ids/{playback_id}` answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PlaybackIdOwner {
+    id: String,
+    policy: PlaybackPolicy,
+    object: OwnerObject,
+}
+
+/// The live stream or asset a playback ID belongs to.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OwnerObject {
+    #[serde(rename = "type")]
+    kind: OwnerType,
+    id: String,
+}
+
+/// What kind of resource a playback ID belongs to.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum OwnerType {
+    /// A live stream.
+    LiveStream,
+    /// An asset.
+    Asset,
 }
 
 pub(crate) fn no_content() -> ApiResult {
@@ -64,6 +95,14 @@ impl ApiState {
 // ---- live streams ----
 
 /// `POST /live-streams`
+#[utoipa::path(
+    post,
+    path = "/video/v1/live-streams",
+    tag = "live streams",
+    operation_id = "create-live-stream",
+    request_body = CreateLiveStreamRequest,
+    responses((status = 201, description = "The new live stream", body = Data<LiveStream>))
+)]
 pub(crate) async fn create_live_stream(
     State(api): State<ApiState>,
     headers: HeaderMap,
@@ -104,11 +143,19 @@ pub(crate) fn parse_page_param(
 }
 
 /// `GET /live-streams?page=&limit=&status=&stream_key=`
+#[utoipa::path(
+    get,
+    path = "/video/v1/live-streams",
+    tag = "live streams",
+    operation_id = "list-live-streams",
+    params(("page" = Option<u32>, Query, minimum = 1, maximum = 2147483647, description = "Page number, from 1"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 10)"), ("status" = Option<LiveStreamStatus>, Query, description = "Only live streams with this status"), ("stream_key" = Option<String>, Query, description = "Only the live stream with this stream key")),
+    responses((status = 200, description = "A page of live streams, newest first", body = Data<Vec<LiveStream>>))
+)]
 pub(crate) async fn list_live_streams(
     State(api): State<ApiState>,
     ApiQuery(query): ApiQuery<HashMap<String, String>>,
 ) -> ApiResult {
-    let page = parse_page_param(&query, "page", 1, u32::MAX)?;
+    let page = parse_page_param(&query, "page", 1, MAX_PAGE)?;
     let limit = parse_page_param(&query, "limit", DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT)?;
     let status = query
         .get("status")
@@ -136,6 +183,14 @@ pub(crate) async fn list_live_streams(
 }
 
 /// `GET /live-streams/{id}`
+#[utoipa::path(
+    get,
+    path = "/video/v1/live-streams/{live_stream_id}",
+    tag = "live streams",
+    operation_id = "get-live-stream",
+    params(("live_stream_id" = String, Path, description = "The live stream")),
+    responses((status = 200, description = "The live stream", body = Data<LiveStream>), (status = 404, description = "Not found"))
+)]
 pub(crate) async fn get_live_stream(
     State(api): State<ApiState>,
     ApiPath(id): ApiPath<String>,
@@ -145,6 +200,15 @@ pub(crate) async fn get_live_stream(
 }
 
 /// `PATCH /live-streams/{id}`
+#[utoipa::path(
+    patch,
+    path = "/video/v1/live-streams/{live_stream_id}",
+    tag = "live streams",
+    operation_id = "update-live-stream",
+    params(("live_stream_id" = String, Path, description = "The live stream")),
+    request_body = LiveStreamPatch,
+    responses((status = 200, description = "The live stream", body = Data<LiveStream>), (status = 404, description = "Not found"))
+)]
 pub(crate) async fn update_live_stream(
     State(api): State<ApiState>,
     ApiPath(id): ApiPath<String>,
@@ -165,6 +229,14 @@ pub(crate) async fn update_live_stream(
 }
 
 /// `DELETE /live-streams/{id}`: also disconnects a live encoder.
+#[utoipa::path(
+    delete,
+    path = "/video/v1/live-streams/{live_stream_id}",
+    tag = "live streams",
+    operation_id = "delete-live-stream",
+    params(("live_stream_id" = String, Path, description = "The live stream")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "Not found"))
+)]
 pub(crate) async fn delete_live_stream(
     State(api): State<ApiState>,
     ApiPath(id): ApiPath<String>,
@@ -181,6 +253,14 @@ pub(crate) async fn delete_live_stream(
 }
 
 /// `POST /live-streams/{id}/reset-stream-key`: also disconnects the encoder on the old key.
+#[utoipa::path(
+    post,
+    path = "/video/v1/live-streams/{live_stream_id}/reset-stream-key",
+    tag = "live streams",
+    operation_id = "reset-stream-key",
+    params(("live_stream_id" = String, Path, description = "The live stream")),
+    responses((status = 201, description = "The live stream with its new stream key", body = Data<LiveStream>), (status = 404, description = "Not found"))
+)]
 pub(crate) async fn reset_stream_key(
     State(api): State<ApiState>,
     ApiPath(id): ApiPath<String>,
@@ -200,6 +280,14 @@ pub(crate) async fn reset_stream_key(
 /// `PUT /live-streams/{id}/complete`: ends the broadcast now (the encoder is disconnected
 /// and the stream goes idle instead of waiting for the reconnect window). Answers once the
 /// broadcast's lifecycle has written `idle`, so the next read shows it.
+#[utoipa::path(
+    put,
+    path = "/video/v1/live-streams/{live_stream_id}/complete",
+    tag = "live streams",
+    operation_id = "signal-live-stream-complete",
+    params(("live_stream_id" = String, Path, description = "The live stream")),
+    responses((status = 200, description = "Done", body = Data<Empty>), (status = 404, description = "Not found"))
+)]
 pub(crate) async fn complete_live_stream(
     State(api): State<ApiState>,
     ApiPath(id): ApiPath<String>,
@@ -211,6 +299,14 @@ pub(crate) async fn complete_live_stream(
 }
 
 /// `PUT /live-streams/{id}/disable`: disconnects the encoder and refuses new ones.
+#[utoipa::path(
+    put,
+    path = "/video/v1/live-streams/{live_stream_id}/disable",
+    tag = "live streams",
+    operation_id = "disable-live-stream",
+    params(("live_stream_id" = String, Path, description = "The live stream")),
+    responses((status = 200, description = "Done", body = Data<Empty>), (status = 404, description = "Not found"))
+)]
 pub(crate) async fn disable_live_stream(
     State(api): State<ApiState>,
     ApiPath(id): ApiPath<String>,
@@ -227,6 +323,14 @@ pub(crate) async fn disable_live_stream(
 }
 
 /// `PUT /live-streams/{id}/enable`
+#[utoipa::path(
+    put,
+    path = "/video/v1/live-streams/{live_stream_id}/enable",
+    tag = "live streams",
+    operation_id = "enable-live-stream",
+    params(("live_stream_id" = String, Path, description = "The live stream")),
+    responses((status = 200, description = "Done", body = Data<Empty>), (status = 404, description = "Not found"))
+)]
 pub(crate) async fn enable_live_stream(
     State(api): State<ApiState>,
     ApiPath(id): ApiPath<String>,
@@ -264,6 +368,15 @@ pub(crate) async fn read_policy(
 
 /// `POST /live-streams/{id}/playback-ids` with `{"policy": "public" | "signed" | "drm"}`
 /// (default `public`).
+#[utoipa::path(
+    post,
+    path = "/video/v1/live-streams/{live_stream_id}/playback-ids",
+    tag = "live streams",
+    operation_id = "create-live-stream-playback-id",
+    params(("live_stream_id" = String, Path, description = "The live stream")),
+    request_body = CreatePlaybackIdRequest,
+    responses((status = 201, description = "The new playback ID", body = Data<PlaybackId>), (status = 404, description = "Not found"))
+)]
 pub(crate) async fn create_playback_id(
     State(api): State<ApiState>,
     ApiPath(id): ApiPath<String>,
@@ -278,6 +391,14 @@ pub(crate) async fn create_playback_id(
 }
 
 /// `GET /live-streams/{id}/playback-ids/{playback_id}`
+#[utoipa::path(
+    get,
+    path = "/video/v1/live-streams/{live_stream_id}/playback-ids/{playback_id}",
+    tag = "live streams",
+    operation_id = "get-live-stream-playback-id",
+    params(("live_stream_id" = String, Path, description = "The live stream"), ("playback_id" = String, Path, description = "The playback ID")),
+    responses((status = 200, description = "The playback ID", body = Data<PlaybackId>), (status = 404, description = "Not found"))
+)]
 pub(crate) async fn get_playback_id(
     State(api): State<ApiState>,
     ApiPath((id, playback_id)): ApiPath<(String, String)>,
@@ -291,6 +412,14 @@ pub(crate) async fn get_playback_id(
 }
 
 /// `DELETE /live-streams/{id}/playback-ids/{playback_id}`
+#[utoipa::path(
+    delete,
+    path = "/video/v1/live-streams/{live_stream_id}/playback-ids/{playback_id}",
+    tag = "live streams",
+    operation_id = "delete-live-stream-playback-id",
+    params(("live_stream_id" = String, Path, description = "The live stream"), ("playback_id" = String, Path, description = "The playback ID")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "Not found"))
+)]
 pub(crate) async fn delete_playback_id(
     State(api): State<ApiState>,
     ApiPath((id, playback_id)): ApiPath<(String, String)>,
@@ -304,6 +433,14 @@ pub(crate) async fn delete_playback_id(
 
 /// `GET /playback-ids/{playback_id}`: what a playback ID belongs to, a live stream or an
 /// asset.
+#[utoipa::path(
+    get,
+    path = "/video/v1/playback-ids/{playback_id}",
+    tag = "playback IDs",
+    operation_id = "get-asset-or-livestream-id",
+    params(("playback_id" = String, Path, description = "The playback ID")),
+    responses((status = 200, description = "What the playback ID belongs to", body = Data<PlaybackIdOwner>), (status = 404, description = "Not found"))
+)]
 pub(crate) async fn lookup_playback_id(
     State(api): State<ApiState>,
     ApiPath(playback_id): ApiPath<String>,
@@ -314,16 +451,16 @@ pub(crate) async fn lookup_playback_id(
         .await?
         .ok_or_else(playback_id_not_found)?;
     let (kind, owner_id, playback_id) = match owner {
-        PlaybackOwner::LiveStream { id, playback_id } => ("live_stream", id, playback_id),
-        PlaybackOwner::Asset { id, playback_id } => ("asset", id, playback_id),
+        PlaybackOwner::LiveStream { id, playback_id } => (OwnerType::LiveStream, id, playback_id),
+        PlaybackOwner::Asset { id, playback_id } => (OwnerType::Asset, id, playback_id),
     };
     data(
         StatusCode::OK,
-        json!({
-            "id": playback_id.id,
-            "policy": playback_id.policy,
-            "object": { "type": kind, "id": owner_id },
-        }),
+        PlaybackIdOwner {
+            id: playback_id.id,
+            policy: playback_id.policy,
+            object: OwnerObject { kind, id: owner_id },
+        },
     )
 }
 
@@ -333,7 +470,17 @@ fn simulcast_target_not_found() -> ApiError {
     ApiError::NotFound("simulcast target not found".to_owned())
 }
 
-/// `POST /live-streams/{id}/simulcast-targets` with `{url, stream_key, passthrough}`.
+/// `POST /live-streams/{id}/simulcast-targets` with `{url, stream_key, passthrough}`; `409`
+/// when the live stream has [`crate::MAX_TARGETS_PER_LIVE_STREAM`] already.
+#[utoipa::path(
+    post,
+    path = "/video/v1/live-streams/{live_stream_id}/simulcast-targets",
+    tag = "live streams",
+    operation_id = "create-live-stream-simulcast-target",
+    params(("live_stream_id" = String, Path, description = "The live stream")),
+    request_body = CreateSimulcastTargetRequest,
+    responses((status = 201, description = "The new simulcast target", body = Data<SimulcastTarget>), (status = 404, description = "Not found"), (status = 409, description = "The live stream has the most simulcast targets it may have"))
+)]
 pub(crate) async fn create_simulcast_target(
     State(api): State<ApiState>,
     ApiPath(id): ApiPath<String>,
@@ -350,6 +497,14 @@ pub(crate) async fn create_simulcast_target(
 }
 
 /// `GET /live-streams/{id}/simulcast-targets/{target_id}`
+#[utoipa::path(
+    get,
+    path = "/video/v1/live-streams/{live_stream_id}/simulcast-targets/{simulcast_target_id}",
+    tag = "live streams",
+    operation_id = "get-live-stream-simulcast-target",
+    params(("live_stream_id" = String, Path, description = "The live stream"), ("simulcast_target_id" = String, Path, description = "The simulcast target")),
+    responses((status = 200, description = "The simulcast target", body = Data<SimulcastTarget>), (status = 404, description = "Not found"))
+)]
 pub(crate) async fn get_simulcast_target(
     State(api): State<ApiState>,
     ApiPath((id, target_id)): ApiPath<(String, String)>,
@@ -367,6 +522,14 @@ pub(crate) async fn get_simulcast_target(
 }
 
 /// `DELETE /live-streams/{id}/simulcast-targets/{target_id}`
+#[utoipa::path(
+    delete,
+    path = "/video/v1/live-streams/{live_stream_id}/simulcast-targets/{simulcast_target_id}",
+    tag = "live streams",
+    operation_id = "delete-live-stream-simulcast-target",
+    params(("live_stream_id" = String, Path, description = "The live stream"), ("simulcast_target_id" = String, Path, description = "The simulcast target")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "Not found"))
+)]
 pub(crate) async fn delete_simulcast_target(
     State(api): State<ApiState>,
     ApiPath((id, target_id)): ApiPath<(String, String)>,

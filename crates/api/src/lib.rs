@@ -122,6 +122,7 @@ mod event_stream;
 mod extract;
 mod gate;
 mod handlers;
+mod openapi;
 mod rate_limit;
 mod simulcast;
 
@@ -133,6 +134,12 @@ pub use config::{
 pub use error::{ApiError, ConfigError, WWW_AUTHENTICATE_VALUE};
 pub use event_stream::{EVENT_STREAM_PAGE, HEARTBEAT_INTERVAL, MAX_EVENT_STREAMS};
 pub use handlers::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
+pub use openapi::OPENAPI_PATH;
+
+/// OnAir's OpenAPI 3 document (JSON), as served at [`OPENAPI_PATH`].
+pub fn openapi_document() -> &'static str {
+    openapi::document()
+}
 pub use simulcast::{MAX_TARGETS_PER_LIVE_STREAM, MAX_TARGET_STREAM_KEY_LEN};
 
 /// The prefix every route of this crate is under.
@@ -319,5 +326,7 @@ pub fn router(state: ApiState) -> Router {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))
+        // After the gate: the document is public (it describes the API, it holds no data).
+        .route(OPENAPI_PATH, get(openapi::openapi_json))
         .with_state(state)
 }

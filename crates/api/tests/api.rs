@@ -391,8 +391,8 @@ async fn playback_ids_and_simulcast_targets() {
             json!({ "url": "rtmp://h/x" }),
         )
         .await
-        .assert_error(400, "invalid_parameters");
-    assert!(m.contains("simulcast_targets"), "{m}");
+        .assert_error(409, "conflict");
+    assert!(m.contains("simulcast targets"), "{m}");
     // Deleting the live stream takes its targets.
     assert_eq!(s.admin("DELETE", &base, Value::Null).await.status, 204);
     s.admin(
@@ -1323,4 +1323,20 @@ async fn a_missing_parent_is_404_before_any_body_check() {
             .await
             .assert_error(404, "not_found");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_served_without_credentials() {
+    let s = Server::start("api_openapi", unlimited()).await;
+    let r = s
+        .call(None, "GET", api::OPENAPI_PATH, Body::None, &[])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let doc = r.json();
+    assert_eq!(
+        doc,
+        serde_json::from_str::<Value>(api::openapi_document()).unwrap()
+    );
+    assert!(doc["paths"]["/video/v1/live-streams/{live_stream_id}"]["patch"].is_object());
 }

@@ -74,12 +74,15 @@ impl fmt::Display for AssetStatus {
 pub struct AssetMeta {
     /// A title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 512)]
     pub title: Option<String>,
     /// Who made it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 512)]
     pub creator_id: Option<String>,
     /// An identifier in the caller's system.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 512)]
     pub external_id: Option<String>,
 }
 
@@ -116,9 +119,10 @@ impl AssetMeta {
 pub struct AssetPatch {
     /// New `passthrough` (`null` clears it).
     #[serde(default, with = "double_option")]
+    #[schema(max_length = 255)]
     pub passthrough: Option<Option<String>>,
     /// New `meta` (`null` clears it).
-    #[serde(default, with = "double_option")]
+    #[serde(default, deserialize_with = "crate::live_stream::nullable_object")]
     pub meta: Option<Option<AssetMeta>>,
 }
 
@@ -508,12 +512,15 @@ impl AssetSettings {
             return Err(StoreError::invalid(FIELD, "must be a JSON object"));
         };
         let mut settings = AssetSettings::default();
+        // Both spellings are checked; the first given (the current one first) is used.
+        let mut chosen = false;
         for key in ["playback_policies", "playback_policy"] {
             let names: Vec<&Value> = match map.get(key) {
                 None | Some(Value::Null) => continue,
                 Some(Value::Array(items)) => items.iter().collect(),
                 Some(one) => vec![one],
             };
+            let mut policies = Vec::with_capacity(names.len());
             for name in names {
                 let policy = name
                     .as_str()
@@ -524,9 +531,9 @@ impl AssetSettings {
                             format!("{key} must be public, signed or drm, got {name}"),
                         )
                     })?;
-                settings.playback_policies.push(policy);
+                policies.push(policy);
             }
-            if settings.playback_policies.len() > crate::MAX_PLAYBACK_POLICIES_PER_REQUEST {
+            if policies.len() > crate::MAX_PLAYBACK_POLICIES_PER_REQUEST {
                 return Err(StoreError::invalid(
                     FIELD,
                     format!(
@@ -535,7 +542,10 @@ impl AssetSettings {
                     ),
                 ));
             }
-            break;
+            if !chosen {
+                settings.playback_policies = policies;
+                chosen = true;
+            }
         }
         match map.get("passthrough") {
             None | Some(Value::Null) => {}
@@ -555,12 +565,16 @@ impl AssetSettings {
         match map.get("meta") {
             None | Some(Value::Null) => {}
             Some(meta) => {
-                let meta: AssetMeta = serde_json::from_value(meta.clone()).map_err(|_| {
+                let invalid = || {
                     StoreError::invalid(
                         FIELD,
                         "meta must be an object of title, creator_id and external_id strings",
                     )
-                })?;
+                };
+                // An object only: serde would also read the struct from an array.
+                let meta = meta.as_object().cloned().ok_or_else(invalid)?;
+                let meta: AssetMeta =
+                    serde_json::from_value(Value::Object(meta)).map_err(|_| invalid())?;
                 meta.validate()?;
                 settings.meta = Some(meta);
             }

@@ -8,8 +8,9 @@
 
 use std::fmt;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::asset::{normalize_new_asset_settings, AssetMeta};
@@ -38,6 +39,9 @@ macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $wire:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        // Every wire name is the variant's name in lower case; said twice because the OpenAPI
+        // derive cannot read the per-variant names through this macro.
+        #[serde(rename_all = "lowercase")]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $wire)] $variant),+
         }
@@ -147,15 +151,19 @@ pub struct PlaybackId {
 pub struct EmbeddedSubtitle {
     /// A name for the track.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255)]
     pub name: Option<String>,
     /// Arbitrary metadata, at most 255 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255)]
     pub passthrough: Option<String>,
     /// BCP 47 language code (default `en`).
     #[serde(default = "default_language_code")]
+    #[schema(pattern = "^[A-Za-z0-9-]{1,35}$")]
     pub language_code: String,
     /// CEA-608 channel, `cc1`..`cc4` (default `cc1`).
     #[serde(default = "default_language_channel")]
+    #[schema(pattern = "^cc[1-4]$")]
     pub language_channel: String,
 }
 
@@ -231,8 +239,10 @@ pub struct LiveStream {
     #[serde(with = "unix_seconds_string")]
     #[schema(value_type = String, example = "1527110899")]
     pub created_at: i64,
-    /// Settings for the assets recorded from this stream (a JSON object).
+    /// Settings for the assets recorded from this stream (a JSON object), with
+    /// `playback_policies` always an array.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<NewAssetSettings>)]
     pub new_asset_settings: Option<Value>,
     /// Arbitrary user metadata, at most 255 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -348,6 +358,39 @@ pub(crate) mod unix_seconds_string {
     }
 }
 
+/// A playback policy or an array of them: how requests may give `playback_policy`. (The
+/// OpenAPI document's name for what [`one_or_many`] reads; answers always use arrays.)
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum OneOrMorePolicies {
+    /// One policy.
+    One(PlaybackPolicy),
+    /// Several.
+    Many(Vec<PlaybackPolicy>),
+}
+
+/// What a live stream's `new_asset_settings` holds that OnAir uses (other settings are kept
+/// and returned as sent). The OpenAPI document's name for what
+/// [`crate::asset::AssetSettings`] reads.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewAssetSettings {
+    /// One playback ID per entry for each recorded asset.
+    #[serde(default)]
+    #[schema(max_items = 10)]
+    pub playback_policies: Option<Vec<PlaybackPolicy>>,
+    /// Deprecated spelling of `playback_policies`; answered as `playback_policies`.
+    #[serde(default)]
+    #[schema(deprecated)]
+    pub playback_policy: Option<OneOrMorePolicies>,
+    /// The recorded assets' passthrough.
+    #[serde(default)]
+    #[schema(max_length = 255)]
+    pub passthrough: Option<String>,
+    /// The recorded assets' labels.
+    #[serde(default)]
+    pub meta: Option<AssetMeta>,
+}
+
 /// `"public"` or `["public", "signed"]`.
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
     #[derive(Deserialize)]
@@ -363,6 +406,44 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D
     })
 }
 
+/// `T` from a JSON object only: serde's derive would also read a struct from an array of its
+/// field values (`[null, null]`), which the API must refuse.
+fn from_object<T: DeserializeOwned, E: serde::de::Error>(map: Map<String, Value>) -> Result<T, E> {
+    serde_json::from_value(Value::Object(map)).map_err(E::custom)
+}
+
+/// An optional object (see [`from_object`]).
+pub(crate) fn optional_object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    Option::<Map<String, Value>>::deserialize(d)?
+        .map(from_object)
+        .transpose()
+}
+
+/// An optional object where an explicit `null` is `Some(None)` (see [`double_option`]).
+pub(crate) fn nullable_object<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    optional_object(d).map(Some)
+}
+
+/// An array of objects (see [`from_object`]).
+fn objects<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    Vec::<Map<String, Value>>::deserialize(d)?
+        .into_iter()
+        .map(from_object)
+        .collect()
+}
+
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
 fn double_option<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
@@ -376,33 +457,42 @@ where
 ///
 /// Every field is optional; [`NewLiveStream::default()`] creates a standard-latency stream
 /// with one public playback ID. Unknown JSON fields are ignored.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct NewLiveStream {
     /// One playback ID is created per entry (`"public"`, `"signed"` or `"drm"`). Absent means
     /// one public playback ID; an empty array means none.
     #[serde(deserialize_with = "one_or_many")]
+    #[schema(value_type = Option<Vec<PlaybackPolicy>>, max_items = 10)]
     pub playback_policies: Option<Vec<String>>,
     /// The deprecated spelling of `playback_policies` (a string or an array); used only when
     /// `playback_policies` is absent.
     #[serde(deserialize_with = "one_or_many")]
+    #[schema(value_type = Option<OneOrMorePolicies>)]
     pub playback_policy: Option<Vec<String>>,
-    /// Settings for recorded assets; must be a JSON object.
+    /// Settings for recorded assets; must be a JSON object. The deprecated `playback_policy`
+    /// in it is answered as `playback_policies`.
+    #[schema(value_type = Option<NewAssetSettings>)]
     pub new_asset_settings: Option<Value>,
     /// Arbitrary metadata, at most 255 characters.
+    #[schema(max_length = 255)]
     pub passthrough: Option<String>,
-    /// User labels: `title`, `creator_id`, `external_id` (each at most 255 characters).
+    /// User labels: `title`, `creator_id`, `external_id`.
+    #[serde(deserialize_with = "optional_object")]
     pub meta: Option<AssetMeta>,
     /// 0..=1800 seconds, fractions allowed; defaults by latency mode (60 standard, 0
     /// reduced/low).
+    #[schema(minimum = 0, maximum = 1800)]
     pub reconnect_window: Option<f64>,
     /// `"standard"` (default), `"reduced"` or `"low"`.
+    #[schema(value_type = Option<LatencyMode>)]
     pub latency_mode: Option<String>,
     /// Deprecated: `true` means `latency_mode: "reduced"` when `latency_mode` is absent.
     pub reduced_latency: Option<bool>,
     /// Deprecated: `true` means `latency_mode: "low"` when `latency_mode` is absent.
     pub low_latency: Option<bool>,
     /// 60..=43200 seconds, default 43200.
+    #[schema(minimum = 60, maximum = 43200)]
     pub max_continuous_duration: Option<i64>,
     /// Process only the audio track.
     pub audio_only: bool,
@@ -411,8 +501,10 @@ pub struct NewLiveStream {
     /// Insert slate while a standard-latency stream waits for a reconnect.
     pub use_slate_for_standard_latency: bool,
     /// An http(s) URL of a slate image.
+    #[schema(max_length = 2048, pattern = r"^[hH][tT][tT][pP][sS]?://[!-~]+$")]
     pub reconnect_slate_url: Option<String>,
     /// Embedded closed caption tracks.
+    #[serde(deserialize_with = "objects")]
     pub embedded_subtitles: Vec<EmbeddedSubtitle>,
 }
 
@@ -450,9 +542,15 @@ impl NewLiveStream {
     ///
     /// Errors are [`StoreError::InvalidField`] naming the first offending field.
     pub fn validate(&self) -> Result<LiveStreamSettings, StoreError> {
-        let playback_policies = match (&self.playback_policies, &self.playback_policy) {
+        // Both spellings are checked; the current one wins when both are given.
+        let legacy = self
+            .playback_policy
+            .as_ref()
+            .map(|names| parse_policies("playback_policy", names))
+            .transpose()?;
+        let playback_policies = match (&self.playback_policies, legacy) {
             (Some(names), _) => parse_policies("playback_policies", names)?,
-            (None, Some(names)) => parse_policies("playback_policy", names)?,
+            (None, Some(policies)) => policies,
             (None, None) => vec![PlaybackPolicy::Public],
         };
         let latency_mode = match &self.latency_mode {
@@ -508,32 +606,38 @@ impl NewLiveStream {
 /// Absent fields are left unchanged; for the nullable ones an explicit JSON `null`
 /// (`Some(None)`) clears the value. Changing `latency_mode` does not change
 /// `reconnect_window`; the defaults apply at creation only.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct LiveStreamPatch {
     /// `"standard"`, `"reduced"` or `"low"`.
+    #[schema(value_type = Option<LatencyMode>)]
     pub latency_mode: Option<String>,
     /// Deprecated: `true` means `latency_mode: "reduced"` when `latency_mode` is absent.
     pub reduced_latency: Option<bool>,
     /// Deprecated: `true` means `latency_mode: "low"` when `latency_mode` is absent.
     pub low_latency: Option<bool>,
     /// 0..=1800 seconds, fractions allowed.
+    #[schema(minimum = 0, maximum = 1800)]
     pub reconnect_window: Option<f64>,
     /// 60..=43200 seconds.
+    #[schema(minimum = 60, maximum = 43200)]
     pub max_continuous_duration: Option<i64>,
     /// At most 255 characters; `null` clears.
     #[serde(deserialize_with = "double_option")]
+    #[schema(max_length = 255)]
     pub passthrough: Option<Option<String>>,
     /// Slate for standard latency.
     pub use_slate_for_standard_latency: Option<bool>,
     /// An http(s) URL; `null` clears.
     #[serde(deserialize_with = "double_option")]
+    #[schema(max_length = 2048, pattern = r"^[hH][tT][tT][pP][sS]?://[!-~]+$")]
     pub reconnect_slate_url: Option<Option<String>>,
     /// A JSON object; `null` clears.
     #[serde(deserialize_with = "double_option")]
+    #[schema(value_type = Option<NewAssetSettings>)]
     pub new_asset_settings: Option<Option<Value>>,
     /// User labels; `null` clears.
-    #[serde(deserialize_with = "double_option")]
+    #[serde(deserialize_with = "nullable_object")]
     pub meta: Option<Option<AssetMeta>>,
 }
 
