@@ -255,13 +255,111 @@ impl Modify for CommonResponses {
     }
 }
 
+/// One OpenAPI link: the answer `status` of operation `from` gives the `parameters` (name,
+/// where its value is) of the operations `to`.
+struct Link {
+    from: &'static str,
+    status: &'static str,
+    to: &'static [&'static str],
+    parameters: &'static [(&'static str, &'static str)],
+}
+
+/// Which answer gives the IDs that other operations take: the links let a stateful tester
+/// (and a reader) go from a created resource to the routes that use it.
+const LINKS: &[Link] = &[
+    Link {
+        from: "create-live-stream",
+        status: "201",
+        to: &["get-asset-or-livestream-id"],
+        parameters: &[("playback_id", "$response.body#/data/playback_ids/0/id")],
+    },
+    Link {
+        from: "create-live-stream-playback-id",
+        status: "201",
+        to: &[
+            "get-live-stream-playback-id",
+            "delete-live-stream-playback-id",
+        ],
+        parameters: &[
+            ("live_stream_id", "$request.path.live_stream_id"),
+            ("playback_id", "$response.body#/data/id"),
+        ],
+    },
+    Link {
+        from: "create-live-stream-simulcast-target",
+        status: "201",
+        to: &[
+            "get-live-stream-simulcast-target",
+            "delete-live-stream-simulcast-target",
+        ],
+        parameters: &[
+            ("live_stream_id", "$request.path.live_stream_id"),
+            ("simulcast_target_id", "$response.body#/data/id"),
+        ],
+    },
+    Link {
+        from: "list-assets",
+        status: "200",
+        to: &[
+            "get-asset",
+            "update-asset",
+            "get-asset-input-info",
+            "create-asset-playback-id",
+            "delete-asset",
+        ],
+        parameters: &[("asset_id", "$response.body#/data/0/id")],
+    },
+    Link {
+        from: "create-asset-playback-id",
+        status: "201",
+        to: &["get-asset-playback-id", "delete-asset-playback-id"],
+        parameters: &[
+            ("asset_id", "$request.path.asset_id"),
+            ("playback_id", "$response.body#/data/id"),
+        ],
+    },
+];
+
+/// Adds [`LINKS`] to the answers they start from. Done on the JSON: utoipa 5.5's `Link`
+/// serializes `operation_id` where OpenAPI says `operationId`.
+fn add_links(doc: &mut serde_json::Value) {
+    let operations = doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|item| item.values_mut());
+    for operation in operations {
+        let id = operation["operationId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        for link in LINKS.iter().filter(|link| link.from == id) {
+            let Some(response) = operation["responses"].get_mut(link.status) else {
+                continue;
+            };
+            let parameters: serde_json::Map<String, serde_json::Value> = link
+                .parameters
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).into()))
+                .collect();
+            for target in link.to {
+                response["links"][*target] = serde_json::json!({
+                    "operationId": target,
+                    "parameters": parameters,
+                });
+            }
+        }
+    }
+}
+
 /// The document as JSON, made once.
 pub(crate) fn document() -> &'static str {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_pretty_json()
-            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        add_links(&mut doc);
+        serde_json::to_string_pretty(&doc).unwrap_or_default()
     })
 }
 
@@ -299,6 +397,24 @@ mod tests {
         let window = &schemas["LiveStream"]["properties"]["reconnect_window"];
         assert_eq!(window["type"], "number", "{window}");
         assert_eq!(window["maximum"], 1800, "{window}");
+        // Every link names an operation of the document.
+        let ids: Vec<&str> = doc["paths"]
+            .as_object()
+            .into_iter()
+            .flat_map(|p| p.values())
+            .filter_map(|item| item.as_object())
+            .flat_map(|item| item.values())
+            .filter_map(|op| op["operationId"].as_str())
+            .collect();
+        assert_eq!(ids.len(), 26);
+        for link in LINKS {
+            assert!(ids.contains(&link.from), "{}", link.from);
+            assert!(link.to.iter().all(|t| ids.contains(t)), "{:?}", link.to);
+        }
+        let link =
+            &doc["paths"]["/video/v1/assets"]["get"]["responses"]["200"]["links"]["get-asset"];
+        assert_eq!(link["operationId"], "get-asset", "{link}");
+        assert_eq!(link["parameters"]["asset_id"], "$response.body#/data/0/id");
         let modes = &schemas["LatencyMode"]["enum"];
         assert_eq!(modes, &serde_json::json!(["standard", "reduced", "low"]));
     }
