@@ -16,7 +16,7 @@ use store::{
 };
 use utoipa::ToSchema;
 
-use crate::body::{decode, integral_floats, optional_string, read_object};
+use crate::body::{decode, integral_floats, optional_string, read_object, Object};
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::openapi::{
@@ -216,9 +216,10 @@ pub(crate) async fn update_live_stream(
     body: Body,
 ) -> ApiResult {
     // A missing live stream is 404 whatever the body says.
-    api.live_stream(&id).await?;
+    let existing = api.live_stream(&id).await?;
     let mut object = read_object(&headers, body, api.config().max_body_bytes).await?;
     integral_floats(&mut object, WHOLE_SECONDS_FIELDS);
+    title_into_meta(&mut object, existing.meta);
     let patch: LiveStreamPatch = decode(object)?;
     let stream = api
         .store()
@@ -226,6 +227,28 @@ pub(crate) async fn update_live_stream(
         .await?
         .ok_or_else(ApiError::live_stream_not_found)?;
     data(StatusCode::OK, api.present(stream))
+}
+
+/// A top-level `title` (what `mux live update --title` sends, CLI 2.0.1) is `meta.title`:
+/// it changes the title and keeps the rest of `meta` (`null` removes the title). A body with
+/// `meta` itself wins.
+fn title_into_meta(object: &mut Object, meta: Option<store::AssetMeta>) {
+    let Some(title) = object.remove("title") else {
+        return;
+    };
+    if object.contains_key("meta") {
+        return;
+    }
+    let mut meta = match serde_json::to_value(meta.unwrap_or_default()) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => Object::new(),
+    };
+    if title.is_null() {
+        meta.remove("title");
+    } else {
+        meta.insert("title".to_owned(), title);
+    }
+    object.insert("meta".to_owned(), serde_json::Value::Object(meta));
 }
 
 /// `DELETE /live-streams/{id}`: also disconnects a live encoder.

@@ -1291,6 +1291,22 @@ async fn legacy_create_bodies_come_back_in_the_current_shapes() {
         updated["new_asset_settings"],
         json!({ "playback_policies": ["signed"] })
     );
+    // `mux live update --title` sends `title` alone: it is meta.title.
+    let r = s
+        .admin(
+            "PATCH",
+            &path,
+            json!({ "meta": { "title": "Show", "external_id": "x-1" } }),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = s
+        .admin("PATCH", &path, json!({ "title": "From the CLI" }))
+        .await;
+    assert_eq!(
+        r.json()["data"]["meta"],
+        json!({ "title": "From the CLI", "external_id": "x-1" })
+    );
     let r = s.admin("PATCH", &path, json!({ "meta": null })).await;
     assert!(r.json()["data"].get("meta").is_none(), "{}", r.json());
 }

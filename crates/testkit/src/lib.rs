@@ -73,6 +73,28 @@ pub fn sdk_node_dir() -> PathBuf {
     dir
 }
 
+/// The official CLI's (`@mux/cli`, in [`sdk_node_dir`]) platform binary, run directly:
+/// `node_modules/.bin/mux` is a Node launcher whose child would outlive a kill of the
+/// launcher.
+pub fn mux_cli() -> PathBuf {
+    let sdk = sdk_node_dir();
+    let os = match std::env::consts::OS {
+        "macos" => "darwin",
+        other => other,
+    };
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "x64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let direct = sdk.join(format!("node_modules/@mux/cli-{os}-{arch}/mux"));
+    if direct.exists() {
+        direct
+    } else {
+        sdk.join("node_modules/.bin/mux")
+    }
+}
+
 /// Takes `child`'s piped stdout and sends its lines on a channel from a thread, so that a
 /// test can wait for the next one with a timeout. The thread ends with the output.
 pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
