@@ -390,30 +390,32 @@ fn node_sdk_lists_reads_edits_and_deletes_the_asset_of_a_broadcast() {
     );
 }
 
+/// `tests/sdk/python/asset_check.py ARGS` (mux_python) against `gw`: what it printed.
+fn python_check(gw: &Gateway, args: &[&str]) -> Value {
+    let script = testkit::workspace_root().join("tests/sdk/python/asset_check.py");
+    let out = Command::new(testkit::sdk_python())
+        .arg(&script)
+        .args(args)
+        .env("ONAIR_URL", format!("http://{}", gw.http.unwrap()))
+        .env("TOKEN_ID", TEST_TOKEN_ID)
+        .env("TOKEN_SECRET", TEST_TOKEN_SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "asset_check.py {args:?} failed (a mux_python ValueError is an incompatible server \
+         answer):\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn python_sdk_reads_assets_strictly() {
     require_tool("ffmpeg");
-    let python = testkit::sdk_python();
-    let script = testkit::workspace_root().join("tests/sdk/python/asset_check.py");
     let gw = start("e2e_sdk_python");
-    let run = |args: &[&str]| -> Value {
-        let out = Command::new(&python)
-            .arg(&script)
-            .args(args)
-            .env("ONAIR_URL", format!("http://{}", gw.http.unwrap()))
-            .env("TOKEN_ID", TEST_TOKEN_ID)
-            .env("TOKEN_SECRET", TEST_TOKEN_SECRET)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "asset_check.py {args:?} failed (a mux_python ValueError is an incompatible \
-             server answer):\n{}\nserver log:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            gw.log()
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| python_check(&gw, args);
     // Two streams created by the SDK, one ~3 s broadcast each: two assets, two pages of one.
     let a = run(&["create"]);
     let b = run(&["create"]);
@@ -452,25 +454,8 @@ fn python_sdk_reads_assets_strictly() {
 
 #[test]
 fn python_sdk_decodes_a_live_stream_created_with_the_legacy_body() {
-    let python = testkit::sdk_python();
-    let script = testkit::workspace_root().join("tests/sdk/python/asset_check.py");
     let gw = start("e2e_sdk_python_legacy");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg("legacy")
-        .env("ONAIR_URL", format!("http://{}", gw.http.unwrap()))
-        .env("TOKEN_ID", TEST_TOKEN_ID)
-        .env("TOKEN_SECRET", TEST_TOKEN_SECRET)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "asset_check.py legacy failed (a mux_python ValueError is an incompatible server \
-         answer):\n{}\nserver log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        gw.log()
-    );
-    let read: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let read = python_check(&gw, &["legacy"]);
     eprintln!("live stream as mux_python read it: {read}");
     // mux_python's LiveStreamMetadata has only `title`.
     assert_legacy_read_back(&read["created"]);
