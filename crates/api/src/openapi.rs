@@ -49,8 +49,8 @@ pub(crate) struct CreatePlaybackIdRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)] // Documents a body the handler reads field by field.
 pub(crate) struct CreateSimulcastTargetRequest {
-    /// An `rtmp://`, `rtmps://` or `srt://` URL with a host.
-    #[schema(max_length = 2048, pattern = r"^(rtmps?|srt)://[!-~]+$")]
+    /// An `rtmp://`, `rtmps://` or `srt://` URL with a host (not starting with `/`).
+    #[schema(max_length = 2048, pattern = r"^(rtmps?|srt)://[!-.0-~][!-~]*$")]
     url: String,
     /// The key on the third-party service (at most 1024 bytes).
     #[schema(max_length = 1024, pattern = r"^[ -~]*$")]
@@ -267,6 +267,22 @@ struct Link {
 /// Which answer gives the IDs that other operations take: the links let a stateful tester
 /// (and a reader) go from a created resource to the routes that use it.
 const LINKS: &[Link] = &[
+    Link {
+        from: "create-live-stream",
+        status: "201",
+        to: &[
+            "get-live-stream",
+            "update-live-stream",
+            "delete-live-stream",
+            "reset-stream-key",
+            "signal-live-stream-complete",
+            "disable-live-stream",
+            "enable-live-stream",
+            "create-live-stream-playback-id",
+            "create-live-stream-simulcast-target",
+        ],
+        parameters: &[("live_stream_id", "$response.body#/data/id")],
+    },
     Link {
         from: "create-live-stream",
         status: "201",

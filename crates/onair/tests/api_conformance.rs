@@ -24,7 +24,7 @@ use testkit::encoder::Encoder;
 use testkit::gateway::{Gateway, TEST_TOKEN_ID, TEST_TOKEN_SECRET};
 
 /// Test cases per operation and phase: a run of about a minute on a 2-core machine.
-const MAX_EXAMPLES: &str = "40";
+const MAX_EXAMPLES: &str = "100";
 /// Fixed, so that a failure found in CI reproduces locally.
 const SEED: &str = "20261126";
 

@@ -358,15 +358,44 @@ pub(crate) mod unix_seconds_string {
     }
 }
 
-/// A playback policy or an array of them: how requests may give `playback_policy`. (The
-/// OpenAPI document's name for what [`one_or_many`] reads; answers always use arrays.)
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum OneOrMorePolicies {
-    /// One policy.
-    One(PlaybackPolicy),
-    /// Several.
-    Many(Vec<PlaybackPolicy>),
+/// A playback policy or an array of at most [`MAX_PLAYBACK_POLICIES_PER_REQUEST`]: how
+/// requests may give `playback_policy` (answers always use arrays). The OpenAPI document's
+/// name for what [`one_or_many`] reads; its schema is written by hand because the derive
+/// cannot bound the array.
+#[derive(Debug)]
+pub struct OneOrMorePolicies;
+
+impl utoipa::PartialSchema for OneOrMorePolicies {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder};
+        use utoipa::openapi::Ref;
+        let policy = || Ref::from_schema_name(PlaybackPolicy::name());
+        OneOfBuilder::new()
+            .description(Some(
+                "A playback policy, or an array of at most 10 (the older request form)",
+            ))
+            .item(policy())
+            .item(
+                ArrayBuilder::new()
+                    .items(policy())
+                    .max_items(Some(MAX_PLAYBACK_POLICIES_PER_REQUEST)),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for OneOrMorePolicies {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            PlaybackPolicy::name().into_owned(),
+            <PlaybackPolicy as utoipa::PartialSchema>::schema(),
+        ));
+    }
 }
 
 /// What a live stream's `new_asset_settings` holds that OnAir uses (other settings are kept
@@ -380,8 +409,8 @@ pub struct NewAssetSettings {
     pub playback_policies: Option<Vec<PlaybackPolicy>>,
     /// Deprecated spelling of `playback_policies`; answered as `playback_policies`.
     #[serde(default)]
-    #[schema(deprecated)]
-    pub playback_policy: Option<OneOrMorePolicies>,
+    #[schema(deprecated, value_type = Option<OneOrMorePolicies>)]
+    pub playback_policy: Option<Value>,
     /// The recorded assets' passthrough.
     #[serde(default)]
     #[schema(max_length = 255)]
@@ -465,8 +494,8 @@ pub struct NewLiveStream {
     #[serde(deserialize_with = "one_or_many")]
     #[schema(value_type = Option<Vec<PlaybackPolicy>>, max_items = 10)]
     pub playback_policies: Option<Vec<String>>,
-    /// The deprecated spelling of `playback_policies` (a string or an array); used only when
-    /// `playback_policies` is absent.
+    /// The deprecated spelling of `playback_policies` (a string or an array); checked in any
+    /// case, used when `playback_policies` is absent.
     #[serde(deserialize_with = "one_or_many")]
     #[schema(value_type = Option<OneOrMorePolicies>)]
     pub playback_policy: Option<Vec<String>>,
