@@ -137,6 +137,10 @@ const FIELD_RANGES: &[(&str, &str)] = &[
         "meta",
         "an object of title, creator_id and external_id strings",
     ),
+    (
+        "embedded_subtitles",
+        "an array of objects of name, passthrough, language_code and language_channel strings",
+    ),
 ];
 
 /// `400` for `field` holding `value`, which serde refused with `message`.
@@ -144,10 +148,20 @@ fn field_error(field: &str, value: &Value, message: &str) -> ApiError {
     if message.starts_with("unknown field") {
         return ApiError::InvalidParameters(format!("invalid {field}: {message}"));
     }
-    let wanted = FIELD_RANGES
-        .iter()
-        .find(|(name, _)| *name == field)
-        .map_or_else(|| expectation(message), |(_, range)| (*range).to_owned());
+    if let Some((_, range)) = FIELD_RANGES.iter().find(|(name, _)| *name == field) {
+        return ApiError::InvalidParameters(format!(
+            "invalid {field}: must be {range}, got {}",
+            json_kind(value)
+        ));
+    }
+    let wanted = expectation(message);
+    let container = matches!(value, Value::Array(_) | Value::Object(_));
+    if container && wanted != "an array" && wanted != "an object" {
+        // The array or object is right; something in it is not.
+        return ApiError::InvalidParameters(format!(
+            "invalid {field}: a value in it must be {wanted}"
+        ));
+    }
     ApiError::InvalidParameters(format!(
         "invalid {field}: must be {wanted}, got {}",
         json_kind(value)
@@ -306,6 +320,22 @@ mod tests {
         match decode::<P>(object) {
             Err(ApiError::InvalidParameters(m)) => {
                 assert_eq!(m, "invalid b: must be a string, got the number 2")
+            }
+            other => panic!("{other:?}"),
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Nested {
+            #[serde(default)]
+            list: Vec<P>,
+        }
+        let object = match serde_json::json!({ "list": [{ "b": 1 }] }) {
+            Value::Object(o) => o,
+            _ => Object::new(),
+        };
+        match decode::<Nested>(object) {
+            Err(ApiError::InvalidParameters(m)) => {
+                assert_eq!(m, "invalid list: a value in it must be a string")
             }
             other => panic!("{other:?}"),
         }

@@ -685,6 +685,11 @@ async fn invalid_parameters_name_the_field() {
         ),
         (json!({ "meta": { "title": 7 } }), "meta"),
         (json!({ "meta": "x" }), "meta"),
+        (json!({ "embedded_subtitles": [[1]] }), "embedded_subtitles"),
+        (
+            json!({ "embedded_subtitles": [{ "name": 1 }] }),
+            "embedded_subtitles",
+        ),
         (
             json!({ "max_continuous_duration": 59 }),
             "max_continuous_duration",
