@@ -240,6 +240,7 @@ pub struct AssetMedia {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AssetProgress {
     /// `live`, `completed` or `errored`.
+    #[schema(schema_with = enum_progress_state)]
     pub state: String,
     /// Percent; `-1` while live or errored.
     pub progress: f64,
@@ -252,6 +253,7 @@ pub struct AssetTrack {
     pub id: String,
     /// `video` or `audio`.
     #[serde(rename = "type")]
+    #[schema(schema_with = enum_track_type)]
     pub kind: String,
     /// Seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -271,6 +273,43 @@ pub struct AssetTrack {
     /// Audio: `mono`, `stereo`, `5.1`, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_channel_layout: Option<String>,
+}
+
+/// A string schema with these values only: the hosted API's lists for the asset's string
+/// fields (`mux_python` refuses any other value), for the OpenAPI document.
+fn string_enum(values: &[&str]) -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .build()
+}
+
+fn enum_progress_state() -> utoipa::openapi::schema::Object {
+    string_enum(&["live", "completed", "errored"])
+}
+
+fn enum_track_type() -> utoipa::openapi::schema::Object {
+    string_enum(&["video", "audio"])
+}
+
+fn enum_max_stored_resolution() -> utoipa::openapi::schema::Object {
+    string_enum(&["Audio only", "SD", "HD", "FHD", "UHD"])
+}
+
+fn enum_resolution_tier() -> utoipa::openapi::schema::Object {
+    string_enum(&["audio-only", "720p", "1080p", "1440p", "2160p"])
+}
+
+fn enum_max_resolution_tier() -> utoipa::openapi::schema::Object {
+    string_enum(&["1080p", "1440p", "2160p"])
+}
+
+fn enum_ingest_type() -> utoipa::openapi::schema::Object {
+    string_enum(&["live_rtmp", "live_srt"])
+}
+
+fn enum_master_access() -> utoipa::openapi::schema::Object {
+    string_enum(&["none"])
 }
 
 /// One entry of `recording_times` in the API's shape.
@@ -311,13 +350,16 @@ pub struct Asset {
     pub duration: Option<f64>,
     /// `Audio only`, `SD`, `HD`, `FHD` or `UHD`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = enum_max_stored_resolution)]
     pub max_stored_resolution: Option<String>,
     /// `audio-only`, `720p`, `1080p`, `1440p` or `2160p`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = enum_resolution_tier)]
     pub resolution_tier: Option<String>,
     /// The largest tier the asset may be delivered at (OnAir does not transcode: `1080p`
     /// unless the source is larger).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = enum_max_resolution_tier)]
     pub max_resolution_tier: Option<String>,
     /// Frames per second, `-1` if unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -335,8 +377,10 @@ pub struct Asset {
     pub recording_times: Vec<RecordingTimeJson>,
     /// `live_rtmp` or `live_srt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = enum_ingest_type)]
     pub ingest_type: Option<String>,
     /// Always `none`: no master file is made.
+    #[schema(schema_with = enum_master_access)]
     pub master_access: String,
     /// Live, completed or errored.
     pub progress: AssetProgress,
@@ -781,6 +825,33 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The values a schema enumeration allows.
+    fn allowed(schema: utoipa::openapi::schema::Object) -> Vec<String> {
+        schema
+            .enum_values
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn resolution_names_are_in_the_documented_lists() {
+        let stored = allowed(enum_max_stored_resolution());
+        let tiers = allowed(enum_resolution_tier());
+        for (w, h) in [
+            (640, 360),
+            (1280, 720),
+            (1920, 1080),
+            (2560, 1440),
+            (3840, 2160),
+        ] {
+            let (s, t) = resolution_names(w, h);
+            assert!(stored.iter().any(|v| v == s), "{s}");
+            assert!(tiers.iter().any(|v| v == t), "{t}");
+        }
+    }
     use serde_json::json;
 
     fn parts(media: AssetMedia) -> AssetParts {
