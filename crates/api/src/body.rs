@@ -97,22 +97,115 @@ pub(crate) async fn read_object(
     }
 }
 
-/// Decodes `object` into `T`; a value of the wrong type is reported with its field name.
+/// Decodes `object` into `T`; a value of the wrong type is reported with its field name and
+/// what the field takes, in the API's words (never a Rust type name).
 pub(crate) fn decode<T: DeserializeOwned>(object: Object) -> Result<T, ApiError> {
     match serde_json::from_value::<T>(Value::Object(object.clone())) {
         Ok(value) => Ok(value),
         Err(whole) => {
             // serde_json does not say which field failed; find it by decoding fields alone.
             for (key, value) in object {
-                let single = Object::from_iter([(key.clone(), value)]);
+                let single = Object::from_iter([(key.clone(), value.clone())]);
                 if let Err(e) = serde_json::from_value::<T>(Value::Object(single)) {
-                    return Err(ApiError::InvalidParameters(format!("invalid {key}: {e}")));
+                    return Err(field_error(&key, &value, &e.to_string()));
                 }
             }
             Err(ApiError::InvalidParameters(format!(
-                "invalid request body: {whole}"
+                "invalid request body: {}",
+                expectation(&whole.to_string())
             )))
         }
+    }
+}
+
+/// Fields whose allowed values are more than their JSON type.
+const FIELD_RANGES: &[(&str, &str)] = &[
+    ("reconnect_window", "a number of seconds from 0 to 1800"),
+    (
+        "max_continuous_duration",
+        "a whole number of seconds from 60 to 43200",
+    ),
+    (
+        "playback_policy",
+        "\"public\", \"signed\" or \"drm\", or an array of them",
+    ),
+    (
+        "playback_policies",
+        "an array of \"public\", \"signed\" or \"drm\"",
+    ),
+    (
+        "meta",
+        "an object of title, creator_id and external_id strings",
+    ),
+    (
+        "embedded_subtitles",
+        "an array of objects of name, passthrough, language_code and language_channel strings",
+    ),
+];
+
+/// `400` for `field` holding `value`, which serde refused with `message`.
+fn field_error(field: &str, value: &Value, message: &str) -> ApiError {
+    if message.starts_with("unknown field") {
+        return ApiError::InvalidParameters(format!("invalid {field}: {message}"));
+    }
+    if let Some((_, range)) = FIELD_RANGES.iter().find(|(name, _)| *name == field) {
+        return ApiError::InvalidParameters(format!(
+            "invalid {field}: must be {range}, got {}",
+            json_kind(value)
+        ));
+    }
+    let wanted = expectation(message);
+    let container = matches!(value, Value::Array(_) | Value::Object(_));
+    if container && wanted != "an array" && wanted != "an object" {
+        // The array or object is right; something in it is not.
+        return ApiError::InvalidParameters(format!(
+            "invalid {field}: a value in it must be {wanted}"
+        ));
+    }
+    ApiError::InvalidParameters(format!(
+        "invalid {field}: must be {wanted}, got {}",
+        json_kind(value)
+    ))
+}
+
+/// What a serde message says was expected, in JSON terms.
+fn expectation(message: &str) -> String {
+    let expected = message
+        .split_once("expected ")
+        .map_or("", |(_, rest)| rest.trim());
+    let expected = expected.split(" at line ").next().unwrap_or_default();
+    let integer = [
+        "i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "usize",
+    ];
+    if integer.contains(&expected) {
+        "a whole number".to_owned()
+    } else if matches!(expected, "f32" | "f64") {
+        "a number".to_owned()
+    } else if expected == "a boolean" {
+        "true or false".to_owned()
+    } else if expected == "a sequence" {
+        "an array".to_owned()
+    } else if expected.starts_with("struct ") || expected == "a map" {
+        "an object".to_owned()
+    } else if expected == "a string" {
+        "a string".to_owned()
+    } else if message.contains("untagged enum") {
+        "a string or an array of strings".to_owned()
+    } else {
+        "a value of another type".to_owned()
+    }
+}
+
+/// `value`'s JSON type, with short values shown.
+fn json_kind(value: &Value) -> String {
+    match value {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) if s.chars().count() <= 40 => format!("the string {s:?}"),
+        Value::String(_) => "a string".to_owned(),
+        Value::Array(_) => "an array".to_owned(),
+        Value::Object(_) => "an object".to_owned(),
     }
 }
 
@@ -225,7 +318,35 @@ mod tests {
             _ => Object::new(),
         };
         match decode::<P>(object) {
-            Err(ApiError::InvalidParameters(m)) => assert!(m.starts_with("invalid b:"), "{m}"),
+            Err(ApiError::InvalidParameters(m)) => {
+                assert_eq!(m, "invalid b: must be a string, got the number 2")
+            }
+            other => panic!("{other:?}"),
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Nested {
+            #[serde(default)]
+            list: Vec<P>,
+        }
+        let object = match serde_json::json!({ "list": [{ "b": 1 }] }) {
+            Value::Object(o) => o,
+            _ => Object::new(),
+        };
+        match decode::<Nested>(object) {
+            Err(ApiError::InvalidParameters(m)) => {
+                assert_eq!(m, "invalid list: a value in it must be a string")
+            }
+            other => panic!("{other:?}"),
+        }
+        let object = match serde_json::json!({ "a": 0.5 }) {
+            Value::Object(o) => o,
+            _ => Object::new(),
+        };
+        match decode::<P>(object) {
+            Err(ApiError::InvalidParameters(m)) => {
+                assert_eq!(m, "invalid a: must be a whole number, got the number 0.5")
+            }
             other => panic!("{other:?}"),
         }
     }

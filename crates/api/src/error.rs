@@ -6,8 +6,9 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
 use store::StoreError;
+use utoipa::ToSchema;
 
 /// The `WWW-Authenticate` challenge sent with every `401`.
 pub const WWW_AUTHENTICATE_VALUE: &str = "Basic realm=\"OnAir\"";
@@ -118,14 +119,33 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Every error answer: `{"error": {"type", "messages"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// One per status: `invalid_parameters`, `unauthorized`, `forbidden`, `not_found`,
+    /// `method_not_allowed`, `request_timeout`, `conflict`, `payload_too_large`,
+    /// `too_many_requests`, `service_unavailable`, `internal_error`.
+    #[serde(rename = "type")]
+    #[schema(value_type = String)]
+    kind: &'static str,
+    /// What to fix, in words (one message).
+    messages: Vec<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "error": {
-                "type": self.error_type(),
-                "messages": [self.to_string()],
-            }
-        });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                kind: self.error_type(),
+                messages: vec![self.to_string()],
+            },
+        };
         let mut response = (self.status(), Json(body)).into_response();
         let headers = response.headers_mut();
         match &self {

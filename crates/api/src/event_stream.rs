@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
+use crate::openapi::Data;
 use crate::ApiState;
 
 /// The longest silence on a stream: then a comment line keeps proxies from closing it.
@@ -44,6 +45,13 @@ pub const EVENT_STREAM_PAGE: u32 = 50;
 
 /// The handler: admits the stream (the gate has authenticated it), then answers at once with
 /// the headers and a body fed by [`feed`].
+#[utoipa::path(
+    get,
+    path = "/system/v1/webhook-events/stream",
+    tag = "system",
+    operation_id = "stream-webhook-events",
+    responses((status = 200, description = "Server-Sent Events: each `data` one webhook envelope; an event named `connected` first", content_type = "text/event-stream", body = String), (status = 503, description = "Too many streams"))
+)]
 pub(crate) async fn webhook_event_stream(
     State(api): State<ApiState>,
     headers: HeaderMap,
@@ -171,6 +179,13 @@ impl Feeder {
 
 /// `GET /system/v1/whoami`: what the official CLI asks to learn the environment of its
 /// credentials (`data.environment_id`) before `mux webhooks listen`.
+#[utoipa::path(
+    get,
+    path = "/system/v1/whoami",
+    tag = "system",
+    operation_id = "whoami",
+    responses((status = 200, description = "The access token's environment", body = Data<Whoami>))
+)]
 pub(crate) async fn whoami(
     State(api): State<ApiState>,
     headers: HeaderMap,
@@ -185,16 +200,32 @@ pub(crate) async fn whoami(
         granted.push("video:write");
     }
     let environment = api.environment();
-    Ok(axum::Json(serde_json::json!({
-        "data": {
-            "access_token_name": token_id,
-            "environment_id": environment.id,
-            "environment_name": environment.name,
-            "environment_type": "development",
-            "organization_id": environment.id,
-            "organization_name": "OnAir",
-            "permissions": granted,
-        }
-    }))
-    .into_response())
+    crate::handlers::data(
+        axum::http::StatusCode::OK,
+        Whoami {
+            access_token_name: token_id,
+            environment_id: environment.id.clone(),
+            environment_name: environment.name.clone(),
+            environment_type: "development",
+            organization_id: environment.id.clone(),
+            organization_name: "OnAir",
+            permissions: granted,
+        },
+    )
+}
+
+/// What `GET /system/v1/whoami` answers in `data`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Whoami {
+    /// The access token's ID.
+    access_token_name: String,
+    environment_id: String,
+    environment_name: String,
+    /// Always `development`.
+    environment_type: &'static str,
+    organization_id: String,
+    /// Always `OnAir`.
+    organization_name: &'static str,
+    /// `video:read` and/or `video:write`.
+    permissions: Vec<&'static str>,
 }

@@ -32,7 +32,7 @@
 //! | `POST /live-streams/{id}/playback-ids` | `201`, `{"id", "policy"}` |
 //! | `GET /live-streams/{id}/playback-ids/{playback_id}` | `200`, `{"id", "policy"}` |
 //! | `DELETE /live-streams/{id}/playback-ids/{playback_id}` | `204` |
-//! | `POST /live-streams/{id}/simulcast-targets` | `201`, `{"id", "url", "stream_key", "passthrough", "status": "idle"}` |
+//! | `POST /live-streams/{id}/simulcast-targets` | `201`, `{"id", "url", "stream_key", "passthrough", "status": "idle"}`; `409` past [`MAX_TARGETS_PER_LIVE_STREAM`] |
 //! | `GET /live-streams/{id}/simulcast-targets/{target_id}` | `200`, the target |
 //! | `DELETE /live-streams/{id}/simulcast-targets/{target_id}` | `204` |
 //! | `GET /assets?limit=&page=&cursor=&live_stream_id=` | `200`, `{"data": [assets], "next_cursor"}`, newest first (`limit` 25 by default, at most 100; `next_cursor` is `null` on the last page) |
@@ -44,6 +44,7 @@
 //! | `GET /assets/{id}/playback-ids/{playback_id}` | `200`, `{"id", "policy"}` |
 //! | `DELETE /assets/{id}/playback-ids/{playback_id}` | `204` |
 //! | `GET /playback-ids/{playback_id}` | `200`, `{"id", "policy", "object": {"type": "live_stream" \| "asset", "id"}}` |
+//! | `GET /openapi.json` | `200`, OnAir's OpenAPI 3.1 document ([`openapi_document`]), without credentials |
 //!
 //! Two routes under `/system/v1`, behind the same gate:
 //!
@@ -59,7 +60,15 @@
 //! Every success is wrapped like the hosted API: `{"data": ...}`; every response (errors
 //! included) has `Cache-Control: no-store`, as they carry stream keys. Request bodies are the
 //! seeds' fields ([`store::NewLiveStream`], [`store::LiveStreamPatch`]); unknown fields are
-//! ignored, as the hosted API accepts fields this gateway does not implement. An asset's
+//! ignored, as the hosted API accepts fields this gateway does not implement, and the older
+//! request forms (`playback_policy`, `reduced_latency`, a top-level `title`) are answered in
+//! the current ones. A route under a live stream or an asset answers `404` for a missing one
+//! before it reads the body.
+//!
+//! The OpenAPI document is generated from the handlers' `#[utoipa::path]` annotations and the
+//! request and response types (`openapi.rs`): a route added without its annotation is missing
+//! from it, which `crates/onair/tests/api_conformance.rs` (schemathesis) and the document's
+//! own unit test notice. An asset's
 //! `PATCH` ([`store::AssetPatch`]) is the exception: it has only `passthrough` and `meta`, and
 //! refuses any other field (`400` naming it) rather than ignore a misplaced one.
 //!
@@ -82,8 +91,8 @@
 //! Every error is `{"error": {"type": "...", "messages": ["..."]}}` ([`ApiError`]): `400
 //! invalid_parameters` (malformed JSON, a non-JSON `Content-Type`, a body that is not an
 //! object, a value of the wrong type, an unknown enum value or an out-of-range number; the
-//! message names the field), `401 unauthorized`, `403 forbidden`, `404 not_found`, `405
-//! method_not_allowed`, `408 request_timeout`, `413 payload_too_large`, `429
+//! message names the field and what it takes, never a Rust type), `401 unauthorized`, `403 forbidden`, `404 not_found`, `405
+//! method_not_allowed`, `408 request_timeout`, `409 conflict`, `413 payload_too_large`, `429
 //! too_many_requests` (with `Retry-After`) and `500 internal_error` (details only in the log).
 //!
 //! ## Limits
@@ -122,6 +131,7 @@ mod event_stream;
 mod extract;
 mod gate;
 mod handlers;
+mod openapi;
 mod rate_limit;
 mod simulcast;
 
@@ -133,6 +143,12 @@ pub use config::{
 pub use error::{ApiError, ConfigError, WWW_AUTHENTICATE_VALUE};
 pub use event_stream::{EVENT_STREAM_PAGE, HEARTBEAT_INTERVAL, MAX_EVENT_STREAMS};
 pub use handlers::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
+pub use openapi::OPENAPI_PATH;
+
+/// OnAir's OpenAPI 3 document (JSON), as served at [`OPENAPI_PATH`].
+pub fn openapi_document() -> &'static str {
+    openapi::document()
+}
 pub use simulcast::{MAX_TARGETS_PER_LIVE_STREAM, MAX_TARGET_STREAM_KEY_LEN};
 
 /// The prefix every route of this crate is under.
@@ -319,5 +335,7 @@ pub fn router(state: ApiState) -> Router {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))
+        // After the gate: the document is public (it describes the API, it holds no data).
+        .route(OPENAPI_PATH, get(openapi::openapi_json))
         .with_state(state)
 }

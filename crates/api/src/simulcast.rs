@@ -27,11 +27,13 @@ pub const MAX_TARGETS_PER_LIVE_STREAM: usize = 10;
 pub const MAX_TARGET_STREAM_KEY_LEN: usize = 1024;
 
 /// A simulcast target as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub(crate) struct SimulcastTarget {
     pub(crate) id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) passthrough: Option<String>,
+    /// Always `idle` (nothing restreams yet).
+    #[schema(value_type = String, pattern = "^(idle|starting|broadcasting|errored)$")]
     pub(crate) status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) stream_key: Option<String>,
@@ -158,7 +160,13 @@ impl SimulcastTargets {
         let mut map = self.lock();
         let targets = map.entry(live_stream_id.to_owned()).or_default();
         if targets.len() + new.len() > MAX_TARGETS_PER_LIVE_STREAM {
-            return Err(too_many());
+            // A valid request that the stored state refuses (a create body with too many
+            // is refused earlier, as a 400, by `list_from_body`).
+            return Err(ApiError::Conflict(format!(
+                "the live stream already has {} simulcast targets, at most \
+                 {MAX_TARGETS_PER_LIVE_STREAM} are allowed",
+                targets.len()
+            )));
         }
         let added: Vec<SimulcastTarget> = new
             .into_iter()

@@ -391,8 +391,8 @@ async fn playback_ids_and_simulcast_targets() {
             json!({ "url": "rtmp://h/x" }),
         )
         .await
-        .assert_error(400, "invalid_parameters");
-    assert!(m.contains("simulcast_targets"), "{m}");
+        .assert_error(409, "conflict");
+    assert!(m.contains("simulcast targets"), "{m}");
     // Deleting the live stream takes its targets.
     assert_eq!(s.admin("DELETE", &base, Value::Null).await.status, 204);
     s.admin(
@@ -678,7 +678,18 @@ async fn invalid_parameters_name_the_field() {
         (json!({ "reconnect_window": 1801 }), "reconnect_window"),
         (json!({ "reconnect_window": -1 }), "reconnect_window"),
         (json!({ "reconnect_window": "60" }), "reconnect_window"),
-        (json!({ "reconnect_window": 30.5 }), "reconnect_window"),
+        (json!({ "reconnect_window": 1800.5 }), "reconnect_window"),
+        (
+            json!({ "reconnect_window": 0.5, "max_continuous_duration": 60.5 }),
+            "max_continuous_duration",
+        ),
+        (json!({ "meta": { "title": 7 } }), "meta"),
+        (json!({ "meta": "x" }), "meta"),
+        (json!({ "embedded_subtitles": [[1]] }), "embedded_subtitles"),
+        (
+            json!({ "embedded_subtitles": [{ "name": 1 }] }),
+            "embedded_subtitles",
+        ),
         (
             json!({ "max_continuous_duration": 59 }),
             "max_continuous_duration",
@@ -724,7 +735,19 @@ async fn invalid_parameters_name_the_field() {
             .await
             .assert_error(400, "invalid_parameters");
         assert!(m.contains(field), "{body}: {m}");
+        // The API's words, never a Rust type (`expected i64`, `struct AssetMeta`).
+        for rust in ["i64", "u32", "f64", "struct ", "untagged", "invalid type"] {
+            assert!(!m.contains(rust), "{body}: {m}");
+        }
     }
+    let m = s
+        .admin("POST", &list, json!({ "reconnect_window": "60" }))
+        .await
+        .assert_error(400, "invalid_parameters");
+    assert_eq!(
+        m,
+        "invalid reconnect_window: must be a number of seconds from 0 to 1800, got the string \"60\""
+    );
 
     // Bodies that are not a JSON object, or not JSON at all.
     let admin = s.admin.clone();
@@ -1214,4 +1237,127 @@ async fn stalled_uploads_time_out() {
     assert!(started.elapsed() < Duration::from_secs(5));
     let r = s.admin("GET", &v1("/live-streams"), Value::Null).await;
     assert_eq!(r.json(), json!({ "data": [] }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_create_bodies_come_back_in_the_current_shapes() {
+    let s = Server::start("api_legacy", unlimited()).await;
+    let r = s
+        .admin(
+            "POST",
+            &v1("/live-streams"),
+            json!({ "playback_policy": "public",
+                    "new_asset_settings": { "playback_policy": "public" },
+                    "reconnect_window": 12.5,
+                    "reduced_latency": true,
+                    "meta": { "title": "Show", "creator_id": "c-1", "external_id": "x-1" },
+                    "not_an_onair_field": { "ignored": true } }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let created = r.json()["data"].clone();
+    assert_eq!(created["reconnect_window"], json!(12.5));
+    assert_eq!(created["latency_mode"], "reduced");
+    assert_eq!(
+        created["new_asset_settings"],
+        json!({ "playback_policies": ["public"] })
+    );
+    assert_eq!(
+        created["meta"],
+        json!({ "title": "Show", "creator_id": "c-1", "external_id": "x-1" })
+    );
+    assert_eq!(created["playback_ids"][0]["policy"], "public");
+    assert!(created.get("playback_policy").is_none());
+    assert!(created.get("reduced_latency").is_none());
+    let path = v1(&format!(
+        "/live-streams/{}",
+        created["id"].as_str().unwrap()
+    ));
+    assert_eq!(
+        s.admin("GET", &path, Value::Null).await.json()["data"],
+        created
+    );
+
+    // PATCH: meta replaced, then cleared; a fraction for the window; the legacy latency flag.
+    let r = s
+        .admin(
+            "PATCH",
+            &path,
+            json!({ "meta": { "title": "Renamed" }, "reconnect_window": 0.1, "low_latency": true,
+                    "new_asset_settings": { "playback_policy": ["signed"] } }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let updated = r.json()["data"].clone();
+    assert_eq!(updated["meta"], json!({ "title": "Renamed" }));
+    assert_eq!(updated["reconnect_window"], json!(0.1));
+    assert_eq!(updated["latency_mode"], "low");
+    assert_eq!(
+        updated["new_asset_settings"],
+        json!({ "playback_policies": ["signed"] })
+    );
+    // `mux live update --title` sends `title` alone: it is meta.title.
+    let r = s
+        .admin(
+            "PATCH",
+            &path,
+            json!({ "meta": { "title": "Show", "external_id": "x-1" } }),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = s
+        .admin("PATCH", &path, json!({ "title": "From the CLI" }))
+        .await;
+    assert_eq!(
+        r.json()["data"]["meta"],
+        json!({ "title": "From the CLI", "external_id": "x-1" })
+    );
+    let r = s.admin("PATCH", &path, json!({ "meta": null })).await;
+    assert!(r.json()["data"].get("meta").is_none(), "{}", r.json());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_parent_is_404_before_any_body_check() {
+    let s = Server::start("api_parent_first", unlimited()).await;
+    let missing = v1("/live-streams/doesNotExist");
+    let asset = v1("/assets/doesNotExist");
+    for (method, path, body) in [
+        ("PATCH", missing.clone(), json!({ "reconnect_window": "x" })),
+        (
+            "POST",
+            format!("{missing}/playback-ids"),
+            json!({ "policy": 7 }),
+        ),
+        (
+            "POST",
+            format!("{missing}/simulcast-targets"),
+            json!({ "url": 7 }),
+        ),
+        ("PATCH", asset.clone(), json!({ "title": "misplaced" })),
+        (
+            "POST",
+            format!("{asset}/playback-ids"),
+            json!({ "policy": "x" }),
+        ),
+    ] {
+        s.admin(method, &path, body)
+            .await
+            .assert_error(404, "not_found");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_served_without_credentials() {
+    let s = Server::start("api_openapi", unlimited()).await;
+    let r = s
+        .call(None, "GET", api::OPENAPI_PATH, Body::None, &[])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let doc = r.json();
+    assert_eq!(
+        doc,
+        serde_json::from_str::<Value>(api::openapi_document()).unwrap()
+    );
+    assert!(doc["paths"]["/video/v1/live-streams/{live_stream_id}"]["patch"].is_object());
 }

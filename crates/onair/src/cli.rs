@@ -37,9 +37,9 @@ pub enum LiveStreamsCommand {
         /// `standard`, `reduced` or `low`.
         #[arg(long)]
         latency_mode: Option<String>,
-        /// Seconds to wait for a reconnecting encoder (0..=1800).
+        /// Seconds to wait for a reconnecting encoder (0 to 1800, fractions allowed).
         #[arg(long)]
-        reconnect_window: Option<i64>,
+        reconnect_window: Option<f64>,
         /// Seconds a broadcast may last (60..=43200).
         #[arg(long)]
         max_continuous_duration: Option<i64>,

@@ -113,6 +113,13 @@ fn node_sdk_manages_a_live_stream_that_then_goes_live() {
     assert_eq!(created["reconnect_window"], 30);
     assert_eq!(created["passthrough"], "sdk-test");
     assert_eq!(created["playback_ids"][0]["policy"], "public");
+    let legacy = node.step("legacy", &gw);
+    assert_legacy_read_back(&legacy["created"]);
+    assert_eq!(legacy["read"], legacy["created"]);
+    let updated = &legacy["updated"];
+    assert_eq!(legacy["listed"], json!([updated]));
+    assert_eq!(updated["meta"], json!({ "title": "SDK show, renamed" }));
+    assert_eq!(updated["reconnect_window"], json!(0.5));
     assert_eq!(node.step("retrieve", &gw)["id"], id.as_str());
     assert!(node
         .step("list", &gw)
@@ -201,6 +208,31 @@ fn node_sdk_manages_a_live_stream_that_then_goes_live() {
     );
     assert_eq!(node.step("deleted", &gw), 404);
     node.finish();
+}
+
+/// A live stream created with the legacy body `{"playback_policy": "public",
+/// "new_asset_settings": {"playback_policy": "public"}, "reconnect_window": 12.5}` and `meta`,
+/// as a client read it back: in the current shapes.
+fn assert_legacy_read_back(stream: &Value) {
+    assert_eq!(
+        stream["playback_ids"].as_array().map(Vec::len),
+        Some(1),
+        "{stream}"
+    );
+    assert_eq!(stream["playback_ids"][0]["policy"], "public");
+    // (mux_python's model adds its own defaults beside it: copy_overlays, normalize_audio.)
+    assert_eq!(
+        stream["new_asset_settings"]["playback_policies"],
+        json!(["public"]),
+        "{stream}"
+    );
+    assert!(stream["new_asset_settings"]
+        .get("playback_policy")
+        .is_none());
+    assert_eq!(stream["reconnect_window"], json!(12.5));
+    assert_eq!(stream["latency_mode"], "standard");
+    assert_eq!(stream["meta"]["title"], "SDK show");
+    assert!(stream.get("playback_policy").is_none(), "{stream}");
 }
 
 /// Waits for an encoder that was given a duration to finish, successfully.
@@ -358,30 +390,32 @@ fn node_sdk_lists_reads_edits_and_deletes_the_asset_of_a_broadcast() {
     );
 }
 
+/// `tests/sdk/python/asset_check.py ARGS` (mux_python) against `gw`: what it printed.
+fn python_check(gw: &Gateway, args: &[&str]) -> Value {
+    let script = testkit::workspace_root().join("tests/sdk/python/asset_check.py");
+    let out = Command::new(testkit::sdk_python())
+        .arg(&script)
+        .args(args)
+        .env("ONAIR_URL", format!("http://{}", gw.http.unwrap()))
+        .env("TOKEN_ID", TEST_TOKEN_ID)
+        .env("TOKEN_SECRET", TEST_TOKEN_SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "asset_check.py {args:?} failed (a mux_python ValueError is an incompatible server \
+         answer):\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn python_sdk_reads_assets_strictly() {
     require_tool("ffmpeg");
-    let python = testkit::sdk_python();
-    let script = testkit::workspace_root().join("tests/sdk/python/asset_check.py");
     let gw = start("e2e_sdk_python");
-    let run = |args: &[&str]| -> Value {
-        let out = Command::new(&python)
-            .arg(&script)
-            .args(args)
-            .env("ONAIR_URL", format!("http://{}", gw.http.unwrap()))
-            .env("TOKEN_ID", TEST_TOKEN_ID)
-            .env("TOKEN_SECRET", TEST_TOKEN_SECRET)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "asset_check.py {args:?} failed (a mux_python ValueError is an incompatible \
-             server answer):\n{}\nserver log:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            gw.log()
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| python_check(&gw, args);
     // Two streams created by the SDK, one ~3 s broadcast each: two assets, two pages of one.
     let a = run(&["create"]);
     let b = run(&["create"]);
@@ -416,4 +450,85 @@ fn python_sdk_reads_assets_strictly() {
     assert_measured_media(&read, 1);
     assert_eq!(read["resolution_tier"], "720p", "{read}");
     assert_eq!(read["input_info"][0]["container_format"], "flv", "{read}");
+}
+
+#[test]
+fn python_sdk_decodes_a_live_stream_created_with_the_legacy_body() {
+    let gw = start("e2e_sdk_python_legacy");
+    let read = python_check(&gw, &["legacy"]);
+    eprintln!("live stream as mux_python read it: {read}");
+    // mux_python's LiveStreamMetadata has only `title`.
+    assert_legacy_read_back(&read["created"]);
+    assert_eq!(read["read"], read["created"]);
+    assert_eq!(read["listed"], json!([read["created"]]));
+    assert_eq!(read["updated"]["meta"], json!({ "title": "Python show" }));
+    assert_eq!(read["updated"]["reconnect_window"], json!(0.5));
+    assert_eq!(read["updated"]["latency_mode"], "low");
+}
+
+#[test]
+fn official_cli_round_trips_a_live_stream_with_legacy_settings() {
+    require_tool("node");
+    let gw = start("e2e_sdk_cli_legacy");
+    let home = gw.data_dir.join("mux-home");
+    let mux = |args: &[&str]| -> Value {
+        let out = Command::new(testkit::mux_cli())
+            .args(args)
+            .arg("--json")
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_DATA_HOME", home.join("data"))
+            .env("MUX_BASE_URL", format!("http://{}", gw.http.unwrap()))
+            .env("MUX_TOKEN_ID", TEST_TOKEN_ID)
+            .env("MUX_TOKEN_SECRET", TEST_TOKEN_SECRET)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mux {args:?}: {}{}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            gw.log()
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "mux {args:?}: {e}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    };
+    // The CLI passes --new-asset-settings through as JSON: the legacy form goes to the server.
+    let created = mux(&[
+        "live",
+        "create",
+        "--playback-policy",
+        "public",
+        "--new-asset-settings",
+        r#"{"playback_policy": "public"}"#,
+        "--reconnect-window",
+        "12.5",
+        "--latency-mode",
+        "standard",
+    ]);
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(
+        created["new_asset_settings"],
+        json!({ "playback_policies": ["public"] })
+    );
+    assert_eq!(created["reconnect_window"], json!(12.5));
+    // `mux live update --title` (CLI 2.0.1 sends a top-level `title`) sets meta.title.
+    let updated = mux(&[
+        "live",
+        "update",
+        id,
+        "--title",
+        "CLI show",
+        "--reconnect-window",
+        "7.5",
+    ]);
+    assert_eq!(updated["meta"], json!({ "title": "CLI show" }));
+    assert_eq!(updated["reconnect_window"], json!(7.5));
+    let read = mux(&["live", "get", id]);
+    assert_eq!(read, updated);
+    assert_eq!(read["playback_ids"][0]["policy"], "public");
 }

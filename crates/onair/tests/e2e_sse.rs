@@ -281,26 +281,6 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-/// The official CLI's platform binary, run directly: `node_modules/.bin/mux` is a Node
-/// launcher whose child would outlive a kill of the launcher.
-fn mux_binary(sdk: &Path) -> std::path::PathBuf {
-    let os = match std::env::consts::OS {
-        "macos" => "darwin",
-        other => other,
-    };
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "x64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    let direct = sdk.join(format!("node_modules/@mux/cli-{os}-{arch}/mux"));
-    if direct.exists() {
-        direct
-    } else {
-        sdk.join("node_modules/.bin/mux")
-    }
-}
-
 /// The SDK receiver (`webhook_receiver.mjs`) verifying with `secret`; returns it and its port.
 fn receiver(secret: &str) -> (Proc, u16) {
     let mut command = Command::new("node");
@@ -331,7 +311,6 @@ fn next_verified(receiver: &mut Proc) -> Value {
 fn official_cli_listens_and_forwards_verified_webhooks() {
     require_tool("node");
     let gw = start_gateway("e2e-sse-official-cli");
-    let sdk = testkit::sdk_node_dir();
     // An isolated home: the CLI keeps its config, its event log and its forwarding secret
     // (`$XDG_DATA_HOME/mux/webhook-signing-secret-<environment>`) there. The secret is
     // seeded so that the receiver knows it; the CLI prints it too.
@@ -342,7 +321,7 @@ fn official_cli_listens_and_forwards_verified_webhooks() {
     let (mut receiver, port) = receiver(secret);
 
     let mux = |args: &[&str]| {
-        let mut command = Command::new(mux_binary(&sdk));
+        let mut command = Command::new(testkit::mux_cli());
         command
             .args(args)
             .env("HOME", &home)

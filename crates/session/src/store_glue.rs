@@ -35,12 +35,14 @@ impl From<LiveStream> for StreamInfo {
             reduced_latency: s.latency_mode != LatencyMode::Standard,
             audio_only: s.audio_only,
             lifecycle: LifecycleConfig {
-                reconnect_window: Duration::from_secs(u64::from(s.reconnect_window)),
+                // Validated by the store: finite, 0..=1800 s.
+                reconnect_window: Duration::try_from_secs_f64(s.reconnect_window)
+                    .unwrap_or_default(),
                 max_continuous_duration: Duration::from_secs(u64::from(s.max_continuous_duration)),
                 test: s.test,
             },
             playback_ids: s.playback_ids.into_iter().map(|p| p.id).collect(),
-            slate: s.reconnect_window > 0
+            slate: s.reconnect_window > 0.0
                 && (s.latency_mode != LatencyMode::Standard || s.use_slate_for_standard_latency),
             reconnect_slate_url: s.reconnect_slate_url,
             stream_key: s.stream_key,

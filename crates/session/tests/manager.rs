@@ -49,7 +49,7 @@ async fn setup(
 async fn create(store: &SqliteStore, window: i64) -> store::LiveStream {
     store
         .create_live_stream(NewLiveStream {
-            reconnect_window: Some(window),
+            reconnect_window: Some(window as f64),
             ..NewLiveStream::default()
         })
         .await

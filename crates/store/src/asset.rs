@@ -13,6 +13,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::live_stream::{unix_seconds_string, IngestProtocol, PlaybackId, PlaybackPolicy};
 use crate::StoreError;
@@ -28,7 +29,7 @@ pub const MAX_META_CHARS: usize = 512;
 
 /// `preparing` while the broadcast goes on, `ready` once it is complete, `errored` if it
 /// cannot be played.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AssetStatus {
     /// Being recorded.
@@ -69,21 +70,25 @@ impl fmt::Display for AssetStatus {
 }
 
 /// `meta` of an asset: user-supplied labels.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AssetMeta {
     /// A title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 512)]
     pub title: Option<String>,
     /// Who made it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 512)]
     pub creator_id: Option<String>,
     /// An identifier in the caller's system.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 512)]
     pub external_id: Option<String>,
 }
 
 impl AssetMeta {
-    fn validate(&self) -> Result<(), StoreError> {
+    /// Checks the lengths; errors name `meta`.
+    pub(crate) fn validate(&self) -> Result<(), StoreError> {
         for (name, value) in [
             ("title", &self.title),
             ("creator_id", &self.creator_id),
@@ -102,21 +107,22 @@ impl AssetMeta {
         Ok(())
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.title.is_none() && self.creator_id.is_none() && self.external_id.is_none()
     }
 }
 
 /// What `PATCH /video/v1/assets/{id}` may change. Absent fields are left alone; `null`
 /// clears.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssetPatch {
     /// New `passthrough` (`null` clears it).
     #[serde(default, with = "double_option")]
+    #[schema(max_length = 255)]
     pub passthrough: Option<Option<String>>,
     /// New `meta` (`null` clears it).
-    #[serde(default, with = "double_option")]
+    #[serde(default, deserialize_with = "crate::live_stream::nullable_object")]
     pub meta: Option<Option<AssetMeta>>,
 }
 
@@ -160,7 +166,7 @@ mod double_option {
 }
 
 /// Whether a stretch of the recording is the encoder's media or slate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RecordingKind {
     /// Media sent by the encoder.
@@ -231,21 +237,23 @@ pub struct AssetMedia {
 }
 
 /// `{state, progress}` of an asset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AssetProgress {
     /// `live`, `completed` or `errored`.
+    #[schema(schema_with = enum_progress_state)]
     pub state: String,
     /// Percent; `-1` while live or errored.
     pub progress: f64,
 }
 
 /// One track of an asset, in the API's shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AssetTrack {
     /// Identifier of the track.
     pub id: String,
     /// `video` or `audio`.
     #[serde(rename = "type")]
+    #[schema(schema_with = enum_track_type)]
     pub kind: String,
     /// Seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -267,8 +275,45 @@ pub struct AssetTrack {
     pub max_channel_layout: Option<String>,
 }
 
+/// A string schema with these values only: the hosted API's lists for the asset's string
+/// fields (`mux_python` refuses any other value), for the OpenAPI document.
+fn string_enum(values: &[&str]) -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .build()
+}
+
+fn enum_progress_state() -> utoipa::openapi::schema::Object {
+    string_enum(&["live", "completed", "errored"])
+}
+
+fn enum_track_type() -> utoipa::openapi::schema::Object {
+    string_enum(&["video", "audio"])
+}
+
+fn enum_max_stored_resolution() -> utoipa::openapi::schema::Object {
+    string_enum(&["Audio only", "SD", "HD", "FHD", "UHD"])
+}
+
+fn enum_resolution_tier() -> utoipa::openapi::schema::Object {
+    string_enum(&["audio-only", "720p", "1080p", "1440p", "2160p"])
+}
+
+fn enum_max_resolution_tier() -> utoipa::openapi::schema::Object {
+    string_enum(&["1080p", "1440p", "2160p"])
+}
+
+fn enum_ingest_type() -> utoipa::openapi::schema::Object {
+    string_enum(&["live_rtmp", "live_srt"])
+}
+
+fn enum_master_access() -> utoipa::openapi::schema::Object {
+    string_enum(&["none"])
+}
+
 /// One entry of `recording_times` in the API's shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RecordingTimeJson {
     /// ISO 8601 UTC.
     pub started_at: String,
@@ -282,12 +327,13 @@ pub struct RecordingTimeJson {
 /// An asset, serialized exactly as the API's `data` object (`created_at` is a string of unix
 /// seconds; fields that are unknown are omitted, never invented: `mux_python` checks every
 /// enumeration).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Asset {
     /// Unique identifier (the broadcast's).
     pub id: String,
     /// Creation time (the first recorded media), unix seconds.
     #[serde(with = "unix_seconds_string")]
+    #[schema(value_type = String, example = "1527110899")]
     pub created_at: i64,
     /// Preparing, ready or errored.
     pub status: AssetStatus,
@@ -304,13 +350,16 @@ pub struct Asset {
     pub duration: Option<f64>,
     /// `Audio only`, `SD`, `HD`, `FHD` or `UHD`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = enum_max_stored_resolution)]
     pub max_stored_resolution: Option<String>,
     /// `audio-only`, `720p`, `1080p`, `1440p` or `2160p`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = enum_resolution_tier)]
     pub resolution_tier: Option<String>,
     /// The largest tier the asset may be delivered at (OnAir does not transcode: `1080p`
     /// unless the source is larger).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = enum_max_resolution_tier)]
     pub max_resolution_tier: Option<String>,
     /// Frames per second, `-1` if unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -328,8 +377,10 @@ pub struct Asset {
     pub recording_times: Vec<RecordingTimeJson>,
     /// `live_rtmp` or `live_srt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = enum_ingest_type)]
     pub ingest_type: Option<String>,
     /// Always `none`: no master file is made.
+    #[schema(schema_with = enum_master_access)]
     pub master_access: String,
     /// Live, completed or errored.
     pub progress: AssetProgress,
@@ -505,12 +556,15 @@ impl AssetSettings {
             return Err(StoreError::invalid(FIELD, "must be a JSON object"));
         };
         let mut settings = AssetSettings::default();
+        // Both spellings are checked; the first given (the current one first) is used.
+        let mut chosen = false;
         for key in ["playback_policies", "playback_policy"] {
             let names: Vec<&Value> = match map.get(key) {
                 None | Some(Value::Null) => continue,
                 Some(Value::Array(items)) => items.iter().collect(),
                 Some(one) => vec![one],
             };
+            let mut policies = Vec::with_capacity(names.len());
             for name in names {
                 let policy = name
                     .as_str()
@@ -521,9 +575,9 @@ impl AssetSettings {
                             format!("{key} must be public, signed or drm, got {name}"),
                         )
                     })?;
-                settings.playback_policies.push(policy);
+                policies.push(policy);
             }
-            if settings.playback_policies.len() > crate::MAX_PLAYBACK_POLICIES_PER_REQUEST {
+            if policies.len() > crate::MAX_PLAYBACK_POLICIES_PER_REQUEST {
                 return Err(StoreError::invalid(
                     FIELD,
                     format!(
@@ -532,7 +586,10 @@ impl AssetSettings {
                     ),
                 ));
             }
-            break;
+            if !chosen {
+                settings.playback_policies = policies;
+                chosen = true;
+            }
         }
         match map.get("passthrough") {
             None | Some(Value::Null) => {}
@@ -552,18 +609,43 @@ impl AssetSettings {
         match map.get("meta") {
             None | Some(Value::Null) => {}
             Some(meta) => {
-                let meta: AssetMeta = serde_json::from_value(meta.clone()).map_err(|_| {
+                let invalid = || {
                     StoreError::invalid(
                         FIELD,
                         "meta must be an object of title, creator_id and external_id strings",
                     )
-                })?;
+                };
+                // An object only: serde would also read the struct from an array.
+                let meta = meta.as_object().cloned().ok_or_else(invalid)?;
+                let meta: AssetMeta =
+                    serde_json::from_value(Value::Object(meta)).map_err(|_| invalid())?;
                 meta.validate()?;
                 settings.meta = Some(meta);
             }
         }
         Ok(settings)
     }
+}
+
+/// `new_asset_settings` in the form the hosted API answers with: the deprecated
+/// `playback_policy` (a string or an array) becomes `playback_policies` (always an array),
+/// so that typed clients (`[]PlaybackPolicy`) decode it. Everything else is kept as sent.
+/// `v` should have passed [`AssetSettings::parse`]; anything but an object is returned as is.
+pub fn normalize_new_asset_settings(mut v: Value) -> Value {
+    let Some(map) = v.as_object_mut() else {
+        return v;
+    };
+    let legacy = map.remove("playback_policy");
+    let current = map.remove("playback_policies");
+    let policies = match current.filter(|p| !p.is_null()).or(legacy) {
+        Some(Value::Array(items)) => Some(Value::Array(items)),
+        Some(Value::Null) | None => None,
+        Some(one) => Some(Value::Array(vec![one])),
+    };
+    if let Some(policies) = policies {
+        map.insert("playback_policies".to_owned(), policies);
+    }
+    v
 }
 
 /// The stored parts an [`Asset`] is built from.
@@ -743,6 +825,33 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The values a schema enumeration allows.
+    fn allowed(schema: utoipa::openapi::schema::Object) -> Vec<String> {
+        schema
+            .enum_values
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn resolution_names_are_in_the_documented_lists() {
+        let stored = allowed(enum_max_stored_resolution());
+        let tiers = allowed(enum_resolution_tier());
+        for (w, h) in [
+            (640, 360),
+            (1280, 720),
+            (1920, 1080),
+            (2560, 1440),
+            (3840, 2160),
+        ] {
+            let (s, t) = resolution_names(w, h);
+            assert!(stored.iter().any(|v| v == s), "{s}");
+            assert!(tiers.iter().any(|v| v == t), "{t}");
+        }
+    }
     use serde_json::json;
 
     fn parts(media: AssetMedia) -> AssetParts {

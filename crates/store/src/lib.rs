@@ -85,10 +85,11 @@ pub use lifecycle::{
 };
 pub use live_stream::{
     EmbeddedSubtitle, IngestProtocol, LatencyMode, LiveStream, LiveStreamChanges, LiveStreamPatch,
-    LiveStreamSettings, LiveStreamStatus, NewLiveStream, PlaybackId, PlaybackPolicy, StatusChange,
-    DEFAULT_MAX_CONTINUOUS_DURATION, DEFAULT_RECONNECT_WINDOW_LOW_LATENCY,
-    DEFAULT_RECONNECT_WINDOW_STANDARD, MAX_PASSTHROUGH_CHARS, MAX_PLAYBACK_POLICIES_PER_REQUEST,
-    MAX_RECONNECT_WINDOW, MAX_URL_LEN, MIN_MAX_CONTINUOUS_DURATION,
+    LiveStreamSettings, LiveStreamStatus, NewAssetSettings, NewLiveStream, OneOrMorePolicies,
+    PlaybackId, PlaybackPolicy, StatusChange, DEFAULT_MAX_CONTINUOUS_DURATION,
+    DEFAULT_RECONNECT_WINDOW_LOW_LATENCY, DEFAULT_RECONNECT_WINDOW_STANDARD, MAX_PASSTHROUGH_CHARS,
+    MAX_PLAYBACK_POLICIES_PER_REQUEST, MAX_RECONNECT_WINDOW, MAX_URL_LEN,
+    MIN_MAX_CONTINUOUS_DURATION,
 };
 pub use sqlite::{SqliteStore, DB_FILE_NAME, DEFAULT_BUSY_TIMEOUT};
 pub use webhook::{WebhookFailure, MAX_ENDPOINT_KEY_LEN};

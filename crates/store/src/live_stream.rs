@@ -8,17 +8,21 @@
 
 use std::fmt;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::Value;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
+use crate::asset::{normalize_new_asset_settings, AssetMeta};
 use crate::StoreError;
 
 /// Reconnect window of a standard-latency stream when none is given (seconds).
-pub const DEFAULT_RECONNECT_WINDOW_STANDARD: u32 = 60;
+pub const DEFAULT_RECONNECT_WINDOW_STANDARD: f64 = 60.0;
 /// Reconnect window of a reduced- or low-latency stream when none is given (seconds).
-pub const DEFAULT_RECONNECT_WINDOW_LOW_LATENCY: u32 = 0;
-/// Largest accepted reconnect window (seconds).
-pub const MAX_RECONNECT_WINDOW: u32 = 1800;
+pub const DEFAULT_RECONNECT_WINDOW_LOW_LATENCY: f64 = 0.0;
+/// Largest accepted reconnect window (seconds). The hosted API types it as a number: any
+/// value from 0 to this one, fractions included.
+pub const MAX_RECONNECT_WINDOW: f64 = 1800.0;
 /// Default and largest `max_continuous_duration` (seconds, 12 hours).
 pub const DEFAULT_MAX_CONTINUOUS_DURATION: u32 = 43_200;
 /// Smallest accepted `max_continuous_duration` (seconds).
@@ -34,7 +38,10 @@ pub const MAX_PLAYBACK_POLICIES_PER_REQUEST: usize = 10;
 macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $wire:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        // Every wire name is the variant's name in lower case; said twice because the OpenAPI
+        // derive cannot read the per-variant names through this macro.
+        #[serde(rename_all = "lowercase")]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $wire)] $variant),+
         }
@@ -109,8 +116,8 @@ wire_enum! {
 }
 
 impl LatencyMode {
-    /// The reconnect window a stream of this mode gets when none is given.
-    pub fn default_reconnect_window(self) -> u32 {
+    /// The reconnect window a stream of this mode gets when none is given (seconds).
+    pub fn default_reconnect_window(self) -> f64 {
         match self {
             LatencyMode::Standard => DEFAULT_RECONNECT_WINDOW_STANDARD,
             LatencyMode::Reduced | LatencyMode::Low => DEFAULT_RECONNECT_WINDOW_LOW_LATENCY,
@@ -131,7 +138,7 @@ pub enum StatusChange {
 }
 
 /// One playback ID of a live stream: `{ "id": ..., "policy": ... }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PlaybackId {
     /// The ID, used in playback URLs (`/{id}.m3u8`).
     pub id: String,
@@ -140,19 +147,23 @@ pub struct PlaybackId {
 }
 
 /// One embedded (CEA-608) closed caption track of a live stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EmbeddedSubtitle {
     /// A name for the track.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255)]
     pub name: Option<String>,
     /// Arbitrary metadata, at most 255 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255)]
     pub passthrough: Option<String>,
     /// BCP 47 language code (default `en`).
     #[serde(default = "default_language_code")]
+    #[schema(pattern = "^[A-Za-z0-9-]{1,35}$")]
     pub language_code: String,
     /// CEA-608 channel, `cc1`..`cc4` (default `cc1`).
     #[serde(default = "default_language_channel")]
+    #[schema(pattern = "^cc[1-4]$")]
     pub language_channel: String,
 }
 
@@ -214,7 +225,7 @@ fn check_chars(field: &'static str, what: &str, value: &str) -> Result<(), Store
 /// `created_at` is unix seconds, serialized as a string (`"1527110899"`).
 ///
 /// `Debug` redacts the stream key and SRT passphrase (they are credentials).
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LiveStream {
     /// Unique identifier.
     pub id: String,
@@ -226,15 +237,24 @@ pub struct LiveStream {
     pub playback_ids: Vec<PlaybackId>,
     /// Creation time, unix seconds.
     #[serde(with = "unix_seconds_string")]
+    #[schema(value_type = String, example = "1527110899")]
     pub created_at: i64,
-    /// Settings for the assets recorded from this stream (a JSON object).
+    /// Settings for the assets recorded from this stream (a JSON object), with
+    /// `playback_policies` always an array.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<NewAssetSettings>)]
     pub new_asset_settings: Option<Value>,
     /// Arbitrary user metadata, at most 255 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passthrough: Option<String>,
-    /// Seconds to wait for an encoder to come back before the stream goes idle.
-    pub reconnect_window: u32,
+    /// User labels (`title`, `creator_id`, `external_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<AssetMeta>,
+    /// Seconds to wait for an encoder to come back before the stream goes idle (fractions
+    /// allowed; whole numbers are written as JSON integers).
+    #[serde(serialize_with = "seconds::serialize")]
+    #[schema(value_type = f64, minimum = 0, maximum = 1800)]
+    pub reconnect_window: f64,
     /// Standard, reduced or low latency.
     pub latency_mode: LatencyMode,
     /// Seconds a broadcast may last before it is disconnected.
@@ -264,6 +284,7 @@ pub struct LiveStream {
     pub active_asset_id: Option<String>,
     /// Restream targets (not implemented yet: always empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
     pub simulcast_targets: Vec<Value>,
     /// Embedded closed caption tracks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -280,6 +301,7 @@ impl fmt::Debug for LiveStream {
             .field("created_at", &self.created_at)
             .field("new_asset_settings", &self.new_asset_settings)
             .field("passthrough", &self.passthrough)
+            .field("meta", &self.meta)
             .field("reconnect_window", &self.reconnect_window)
             .field("latency_mode", &self.latency_mode)
             .field("max_continuous_duration", &self.max_continuous_duration)
@@ -336,6 +358,68 @@ pub(crate) mod unix_seconds_string {
     }
 }
 
+/// A playback policy or an array of at most [`MAX_PLAYBACK_POLICIES_PER_REQUEST`]: how
+/// requests may give `playback_policy` (answers always use arrays). The OpenAPI document's
+/// name for what [`one_or_many`] reads; its schema is written by hand because the derive
+/// cannot bound the array.
+#[derive(Debug)]
+pub struct OneOrMorePolicies;
+
+impl utoipa::PartialSchema for OneOrMorePolicies {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder};
+        use utoipa::openapi::Ref;
+        let policy = || Ref::from_schema_name(PlaybackPolicy::name());
+        OneOfBuilder::new()
+            .description(Some(
+                "A playback policy, or an array of at most 10 (the older request form)",
+            ))
+            .item(policy())
+            .item(
+                ArrayBuilder::new()
+                    .items(policy())
+                    .max_items(Some(MAX_PLAYBACK_POLICIES_PER_REQUEST)),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for OneOrMorePolicies {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            PlaybackPolicy::name().into_owned(),
+            <PlaybackPolicy as utoipa::PartialSchema>::schema(),
+        ));
+    }
+}
+
+/// What a live stream's `new_asset_settings` holds that OnAir uses (other settings are kept
+/// and returned as sent). The OpenAPI document's name for what
+/// [`crate::asset::AssetSettings`] reads.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewAssetSettings {
+    /// One playback ID per entry for each recorded asset.
+    #[serde(default)]
+    #[schema(max_items = 10)]
+    pub playback_policies: Option<Vec<PlaybackPolicy>>,
+    /// Deprecated spelling of `playback_policies`; answered as `playback_policies`.
+    #[serde(default)]
+    #[schema(deprecated, value_type = Option<OneOrMorePolicies>)]
+    pub playback_policy: Option<Value>,
+    /// The recorded assets' passthrough.
+    #[serde(default)]
+    #[schema(max_length = 255)]
+    pub passthrough: Option<String>,
+    /// The recorded assets' labels.
+    #[serde(default)]
+    pub meta: Option<AssetMeta>,
+}
+
 /// `"public"` or `["public", "signed"]`.
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
     #[derive(Deserialize)]
@@ -351,6 +435,44 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D
     })
 }
 
+/// `T` from a JSON object only: serde's derive would also read a struct from an array of its
+/// field values (`[null, null]`), which the API must refuse.
+fn from_object<T: DeserializeOwned, E: serde::de::Error>(map: Map<String, Value>) -> Result<T, E> {
+    serde_json::from_value(Value::Object(map)).map_err(E::custom)
+}
+
+/// An optional object (see [`from_object`]).
+pub(crate) fn optional_object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    Option::<Map<String, Value>>::deserialize(d)?
+        .map(from_object)
+        .transpose()
+}
+
+/// An optional object where an explicit `null` is `Some(None)` (see [`double_option`]).
+pub(crate) fn nullable_object<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    optional_object(d).map(Some)
+}
+
+/// An array of objects (see [`from_object`]).
+fn objects<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    Vec::<Map<String, Value>>::deserialize(d)?
+        .into_iter()
+        .map(from_object)
+        .collect()
+}
+
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
 fn double_option<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
@@ -364,30 +486,42 @@ where
 ///
 /// Every field is optional; [`NewLiveStream::default()`] creates a standard-latency stream
 /// with one public playback ID. Unknown JSON fields are ignored.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct NewLiveStream {
     /// One playback ID is created per entry (`"public"`, `"signed"` or `"drm"`). Absent means
     /// one public playback ID; an empty array means none.
     #[serde(deserialize_with = "one_or_many")]
+    #[schema(value_type = Option<Vec<PlaybackPolicy>>, max_items = 10)]
     pub playback_policies: Option<Vec<String>>,
-    /// The deprecated spelling of `playback_policies` (a string or an array); used only when
-    /// `playback_policies` is absent.
+    /// The deprecated spelling of `playback_policies` (a string or an array); checked in any
+    /// case, used when `playback_policies` is absent.
     #[serde(deserialize_with = "one_or_many")]
+    #[schema(value_type = Option<OneOrMorePolicies>)]
     pub playback_policy: Option<Vec<String>>,
-    /// Settings for recorded assets; must be a JSON object.
+    /// Settings for recorded assets; must be a JSON object. The deprecated `playback_policy`
+    /// in it is answered as `playback_policies`.
+    #[schema(value_type = Option<NewAssetSettings>)]
     pub new_asset_settings: Option<Value>,
     /// Arbitrary metadata, at most 255 characters.
+    #[schema(max_length = 255)]
     pub passthrough: Option<String>,
-    /// 0..=1800 seconds; defaults by latency mode (60 standard, 0 reduced/low).
-    pub reconnect_window: Option<i64>,
+    /// User labels: `title`, `creator_id`, `external_id`.
+    #[serde(deserialize_with = "optional_object")]
+    pub meta: Option<AssetMeta>,
+    /// 0..=1800 seconds, fractions allowed; defaults by latency mode (60 standard, 0
+    /// reduced/low).
+    #[schema(minimum = 0, maximum = 1800)]
+    pub reconnect_window: Option<f64>,
     /// `"standard"` (default), `"reduced"` or `"low"`.
+    #[schema(value_type = Option<LatencyMode>)]
     pub latency_mode: Option<String>,
     /// Deprecated: `true` means `latency_mode: "reduced"` when `latency_mode` is absent.
     pub reduced_latency: Option<bool>,
     /// Deprecated: `true` means `latency_mode: "low"` when `latency_mode` is absent.
     pub low_latency: Option<bool>,
     /// 60..=43200 seconds, default 43200.
+    #[schema(minimum = 60, maximum = 43200)]
     pub max_continuous_duration: Option<i64>,
     /// Process only the audio track.
     pub audio_only: bool,
@@ -396,8 +530,10 @@ pub struct NewLiveStream {
     /// Insert slate while a standard-latency stream waits for a reconnect.
     pub use_slate_for_standard_latency: bool,
     /// An http(s) URL of a slate image.
+    #[schema(max_length = 2048, pattern = r"^[hH][tT][tT][pP][sS]?://[!-~]+$")]
     pub reconnect_slate_url: Option<String>,
     /// Embedded closed caption tracks.
+    #[serde(deserialize_with = "objects")]
     pub embedded_subtitles: Vec<EmbeddedSubtitle>,
 }
 
@@ -410,8 +546,10 @@ pub struct LiveStreamSettings {
     pub new_asset_settings: Option<Value>,
     /// User metadata.
     pub passthrough: Option<String>,
+    /// User labels.
+    pub meta: Option<AssetMeta>,
     /// Seconds.
-    pub reconnect_window: u32,
+    pub reconnect_window: f64,
     /// The latency mode.
     pub latency_mode: LatencyMode,
     /// Seconds.
@@ -433,9 +571,15 @@ impl NewLiveStream {
     ///
     /// Errors are [`StoreError::InvalidField`] naming the first offending field.
     pub fn validate(&self) -> Result<LiveStreamSettings, StoreError> {
-        let playback_policies = match (&self.playback_policies, &self.playback_policy) {
+        // Both spellings are checked; the current one wins when both are given.
+        let legacy = self
+            .playback_policy
+            .as_ref()
+            .map(|names| parse_policies("playback_policy", names))
+            .transpose()?;
+        let playback_policies = match (&self.playback_policies, legacy) {
             (Some(names), _) => parse_policies("playback_policies", names)?,
-            (None, Some(names)) => parse_policies("playback_policy", names)?,
+            (None, Some(policies)) => policies,
             (None, None) => vec![PlaybackPolicy::Public],
         };
         let latency_mode = match &self.latency_mode {
@@ -455,8 +599,13 @@ impl NewLiveStream {
         if let Some(p) = &self.passthrough {
             check_passthrough(p)?;
         }
-        if let Some(settings) = &self.new_asset_settings {
-            check_new_asset_settings(settings)?;
+        let new_asset_settings = self
+            .new_asset_settings
+            .as_ref()
+            .map(check_new_asset_settings)
+            .transpose()?;
+        if let Some(meta) = &self.meta {
+            meta.validate()?;
         }
         if let Some(url) = &self.reconnect_slate_url {
             check_slate_url(url)?;
@@ -466,8 +615,9 @@ impl NewLiveStream {
         }
         Ok(LiveStreamSettings {
             playback_policies,
-            new_asset_settings: self.new_asset_settings.clone(),
+            new_asset_settings,
             passthrough: self.passthrough.clone(),
+            meta: self.meta.clone().filter(|m| !m.is_empty()),
             reconnect_window,
             latency_mode,
             max_continuous_duration,
@@ -485,26 +635,39 @@ impl NewLiveStream {
 /// Absent fields are left unchanged; for the nullable ones an explicit JSON `null`
 /// (`Some(None)`) clears the value. Changing `latency_mode` does not change
 /// `reconnect_window`; the defaults apply at creation only.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct LiveStreamPatch {
     /// `"standard"`, `"reduced"` or `"low"`.
+    #[schema(value_type = Option<LatencyMode>)]
     pub latency_mode: Option<String>,
-    /// 0..=1800 seconds.
-    pub reconnect_window: Option<i64>,
+    /// Deprecated: `true` means `latency_mode: "reduced"` when `latency_mode` is absent.
+    pub reduced_latency: Option<bool>,
+    /// Deprecated: `true` means `latency_mode: "low"` when `latency_mode` is absent.
+    pub low_latency: Option<bool>,
+    /// 0..=1800 seconds, fractions allowed.
+    #[schema(minimum = 0, maximum = 1800)]
+    pub reconnect_window: Option<f64>,
     /// 60..=43200 seconds.
+    #[schema(minimum = 60, maximum = 43200)]
     pub max_continuous_duration: Option<i64>,
     /// At most 255 characters; `null` clears.
     #[serde(deserialize_with = "double_option")]
+    #[schema(max_length = 255)]
     pub passthrough: Option<Option<String>>,
     /// Slate for standard latency.
     pub use_slate_for_standard_latency: Option<bool>,
     /// An http(s) URL; `null` clears.
     #[serde(deserialize_with = "double_option")]
+    #[schema(max_length = 2048, pattern = r"^[hH][tT][tT][pP][sS]?://[!-~]+$")]
     pub reconnect_slate_url: Option<Option<String>>,
     /// A JSON object; `null` clears.
     #[serde(deserialize_with = "double_option")]
+    #[schema(value_type = Option<NewAssetSettings>)]
     pub new_asset_settings: Option<Option<Value>>,
+    /// User labels; `null` clears.
+    #[serde(deserialize_with = "nullable_object")]
+    pub meta: Option<Option<AssetMeta>>,
 }
 
 /// A validated [`LiveStreamPatch`]: `None` leaves a field unchanged.
@@ -513,7 +676,7 @@ pub struct LiveStreamChanges {
     /// New latency mode.
     pub latency_mode: Option<LatencyMode>,
     /// New reconnect window.
-    pub reconnect_window: Option<u32>,
+    pub reconnect_window: Option<f64>,
     /// New maximum duration.
     pub max_continuous_duration: Option<u32>,
     /// New passthrough (`Some(None)` clears).
@@ -522,8 +685,10 @@ pub struct LiveStreamChanges {
     pub use_slate_for_standard_latency: Option<bool>,
     /// New slate URL (`Some(None)` clears).
     pub reconnect_slate_url: Option<Option<String>>,
-    /// New asset settings (`Some(None)` clears).
+    /// New asset settings, in the current form (`Some(None)` clears).
     pub new_asset_settings: Option<Option<Value>>,
+    /// New labels (`Some(None)` clears).
+    pub meta: Option<Option<AssetMeta>>,
 }
 
 impl LiveStreamChanges {
@@ -536,11 +701,12 @@ impl LiveStreamChanges {
 impl LiveStreamPatch {
     /// Checks every given field with the same limits as creation.
     pub fn validate(&self) -> Result<LiveStreamChanges, StoreError> {
-        let latency_mode = self
-            .latency_mode
-            .as_deref()
-            .map(parse_latency_mode)
-            .transpose()?;
+        let latency_mode = match &self.latency_mode {
+            Some(name) => Some(parse_latency_mode(name)?),
+            None if self.low_latency == Some(true) => Some(LatencyMode::Low),
+            None if self.reduced_latency == Some(true) => Some(LatencyMode::Reduced),
+            None => None,
+        };
         let reconnect_window = self
             .reconnect_window
             .map(check_reconnect_window)
@@ -555,8 +721,12 @@ impl LiveStreamPatch {
         if let Some(Some(url)) = &self.reconnect_slate_url {
             check_slate_url(url)?;
         }
-        if let Some(Some(settings)) = &self.new_asset_settings {
-            check_new_asset_settings(settings)?;
+        let new_asset_settings = match &self.new_asset_settings {
+            Some(Some(settings)) => Some(Some(check_new_asset_settings(settings)?)),
+            other => other.clone(),
+        };
+        if let Some(Some(meta)) = &self.meta {
+            meta.validate()?;
         }
         Ok(LiveStreamChanges {
             latency_mode,
@@ -565,7 +735,8 @@ impl LiveStreamPatch {
             passthrough: self.passthrough.clone(),
             use_slate_for_standard_latency: self.use_slate_for_standard_latency,
             reconnect_slate_url: self.reconnect_slate_url.clone(),
-            new_asset_settings: self.new_asset_settings.clone(),
+            new_asset_settings,
+            meta: self.meta.clone().map(|meta| meta.filter(|m| !m.is_empty())),
         })
     }
 }
@@ -602,16 +773,15 @@ fn parse_latency_mode(name: &str) -> Result<LatencyMode, StoreError> {
     })
 }
 
-fn check_reconnect_window(w: i64) -> Result<u32, StoreError> {
-    u32::try_from(w)
-        .ok()
-        .filter(|w| *w <= MAX_RECONNECT_WINDOW)
-        .ok_or_else(|| {
-            StoreError::invalid(
-                "reconnect_window",
-                format!("must be between 0 and {MAX_RECONNECT_WINDOW} seconds, got {w}"),
-            )
-        })
+fn check_reconnect_window(w: f64) -> Result<f64, StoreError> {
+    if (0.0..=MAX_RECONNECT_WINDOW).contains(&w) {
+        Ok(w)
+    } else {
+        Err(StoreError::invalid(
+            "reconnect_window",
+            format!("must be a number of seconds from 0 to {MAX_RECONNECT_WINDOW}, got {w}"),
+        ))
+    }
 }
 
 fn check_max_continuous_duration(d: i64) -> Result<u32, StoreError> {
@@ -633,8 +803,25 @@ fn check_passthrough(p: &str) -> Result<(), StoreError> {
     check_chars("passthrough", "passthrough", p)
 }
 
-fn check_new_asset_settings(v: &Value) -> Result<(), StoreError> {
-    crate::asset::AssetSettings::parse(v).map(drop)
+/// Checks `new_asset_settings` and returns it in the current form (see
+/// [`normalize_new_asset_settings`]).
+fn check_new_asset_settings(v: &Value) -> Result<Value, StoreError> {
+    crate::asset::AssetSettings::parse(v)?;
+    Ok(normalize_new_asset_settings(v.clone()))
+}
+
+/// Whole seconds as a JSON integer (`60`), others as a number with a fraction (`12.5`).
+mod seconds {
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(secs: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if secs.fract() == 0.0 && secs.abs() < 9.0e15 {
+            #[allow(clippy::cast_possible_truncation)]
+            s.serialize_i64(*secs as i64)
+        } else {
+            s.serialize_f64(*secs)
+        }
+    }
 }
 
 fn check_slate_url(url: &str) -> Result<(), StoreError> {
@@ -674,7 +861,7 @@ mod tests {
         let s = NewLiveStream::default().validate().unwrap();
         assert_eq!(s.playback_policies, vec![PlaybackPolicy::Public]);
         assert_eq!(s.latency_mode, LatencyMode::Standard);
-        assert_eq!(s.reconnect_window, 60);
+        assert_eq!(s.reconnect_window, 60.0);
         assert_eq!(s.max_continuous_duration, 43_200);
         assert!(!s.audio_only && !s.test && !s.use_slate_for_standard_latency);
         for mode in ["reduced", "low"] {
@@ -682,7 +869,7 @@ mod tests {
                 latency_mode: Some(mode.into()),
                 ..Default::default()
             };
-            assert_eq!(p.validate().unwrap().reconnect_window, 0, "{mode}");
+            assert_eq!(p.validate().unwrap().reconnect_window, 0.0, "{mode}");
         }
         let legacy = NewLiveStream {
             reduced_latency: Some(true),
@@ -699,14 +886,14 @@ mod tests {
         let cases: Vec<(NewLiveStream, &str)> = vec![
             (
                 NewLiveStream {
-                    reconnect_window: Some(1801),
+                    reconnect_window: Some(1801.0),
                     ..Default::default()
                 },
                 "reconnect_window",
             ),
             (
                 NewLiveStream {
-                    reconnect_window: Some(-1),
+                    reconnect_window: Some(-1.0),
                     ..Default::default()
                 },
                 "reconnect_window",
@@ -773,7 +960,7 @@ mod tests {
         }
         // The limits themselves are accepted.
         let edge = NewLiveStream {
-            reconnect_window: Some(1800),
+            reconnect_window: Some(1800.0),
             max_continuous_duration: Some(60),
             passthrough: Some("é".repeat(255)),
             ..Default::default()
@@ -814,6 +1001,72 @@ mod tests {
     }
 
     #[test]
+    fn legacy_bodies_resolve_to_the_current_shapes() {
+        let p: NewLiveStream = serde_json::from_value(json!({
+            "playback_policy": "public",
+            "new_asset_settings": { "playback_policy": "signed", "passthrough": "x" },
+            "reconnect_window": 12.5,
+            "meta": { "title": "Show", "creator_id": "c1", "external_id": "e1", "other": 1 },
+        }))
+        .unwrap();
+        let s = p.validate().unwrap();
+        assert_eq!(s.playback_policies, vec![PlaybackPolicy::Public]);
+        assert_eq!(s.reconnect_window, 12.5);
+        assert_eq!(
+            s.new_asset_settings,
+            Some(json!({ "playback_policies": ["signed"], "passthrough": "x" }))
+        );
+        let meta = s.meta.unwrap();
+        assert_eq!(meta.title.as_deref(), Some("Show"));
+        assert_eq!(meta.external_id.as_deref(), Some("e1"));
+
+        let patch: LiveStreamPatch = serde_json::from_value(json!({
+            "reduced_latency": true,
+            "reconnect_window": 0.1,
+            "new_asset_settings": { "playback_policies": "public" },
+            "meta": null,
+        }))
+        .unwrap();
+        let c = patch.validate().unwrap();
+        assert_eq!(c.latency_mode, Some(LatencyMode::Reduced));
+        assert_eq!(c.reconnect_window, Some(0.1));
+        assert_eq!(
+            c.new_asset_settings,
+            Some(Some(json!({ "playback_policies": ["public"] })))
+        );
+        assert_eq!(c.meta, Some(None));
+        for bad in [1800.5, -0.1, f64::NAN] {
+            let p = NewLiveStream {
+                reconnect_window: Some(bad),
+                ..Default::default()
+            };
+            let e = p.validate().unwrap_err();
+            assert!(e.to_string().contains("from 0 to 1800"), "{e}");
+        }
+    }
+
+    #[test]
+    fn seconds_are_integers_when_whole() {
+        let mut v = serde_json::to_value(LiveStream {
+            reconnect_window: 12.5,
+            ..sample()
+        })
+        .unwrap();
+        assert_eq!(v["reconnect_window"], json!(12.5));
+        v = serde_json::to_value(sample()).unwrap();
+        assert_eq!(v["reconnect_window"], json!(60));
+    }
+
+    fn sample() -> LiveStream {
+        serde_json::from_value(json!({
+            "id": "a", "stream_key": "k", "status": "idle", "playback_ids": [],
+            "created_at": "1", "reconnect_window": 60, "latency_mode": "standard",
+            "max_continuous_duration": 43200, "srt_passphrase": "p"
+        }))
+        .unwrap()
+    }
+
+    #[test]
     fn live_stream_json_shape() {
         let ls = LiveStream {
             id: "QrikEQpEXp3RvklQSHyHSYOakQkXlRId".into(),
@@ -826,7 +1079,8 @@ mod tests {
             created_at: 1_527_110_899,
             new_asset_settings: None,
             passthrough: None,
-            reconnect_window: 60,
+            meta: None,
+            reconnect_window: 60.0,
             latency_mode: LatencyMode::Standard,
             max_continuous_duration: 43_200,
             audio_only: false,

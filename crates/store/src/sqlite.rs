@@ -26,7 +26,8 @@ use tokio::sync::watch;
 
 use crate::access_token::{self, AccessToken, EnsureOutcome, IssuedAccessToken, Permissions};
 use crate::asset::{
-    Asset, AssetMedia, AssetPage, AssetPatch, AssetPlayback, AssetQuery, PlaybackOwner,
+    normalize_new_asset_settings, Asset, AssetMedia, AssetPage, AssetPatch, AssetPlayback,
+    AssetQuery, PlaybackOwner,
 };
 use crate::error::db_err;
 use crate::ids;
@@ -57,8 +58,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// Columns of `live_streams` decoded into [`LiveStreamRow`], in one place.
 macro_rules! live_stream_columns {
     () => {
-        "id, created_at, stream_key, status, new_asset_settings, passthrough, \
-         reconnect_window, latency_mode, max_continuous_duration, audio_only, test, \
+        "id, created_at, stream_key, status, new_asset_settings, passthrough, meta, \
+         CAST(reconnect_window AS REAL) AS reconnect_window, latency_mode, max_continuous_duration, audio_only, test, \
          srt_passphrase, active_ingest_protocol, use_slate_for_standard_latency, \
          reconnect_slate_url, recent_asset_ids, active_asset_id, simulcast_targets, \
          embedded_subtitles"
@@ -202,6 +203,7 @@ impl SqliteStore {
     /// Inserts a new live stream with its playback IDs and its `created` event.
     async fn insert_live_stream(&self, s: &LiveStream, now_ms: i64) -> Result<(), StoreError> {
         let new_asset_settings = s.new_asset_settings.as_ref().map(to_json).transpose()?;
+        let meta = s.meta.as_ref().map(to_json).transpose()?;
         let recent_asset_ids = to_json(&s.recent_asset_ids)?;
         let simulcast_targets = to_json(&s.simulcast_targets)?;
         let embedded_subtitles = to_json(&s.embedded_subtitles)?;
@@ -211,9 +213,9 @@ impl SqliteStore {
              passthrough, reconnect_window, latency_mode, max_continuous_duration, audio_only, \
              test, srt_passphrase, active_ingest_protocol, use_slate_for_standard_latency, \
              reconnect_slate_url, recent_asset_ids, active_asset_id, simulcast_targets, \
-             embedded_subtitles, updated_at, lifecycle_since_ms) \
+             embedded_subtitles, updated_at, lifecycle_since_ms, meta) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20, $21)",
+             $17, $18, $19, $20, $21, $22)",
         )
         .bind(&s.id)
         .bind(s.created_at)
@@ -221,7 +223,7 @@ impl SqliteStore {
         .bind(s.status.as_str())
         .bind(new_asset_settings)
         .bind(&s.passthrough)
-        .bind(i64::from(s.reconnect_window))
+        .bind(s.reconnect_window)
         .bind(s.latency_mode.as_str())
         .bind(i64::from(s.max_continuous_duration))
         .bind(s.audio_only)
@@ -236,6 +238,7 @@ impl SqliteStore {
         .bind(embedded_subtitles)
         .bind(s.created_at)
         .bind(now_ms)
+        .bind(meta)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -290,6 +293,7 @@ impl Store for SqliteStore {
                 created_at: now_ms.div_euclid(1000),
                 new_asset_settings: settings.new_asset_settings.clone(),
                 passthrough: settings.passthrough.clone(),
+                meta: settings.meta.clone(),
                 reconnect_window: settings.reconnect_window,
                 latency_mode: settings.latency_mode,
                 max_continuous_duration: settings.max_continuous_duration,
@@ -550,7 +554,7 @@ impl Store for SqliteStore {
             sets.push(("latency_mode", Value::Text(Some(mode.as_str().to_owned()))));
         }
         if let Some(w) = changes.reconnect_window {
-            sets.push(("reconnect_window", Value::Int(i64::from(w))));
+            sets.push(("reconnect_window", Value::Real(w)));
         }
         if let Some(d) = changes.max_continuous_duration {
             sets.push(("max_continuous_duration", Value::Int(i64::from(d))));
@@ -568,6 +572,10 @@ impl Store for SqliteStore {
             let json = settings.as_ref().map(to_json).transpose()?;
             sets.push(("new_asset_settings", Value::Text(json)));
         }
+        if let Some(meta) = changes.meta {
+            let json = meta.as_ref().map(to_json).transpose()?;
+            sets.push(("meta", Value::Text(json)));
+        }
         sets.push(("updated_at", Value::Int(now_ms.div_euclid(1000))));
 
         // Column names come from the fixed list above, never from input.
@@ -583,6 +591,7 @@ impl Store for SqliteStore {
         for (_, value) in sets {
             query = match value {
                 Value::Int(n) => query.bind(n),
+                Value::Real(x) => query.bind(x),
                 Value::Text(t) => query.bind(t),
                 Value::Bool(b) => query.bind(b),
             };
@@ -1048,6 +1057,7 @@ const UNKNOWN_HASH: &str = "0000000000000000000000000000000000000000000000000000
 /// A value bound in a dynamically built `UPDATE`.
 enum Value {
     Int(i64),
+    Real(f64),
     Text(Option<String>),
     Bool(bool),
 }
@@ -1094,7 +1104,8 @@ struct LiveStreamRow {
     status: String,
     new_asset_settings: Option<String>,
     passthrough: Option<String>,
-    reconnect_window: i64,
+    meta: Option<String>,
+    reconnect_window: f64,
     latency_mode: String,
     max_continuous_duration: i64,
     audio_only: bool,
@@ -1119,12 +1130,18 @@ impl LiveStreamRow {
                 .as_deref()
                 .map(|p| stored_enum("active_ingest_protocol", p, IngestProtocol::parse))
                 .transpose()?,
+            // Stored as sent once normalised; older rows may hold the legacy forms.
             new_asset_settings: self
                 .new_asset_settings
                 .as_deref()
-                .map(|s| from_json("new_asset_settings", s))
+                .map(|s| from_json("new_asset_settings", s).map(normalize_new_asset_settings))
                 .transpose()?,
-            reconnect_window: stored_u32("reconnect_window", self.reconnect_window)?,
+            meta: self
+                .meta
+                .as_deref()
+                .map(|s| from_json("meta", s))
+                .transpose()?,
+            reconnect_window: self.reconnect_window,
             max_continuous_duration: stored_u32(
                 "max_continuous_duration",
                 self.max_continuous_duration,

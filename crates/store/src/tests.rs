@@ -54,7 +54,7 @@ async fn create_with_defaults_matches_the_seeds() {
     assert!(ls.id.chars().all(|c| c.is_ascii_alphanumeric()));
     assert_eq!(ls.status, LiveStreamStatus::Idle);
     assert_eq!(ls.latency_mode, LatencyMode::Standard);
-    assert_eq!(ls.reconnect_window, 60);
+    assert_eq!(ls.reconnect_window, 60.0);
     assert_eq!(ls.max_continuous_duration, 43_200);
     assert!(!ls.audio_only);
     assert!(!ls.test);
@@ -106,7 +106,7 @@ async fn create_with_defaults_matches_the_seeds() {
 #[tokio::test]
 async fn latency_mode_sets_the_default_reconnect_window() {
     let store = mem().await;
-    for (mode, window) in [("standard", 60), ("reduced", 0), ("low", 0)] {
+    for (mode, window) in [("standard", 60.0), ("reduced", 0.0), ("low", 0.0)] {
         let ls = store
             .create_live_stream(NewLiveStream {
                 latency_mode: Some(mode.into()),
@@ -121,7 +121,7 @@ async fn latency_mode_sets_the_default_reconnect_window() {
     let ls = store
         .create_live_stream(NewLiveStream {
             latency_mode: Some("low".into()),
-            reconnect_window: Some(30),
+            reconnect_window: Some(30.0),
             max_continuous_duration: Some(600),
             passthrough: Some("my stream".into()),
             new_asset_settings: Some(json!({ "playback_policies": ["public"] })),
@@ -140,7 +140,7 @@ async fn latency_mode_sets_the_default_reconnect_window() {
         })
         .await
         .unwrap();
-    assert_eq!(ls.reconnect_window, 30);
+    assert_eq!(ls.reconnect_window, 30.0);
     assert_eq!(
         ls.playback_ids.iter().map(|p| p.policy).collect::<Vec<_>>(),
         vec![PlaybackPolicy::Public, PlaybackPolicy::Signed]
@@ -159,7 +159,7 @@ async fn invalid_parameters_name_the_field_and_write_nothing() {
     let cases = [
         (
             NewLiveStream {
-                reconnect_window: Some(1801),
+                reconnect_window: Some(1801.0),
                 ..Default::default()
             },
             "reconnect_window",
@@ -570,7 +570,7 @@ async fn update_applies_a_validated_patch() {
         .unwrap()
         .unwrap();
     assert_eq!(updated.latency_mode, LatencyMode::Reduced);
-    assert_eq!(updated.reconnect_window, 120);
+    assert_eq!(updated.reconnect_window, 120.0);
     assert_eq!(updated.max_continuous_duration, 3600);
     assert_eq!(updated.passthrough, None);
     assert!(updated.use_slate_for_standard_latency);
@@ -593,7 +593,7 @@ async fn update_applies_a_validated_patch() {
     assert_eq!(same, updated);
 
     let bad = LiveStreamPatch {
-        reconnect_window: Some(5000),
+        reconnect_window: Some(5000.0),
         ..Default::default()
     };
     assert_eq!(
@@ -1168,7 +1168,7 @@ async fn event_numbers_are_gapless_per_stream_and_increasing_overall() {
         .update_live_stream(
             &a.id,
             LiveStreamPatch {
-                reconnect_window: Some(10),
+                reconnect_window: Some(10.0),
                 ..Default::default()
             },
         )
@@ -1317,7 +1317,7 @@ async fn api_changes_log_events_with_the_object_after_the_change() {
         .update_live_stream(
             "missing",
             LiveStreamPatch {
-                reconnect_window: Some(1),
+                reconnect_window: Some(1.0),
                 ..Default::default()
             },
         )

@@ -73,6 +73,28 @@ pub fn sdk_node_dir() -> PathBuf {
     dir
 }
 
+/// The official CLI's (`@mux/cli`, in [`sdk_node_dir`]) platform binary, run directly:
+/// `node_modules/.bin/mux` is a Node launcher whose child would outlive a kill of the
+/// launcher.
+pub fn mux_cli() -> PathBuf {
+    let sdk = sdk_node_dir();
+    let os = match std::env::consts::OS {
+        "macos" => "darwin",
+        other => other,
+    };
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "x64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let direct = sdk.join(format!("node_modules/@mux/cli-{os}-{arch}/mux"));
+    if direct.exists() {
+        direct
+    } else {
+        sdk.join("node_modules/.bin/mux")
+    }
+}
+
 /// Takes `child`'s piped stdout and sends its lines on a channel from a thread, so that a
 /// test can wait for the next one with a timeout. The thread ends with the output.
 pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
@@ -89,21 +111,34 @@ pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receive
     rx
 }
 
-static SDK_PYTHON: Mutex<()> = Mutex::new(());
+static VENVS: Mutex<()> = Mutex::new(());
 
 /// The `python` of `tests/sdk/python/.venv`, a virtual environment holding the official
-/// Python SDK (`mux_python`, pinned in `tests/sdk/python/requirements.txt`). Made with
-/// `python3 -m venv` and pip when it is missing or its requirements changed (`.ci/run` does
-/// the same, and both write `.venv/.installed`). Panics, with what to install, when python3,
-/// its venv module or the install fails.
+/// Python SDK (`mux_python`, pinned in `tests/sdk/python/requirements.txt`); see
+/// [`venv_python`].
 pub fn sdk_python() -> PathBuf {
-    let dir = workspace_root().join("tests/sdk/python");
+    venv_python("tests/sdk/python")
+}
+
+/// The `python` of `tests/conformance/.venv`, a virtual environment holding the API tester
+/// `schemathesis` (pinned with its dependencies in `tests/conformance/requirements.txt`);
+/// see [`venv_python`].
+pub fn conformance_python() -> PathBuf {
+    venv_python("tests/conformance")
+}
+
+/// The `python` of `DIR/.venv` (`DIR` relative to the workspace root), a virtual environment
+/// holding `DIR/requirements.txt`. Made with `python3 -m venv` and pip when it is missing or
+/// its requirements changed (`.ci/run` does the same, and both write `.venv/.installed`).
+/// Panics, with what to install, when python3, its venv module or the install fails.
+pub fn venv_python(dir: &str) -> PathBuf {
+    let dir = workspace_root().join(dir);
     let requirements = dir.join("requirements.txt");
     let wanted = std::fs::read(&requirements).unwrap();
     let venv = dir.join(".venv");
     let python = venv.join("bin/python");
     let stamp = venv.join(".installed");
-    let _guard = SDK_PYTHON.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = VENVS.lock().unwrap_or_else(|e| e.into_inner());
     if python.exists() && std::fs::read(&stamp).ok().as_deref() == Some(wanted.as_slice()) {
         return python;
     }
@@ -112,7 +147,7 @@ pub fn sdk_python() -> PathBuf {
         .args(["-m", "venv"])
         .arg(&venv)
         .status()
-        .expect("python3 is required for the Python SDK tests (apt-get install -y python3 python3-venv)");
+        .expect("python3 is required by this test (apt-get install -y python3 python3-venv)");
     assert!(
         status.success(),
         "python3 -m venv {} failed: apt-get install -y python3-venv, or run .ci/run",

@@ -16,6 +16,25 @@ const created = await ls.create({
   passthrough: 'sdk-test',
 });
 out('create', created);
+// The legacy request forms (a playback_policy string, in new_asset_settings too), a reconnect
+// window with a fraction and meta: read back, listed and updated in the current shapes.
+const legacy = await ls.create({
+  playback_policy: 'public',
+  new_asset_settings: { playback_policy: 'public' },
+  reconnect_window: 12.5,
+  meta: { title: 'SDK show', creator_id: 'sdk-user', external_id: 'ext-1' },
+});
+const legacyRead = await ls.retrieve(legacy.id);
+const legacyUpdated = await ls.update(legacy.id, {
+  meta: { title: 'SDK show, renamed' },
+  reconnect_window: 0.5,
+});
+const legacyListed = [];
+for await (const stream of ls.list({ limit: 100 })) {
+  if (stream.id === legacy.id) legacyListed.push(stream);
+}
+await ls.delete(legacy.id);
+out('legacy', { created: legacy, read: legacyRead, updated: legacyUpdated, listed: legacyListed });
 const read = await ls.retrieve(created.id);
 out('retrieve', read);
 const listed = [];

@@ -12,6 +12,9 @@ Driven by crates/onair/tests/e2e_sdk.rs:
         reads the live stream's latest asset every way the SDK can (get, list by cursor,
         list by live stream, input info, playback ID, playback ID lookup); prints one JSON
         object of what it read
+    ... python asset_check.py legacy
+        creates a live stream with the legacy request forms and meta, reads, lists, updates
+        and deletes it; prints {"created", "read", "listed", "updated"} as the SDK decoded them
 """
 
 import json
@@ -41,6 +44,40 @@ def create(api):
     )
     stream = mux_python.LiveStreamsApi(api).create_live_stream(request).data
     return {"id": stream.id, "stream_key": stream.stream_key}
+
+
+def legacy(api):
+    """A live stream created with the legacy request forms and meta, read back (get, list),
+    updated with the typed models, then deleted; every answer goes through the SDK's strict
+    decoding."""
+    streams = mux_python.LiveStreamsApi(api)
+    body = {
+        "playback_policy": "public",
+        "new_asset_settings": {"playback_policy": "public"},
+        "reconnect_window": 12.5,
+        "meta": {"title": "SDK show", "creator_id": "sdk-user", "external_id": "ext-1"},
+    }
+    created = streams.create_live_stream(body).data
+    read = streams.get_live_stream(created.id).data
+    listed = [s for s in streams.list_live_streams(limit=100).data if s.id == created.id]
+    update = mux_python.UpdateLiveStreamRequest(
+        meta=mux_python.LiveStreamMetadata(title="Python show"),
+        reconnect_window=0.5,
+        latency_mode="low",
+    )
+    updated = streams.update_live_stream(created.id, update).data
+    streams.delete_live_stream(created.id)
+    return {
+        "created": stream_json(created),
+        "read": stream_json(read),
+        "listed": [stream_json(s) for s in listed],
+        "updated": stream_json(updated),
+    }
+
+
+def stream_json(stream):
+    """What the SDK decoded, as JSON (its own serialisation, absent fields left out)."""
+    return mux_python.ApiClient().sanitize_for_serialization(stream)
 
 
 def read(api, live_stream_id):
@@ -120,8 +157,10 @@ def main():
         result = create(api)
     elif sys.argv[1:2] == ["read"] and len(sys.argv) == 3:
         result = read(api, sys.argv[2])
+    elif sys.argv[1:2] == ["legacy"]:
+        result = legacy(api)
     else:
-        sys.exit("usage: asset_check.py create | read LIVE_STREAM_ID")
+        sys.exit("usage: asset_check.py create | read LIVE_STREAM_ID | legacy")
     print(json.dumps(result))
 
 
