@@ -30,8 +30,8 @@
 # PORT_BASE (default 29000) moves the ports used (PORT_BASE+222 RTMP, +1 SRT, +80 HTTP), so
 # two runs never meet.
 #
-# Prints one line: server, protocol, publisher, streams, cpu_s, window_s, cpu_per_stream_s,
-# publisher errors. Everything listens on 127.0.0.1 only; the data directory is a fresh
+# Prints one line: server, protocol, publisher, streams, cpu_s, window_s, cpu_per_stream_s (and
+# its user and system parts), publisher errors. Everything listens on 127.0.0.1 only; the data directory is a fresh
 # temporary one.
 set -euo pipefail
 server=$1
@@ -138,14 +138,17 @@ created=$(wc -l < "$work/keys")
 passphrase_args=()
 [ "$protocol" = srt ] && passphrase_args=(--passphrases-file "$work/passphrases" --srt-latency-ms "${SRT_LATENCY_MS:-120}")
 
-# CPU ticks of the server's process tree (nginx: master and worker).
+# CPU ticks of the server's process tree (nginx: master and worker): "user system".
 tree() { echo "$1"; for c in $(pgrep -P "$1" || true); do tree "$c"; done; }
 cpu() {
-  local t=0
+  local u=0 s=0
   for p in $(tree "$pid"); do
-    [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+    if [ -r "/proc/$p/stat" ]; then
+      read -r pu ps < <(awk '{ print $14, $15 }' "/proc/$p/stat")
+      u=$((u + pu)); s=$((s + ps))
+    fi
   done
-  echo "$t"
+  echo "$u $s"
 }
 hz=$(getconf CLK_TCK)
 if [ "$publisher" = ffmpeg ]; then
@@ -175,7 +178,10 @@ fi
 python3 - "$server" "$protocol" "$publisher" "$streams" "$start" "$end" "$hz" "$window" "$errors" <<'EOF'
 import sys
 server, protocol, publisher, streams, start, end, hz, window, errors = sys.argv[1:]
-cpu = (float(end) - float(start)) / float(hz)
-per = cpu / (int(streams) * float(window))
-print(f"{server}\tprotocol={protocol}\tpublisher={publisher}\tstreams={streams}\tcpu_s={cpu:.2f}\twindow_s={window}\tcpu_per_stream_s={per:.5f}\tpublisher_errors={errors}")
+(u0, s0), (u1, s1) = (map(float, start.split()), map(float, end.split()))
+user, system = (u1 - u0) / float(hz), (s1 - s0) / float(hz)
+stream_s = int(streams) * float(window)
+print(f"{server}\tprotocol={protocol}\tpublisher={publisher}\tstreams={streams}\tcpu_s={user + system:.2f}"
+      f"\twindow_s={window}\tcpu_per_stream_s={(user + system) / stream_s:.5f}"
+      f"\tuser={user / stream_s:.5f}\tsystem={system / stream_s:.5f}\tpublisher_errors={errors}")
 EOF
