@@ -113,9 +113,9 @@ impl AssetMeta {
 }
 
 /// What `PATCH /video/v1/assets/{id}` may change. Absent fields are left alone; `null`
-/// clears.
+/// clears; other fields are ignored, as the hosted API ignores them (and as a live stream's
+/// PATCH does).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct AssetPatch {
     /// New `passthrough` (`null` clears it).
     #[serde(default, with = "double_option")]
