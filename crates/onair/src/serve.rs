@@ -75,7 +75,7 @@ async fn bind(name: &str, addr: Option<SocketAddr>) -> Result<Option<TcpListener
 }
 
 async fn serve(settings: ServeSettings) -> Result<()> {
-    std::fs::create_dir_all(&settings.data_dir)
+    private_data_dir(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
     let store = store::SqliteStore::open(&settings.data_dir)
         .await
@@ -213,6 +213,27 @@ async fn serve(settings: ServeSettings) -> Result<()> {
         warn!("shutdown grace period of {SHUTDOWN_GRACE:?} elapsed; exiting anyway");
     }
     info!("stopped");
+    Ok(())
+}
+
+/// Creates the data directory accessible by the gateway's user only (0700): it holds the
+/// database (stream keys) and the recordings. A directory that others can enter (made by an
+/// earlier version, or by hand) is tightened, with a warning.
+fn private_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            warn!(dir = %dir.display(), mode = format!("{mode:o}"), "data directory was accessible to others: now 0700");
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
     Ok(())
 }
 
