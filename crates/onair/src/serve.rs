@@ -96,13 +96,22 @@ async fn serve(settings: ServeSettings) -> Result<()> {
     let rtmps_listener = bind("rtmps", settings.rtmps_addr).await?;
     let srt_server = match settings.srt_addr {
         Some(addr) => Some(
-            srt::SrtServer::bind(addr, srt::SrtConfig::default())
+            srt::SrtServer::bind(addr, settings.srt.clone())
                 .await
                 .with_context(|| format!("binding the srt listener on {addr}"))?,
         ),
         None => None,
     };
-    let http_listener = bind("http", settings.http_addr).await?;
+    let http_listener = match settings.http_addr {
+        Some(addr) => Some(
+            crate::http_server::bind(addr, &settings.http)
+                .with_context(|| format!("http: cannot listen on {addr}"))?,
+        ),
+        None => {
+            println!("http off");
+            None
+        }
+    };
 
     let shutdown = CancellationToken::new();
     let mut session_config = SessionConfig::new(&settings.data_dir);
@@ -140,7 +149,7 @@ async fn serve(settings: ServeSettings) -> Result<()> {
     if webhook_count > 0 {
         println!("webhooks: delivering events to {webhook_count} endpoint(s)");
     }
-    let rtmp_config = rtmp::RtmpConfig::default();
+    let rtmp_config = settings.rtmp.clone();
 
     println!("data directory {}", settings.data_dir.display());
     if let Some(listener) = rtmp_listener {
@@ -188,15 +197,12 @@ async fn serve(settings: ServeSettings) -> Result<()> {
         let state =
             api::ApiState::with_event_streams(manager.clone(), settings.api.clone(), event_streams);
         let app = api::router(state).merge(playback::router(manager.clone()));
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-            {
-                warn!(error = %e, "http listener failed");
-            }
-        });
+        tasks.spawn(crate::http_server::serve(
+            listener,
+            app,
+            settings.http,
+            shutdown.clone(),
+        ));
     }
     println!("ready");
 
