@@ -115,6 +115,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 mod assets;
 mod auth;
+mod auth_failures;
 mod body;
 mod config;
 mod error;
@@ -150,6 +151,7 @@ struct Inner {
     sessions: SessionManager,
     config: ApiConfig,
     limiter: rate_limit::RateLimiter,
+    auth_failures: auth_failures::AuthFailures,
     simulcast: simulcast::SimulcastTargets,
     events: EventStreams,
     stream_permits: Arc<Semaphore>,
@@ -201,6 +203,7 @@ impl ApiState {
                 sessions,
                 config,
                 limiter,
+                auth_failures: auth_failures::AuthFailures::default(),
                 simulcast: simulcast::SimulcastTargets::default(),
                 events,
                 stream_permits: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
@@ -225,6 +228,10 @@ impl ApiState {
 
     fn limiter(&self) -> &rate_limit::RateLimiter {
         &self.inner.limiter
+    }
+
+    fn auth_failures(&self) -> &auth_failures::AuthFailures {
+        &self.inner.auth_failures
     }
 
     fn simulcast(&self) -> &simulcast::SimulcastTargets {
