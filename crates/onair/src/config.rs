@@ -760,10 +760,13 @@ mod tests {
         assert_eq!(http.header_read_timeout, Duration::from_millis(2500));
         assert_eq!(http.max_connections, 10);
         assert_eq!(http.send_buffer, HttpLimits::default().send_buffer);
-        // The defaults are the crates' defaults.
+        // The defaults are the crates' defaults, and the shipped file documents them.
         let defaults = FileConfig::default();
         assert_eq!(defaults.rtmp().unwrap(), rtmp::RtmpConfig::default());
         assert_eq!(defaults.http().unwrap(), HttpLimits::default());
+        let shipped = FileConfig::parse(include_str!("../../../config/onair.toml")).unwrap();
+        assert_eq!(shipped.rtmp().unwrap(), rtmp::RtmpConfig::default());
+        assert_eq!(shipped.http().unwrap(), HttpLimits::default());
         for bad in [
             "[rtmp]\nmax_unadmitted_per_address = 0\n",
             "[rtmp]\nmax_pending_bytes_before_publish = 10\n",
