@@ -506,3 +506,68 @@ fn password_guessing_is_limited_per_address_and_logged_without_the_secret() {
     // Rate-limited log lines: 15 failures, one line.
     assert_eq!(log.matches("API authentication failed").count(), 1, "{log}");
 }
+
+/// The same over SRT: ffmpeg sending a 10 s MPEG-TS clip at three times real time. While paced the
+/// listener queues and then drops the caller's packets, so less may be recorded, but never
+/// more than the wall clock allows.
+#[test]
+fn an_srt_caller_faster_than_real_time_never_records_ahead_of_the_clock() {
+    require_tool("ffmpeg");
+    let gw = start("hostile-srt-pacing", "[ingest]\nmax_lead_secs = 1.0\n");
+    let (status, v) = gw.api(
+        "POST",
+        "/live-streams",
+        Some(r#"{"playback_policies": ["public"], "reconnect_window": 0, "new_asset_settings": {"playback_policies": ["public"]}}"#),
+    );
+    assert_eq!(status, 201, "{v}");
+    let id = v["data"]["id"].as_str().unwrap().to_owned();
+    let key = v["data"]["stream_key"].as_str().unwrap();
+    let passphrase = v["data"]["srt_passphrase"].as_str().unwrap();
+    let clip = testkit::scratch_dir("hostile-srt-clip").join("clip.ts");
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(fixture("avc_aac_720p30.flv"))
+        .args(["-c", "copy", "-f", "mpegts"])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let url = format!(
+        "srt://{}?streamid={key}&passphrase={passphrase}&pbkeylen=16",
+        gw.srt.unwrap()
+    );
+    let started = Instant::now();
+    // Three times real time: fast enough to be ahead, slow enough that SRT itself delivers
+    // it all when nothing paces it (at full speed libsrt drops most of a burst on its own).
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-readrate", "3", "-i"])
+        .arg(&clip)
+        .args(["-c", "copy", "-f", "mpegts", &url])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Paced, it may never deliver a playable segment (status `active`): wait for the
+    // connection to end instead.
+    testkit::wait_for("the caller to leave", Duration::from_secs(40), || {
+        gw.log().contains("publisher disconnected").then_some(())
+    });
+    gw.wait_status(&id, "idle", Duration::from_secs(10));
+    let took = started.elapsed();
+    let files = files_under(&gw.data_dir.join("recordings").join(&id));
+    let playlist = files
+        .iter()
+        .find(|p| p.file_name().is_some_and(|n| n == "stream.m3u8"))
+        .expect("a recording playlist");
+    let recorded = listed_seconds(&std::fs::read_to_string(playlist).unwrap());
+    println!("srt: recorded {recorded:.1} s of a 10 s clip sent at 3x real time, in {took:?}");
+    assert!(recorded > 0.5, "recorded only {recorded} s");
+    assert!(
+        recorded <= took.as_secs_f64() + 1.0 + 0.5,
+        "recorded {recorded} s in {took:?}"
+    );
+}
