@@ -12,6 +12,8 @@
 //! let state = api::ApiState::new(sessions, api::ApiConfig::default());
 //! let app = api::router(state); // merge with the playback router on the same listener
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! // With the peer's address (`ConnectInfo`), failed authentication is limited per address.
+//! let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
 //! axum::serve(listener, app).await
 //! # }
 //! ```
