@@ -73,7 +73,7 @@ pub struct HttpLimits {
     pub header_read_timeout: Duration,
     /// See [`DEFAULT_MAX_CONNECTIONS`].
     pub max_connections: usize,
-    /// See [`DEFAULT_MIN_SEND_RATE`].
+    /// See [`DEFAULT_MIN_SEND_RATE`]; 0 turns the check off.
     pub min_send_rate: u64,
     /// See [`DEFAULT_SEND_WINDOW`].
     pub send_window: Duration,
