@@ -551,6 +551,7 @@ fn an_srt_caller_faster_than_real_time_never_records_ahead_of_the_clock() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let sent = started.elapsed();
     // Paced, it may never deliver a playable segment (status `active`): wait for the
     // connection to end instead.
     testkit::wait_for("the caller to leave", Duration::from_secs(40), || {
@@ -564,7 +565,7 @@ fn an_srt_caller_faster_than_real_time_never_records_ahead_of_the_clock() {
         .find(|p| p.file_name().is_some_and(|n| n == "stream.m3u8"))
         .expect("a recording playlist");
     let recorded = listed_seconds(&std::fs::read_to_string(playlist).unwrap());
-    println!("srt: recorded {recorded:.1} s of a 10 s clip sent at 3x real time, in {took:?}");
+    println!("srt: recorded {recorded:.1} s of a 10 s clip sent at 3x real time (ffmpeg done after {sent:?}), idle after {took:?}");
     assert!(recorded > 0.5, "recorded only {recorded} s");
     assert!(
         recorded <= took.as_secs_f64() + 1.0 + 0.5,
