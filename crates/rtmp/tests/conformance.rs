@@ -556,6 +556,37 @@ async fn unadmitted_connections_hold_a_small_budget_publishers_the_full_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_budget_closes_the_oldest_parked_connections() {
+    let config = RtmpConfig {
+        max_pending_bytes_before_publish: 8 * 1024,
+        max_unadmitted_bytes: 16 * 1024,
+        ..RtmpConfig::default()
+    };
+    let server = TestServer::start(None, config).await;
+    // Each parks 6 KiB (one unfinished message): two fit the listener's 16 KiB, a third
+    // closes the oldest.
+    let mut parked = Vec::new();
+    for _ in 0..3 {
+        let mut client = RawClient::connect(server.addr).await;
+        client.handshake().await;
+        let message = chunks(3, 0, 9, 1, &vec![0u8; 7 * 1024], 128);
+        client.send(&message[..6 * 1024]).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        parked.push(client);
+    }
+    assert!(parked[0].closed_within(Duration::from_secs(2)).await);
+    assert!(!parked[1].closed_within(Duration::from_millis(200)).await);
+    assert!(!parked[2].closed_within(Duration::from_millis(200)).await);
+    // A publisher gets in meanwhile, and its media is not counted.
+    let mut publisher = RawClient::connect(server.addr).await;
+    let msid = publisher.start_publish(GOOD_KEY, "live").await;
+    send_tags(&mut publisher, msid, &first_tags(20)).await;
+    assert!(!publisher.closed_within(Duration::from_millis(300)).await);
+    assert!(!parked[2].closed_within(Duration::from_millis(100)).await);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_cannot_keep_an_encoder_out() {
     let config = RtmpConfig {
         max_unadmitted_per_address: 4,
