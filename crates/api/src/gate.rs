@@ -2,9 +2,10 @@
 //! timeout, basic auth against the store's access tokens, the read/write permission, the
 //! per-token rate limit, and the declared body size.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -45,12 +46,31 @@ pub(crate) async fn gate(State(api): State<ApiState>, request: Request, next: Ne
 }
 
 async fn admit(api: &ApiState, mut request: Request, next: Next) -> Result<Response, ApiError> {
-    let credentials = credentials(request.headers())?;
+    // The peer's address, when the listener provides it (the binary's does): failed
+    // authentication is limited per address (see `auth_failures`).
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(ip) = client {
+        api.auth_failures()
+            .check(ip, Instant::now())
+            .map_err(|wait| ApiError::TooManyRequests {
+                retry_after_secs: retry_after_secs(wait),
+            })?;
+    }
+    let failed = |token_id: &str| {
+        if let Some(ip) = client {
+            api.auth_failures().record(ip, token_id, Instant::now());
+        }
+        ApiError::Unauthorized
+    };
+    let credentials = credentials(request.headers()).map_err(|_| failed(""))?;
     let permissions = api
         .store()
         .verify_access_token(&credentials.id, &credentials.secret)
         .await?
-        .ok_or(ApiError::Unauthorized)?;
+        .ok_or_else(|| failed(&credentials.id))?;
     // The token ID is not a secret (the seeds: "safe to log").
     Span::current().record("token_id", credentials.id.as_str());
     authorize(request.method(), permissions)?;

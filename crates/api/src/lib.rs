@@ -12,6 +12,8 @@
 //! let state = api::ApiState::new(sessions, api::ApiConfig::default());
 //! let app = api::router(state); // merge with the playback router on the same listener
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! // With the peer's address (`ConnectInfo`), failed authentication is limited per address.
+//! let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
 //! axum::serve(listener, app).await
 //! # }
 //! ```
@@ -124,6 +126,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 mod assets;
 mod auth;
+mod auth_failures;
 mod body;
 mod config;
 mod error;
@@ -166,6 +169,7 @@ struct Inner {
     sessions: SessionManager,
     config: ApiConfig,
     limiter: rate_limit::RateLimiter,
+    auth_failures: auth_failures::AuthFailures,
     simulcast: simulcast::SimulcastTargets,
     events: EventStreams,
     stream_permits: Arc<Semaphore>,
@@ -217,6 +221,7 @@ impl ApiState {
                 sessions,
                 config,
                 limiter,
+                auth_failures: auth_failures::AuthFailures::default(),
                 simulcast: simulcast::SimulcastTargets::default(),
                 events,
                 stream_permits: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
@@ -241,6 +246,10 @@ impl ApiState {
 
     fn limiter(&self) -> &rate_limit::RateLimiter {
         &self.inner.limiter
+    }
+
+    fn auth_failures(&self) -> &auth_failures::AuthFailures {
+        &self.inner.auth_failures
     }
 
     fn simulcast(&self) -> &simulcast::SimulcastTargets {

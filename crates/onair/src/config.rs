@@ -9,6 +9,8 @@ use anyhow::{bail, Context, Result};
 use hls::{LatencyMode, SegmenterConfig};
 use media::timestamp::TimestampConfig;
 
+use crate::http_server::HttpLimits;
+
 /// Default RTMP listener.
 pub const DEFAULT_RTMP_ADDR: &str = "0.0.0.0:5222";
 /// Default RTMPS listener.
@@ -50,6 +52,9 @@ pub struct FileConfig {
     hls: HlsFileConfig,
     timestamps: TimestampFileConfig,
     broadcasts: BroadcastsFileConfig,
+    rtmp: RtmpFileConfig,
+    ingest: IngestFileConfig,
+    http: HttpFileConfig,
     /// `[[webhooks]]`: one table per endpoint.
     webhooks: Vec<WebhookFileConfig>,
     environment: EnvironmentFileConfig,
@@ -84,6 +89,78 @@ impl Default for BroadcastsFileConfig {
             slate_after_stall_secs: 0.0,
         }
     }
+}
+
+/// `[rtmp]`: limits of the RTMP and RTMPS listeners (each listener has its own).
+#[derive(Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RtmpFileConfig {
+    max_connections: usize,
+    max_unadmitted_per_address: usize,
+    max_pending_bytes_before_publish: usize,
+    max_unadmitted_bytes: usize,
+}
+
+impl Default for RtmpFileConfig {
+    fn default() -> Self {
+        let d = rtmp::RtmpConfig::default();
+        RtmpFileConfig {
+            max_connections: d.max_connections,
+            max_unadmitted_per_address: d.max_unadmitted_per_address,
+            max_pending_bytes_before_publish: d.max_pending_bytes_before_publish,
+            max_unadmitted_bytes: d.max_unadmitted_bytes,
+        }
+    }
+}
+
+/// `[ingest]`: real-time pacing of every publisher (RTMP, RTMPS, SRT).
+#[derive(Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct IngestFileConfig {
+    max_lead_secs: f64,
+    max_bitrate: u64,
+    burst_secs: f64,
+}
+
+impl Default for IngestFileConfig {
+    fn default() -> Self {
+        let d = session::PacingConfig::default();
+        IngestFileConfig {
+            max_lead_secs: d.max_lead.as_secs_f64(),
+            max_bitrate: d.max_bitrate,
+            burst_secs: d.burst.as_secs_f64(),
+        }
+    }
+}
+
+/// `[http]`: limits of the HTTP listener (API and playback).
+#[derive(Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct HttpFileConfig {
+    header_read_timeout_secs: f64,
+    max_connections: usize,
+    min_send_rate: u64,
+    send_window_secs: u64,
+    send_buffer: u32,
+}
+
+impl Default for HttpFileConfig {
+    fn default() -> Self {
+        let d = HttpLimits::default();
+        HttpFileConfig {
+            header_read_timeout_secs: d.header_read_timeout.as_secs_f64(),
+            max_connections: d.max_connections,
+            min_send_rate: d.min_send_rate,
+            send_window_secs: d.send_window.as_secs(),
+            send_buffer: d.send_buffer,
+        }
+    }
+}
+
+/// A number of seconds from the file, refused when negative or not finite.
+fn seconds(name: &str, value: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| anyhow::anyhow!("{name} ({value}) must be a number of seconds >= 0"))
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -300,6 +377,9 @@ pub struct ServeSettings {
     pub pipeline: PipelineSettings,
     pub api: api::ApiConfig,
     pub webhooks: events::WebhookConfig,
+    pub rtmp: rtmp::RtmpConfig,
+    pub srt: srt::SrtConfig,
+    pub http: HttpLimits,
 }
 
 fn listener(
@@ -407,6 +487,56 @@ impl FileConfig {
         Ok(config)
     }
 
+    /// Pacing of publishers (`[ingest]`).
+    fn pacing(&self) -> Result<session::PacingConfig> {
+        let i = &self.ingest;
+        let pacing = session::PacingConfig {
+            max_lead: seconds("ingest.max_lead_secs", i.max_lead_secs)?,
+            max_bitrate: i.max_bitrate,
+            burst: seconds("ingest.burst_secs", i.burst_secs)?,
+        };
+        pacing
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid [ingest]: {e}"))?;
+        Ok(pacing)
+    }
+
+    /// The RTMP/RTMPS listeners' configuration (`[rtmp]`, `[ingest]`).
+    fn rtmp(&self) -> Result<rtmp::RtmpConfig> {
+        let r = &self.rtmp;
+        let config = rtmp::RtmpConfig {
+            max_connections: r.max_connections,
+            max_unadmitted_per_address: r.max_unadmitted_per_address,
+            max_pending_bytes_before_publish: r.max_pending_bytes_before_publish,
+            max_unadmitted_bytes: r.max_unadmitted_bytes,
+            pacing: self.pacing()?,
+            ..rtmp::RtmpConfig::default()
+        };
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid [rtmp]: {e}"))?;
+        Ok(config)
+    }
+
+    /// The HTTP listener's limits (`[http]`).
+    fn http(&self) -> Result<HttpLimits> {
+        let h = &self.http;
+        let limits = HttpLimits {
+            header_read_timeout: seconds(
+                "http.header_read_timeout_secs",
+                h.header_read_timeout_secs,
+            )?,
+            max_connections: h.max_connections,
+            min_send_rate: h.min_send_rate,
+            send_window: Duration::from_secs(h.send_window_secs),
+            send_buffer: h.send_buffer,
+        };
+        limits
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid [http]: {e}"))?;
+        Ok(limits)
+    }
+
     /// The data directory: flag, else file, else `./data`.
     pub fn data_dir(&self, flag: Option<&Path>) -> PathBuf {
         flag.map(Path::to_path_buf)
@@ -482,6 +612,12 @@ impl FileConfig {
             pipeline: self.pipeline(None)?,
             api: self.api()?,
             webhooks: self.webhooks(args)?,
+            rtmp: self.rtmp()?,
+            srt: srt::SrtConfig {
+                pacing: self.pacing()?,
+                ..srt::SrtConfig::default()
+            },
+            http: self.http()?,
         })
     }
 }
@@ -605,5 +741,41 @@ mod tests {
             assert!(e.contains(at) && e.contains(what), "{e}");
         }
         assert!(FileConfig::parse("[hls]\nlive_window = 4\n").is_ok());
+    }
+
+    #[test]
+    fn hostile_peer_limits_from_the_file() {
+        let file = FileConfig::parse(
+            "[rtmp]\nmax_unadmitted_per_address = 4\nmax_pending_bytes_before_publish = 8192\n\
+             [ingest]\nmax_lead_secs = 3.5\nmax_bitrate = 0\n\
+             [http]\nheader_read_timeout_secs = 2.5\nmax_connections = 10\n",
+        )
+        .unwrap();
+        let rtmp = file.rtmp().unwrap();
+        assert_eq!(rtmp.max_unadmitted_per_address, 4);
+        assert_eq!(rtmp.max_pending_bytes_before_publish, 8192);
+        assert_eq!(rtmp.pacing.max_lead, Duration::from_millis(3500));
+        assert_eq!(rtmp.pacing.max_bitrate, 0);
+        let http = file.http().unwrap();
+        assert_eq!(http.header_read_timeout, Duration::from_millis(2500));
+        assert_eq!(http.max_connections, 10);
+        assert_eq!(http.send_buffer, HttpLimits::default().send_buffer);
+        // The defaults are the crates' defaults, and the shipped file documents them.
+        let defaults = FileConfig::default();
+        assert_eq!(defaults.rtmp().unwrap(), rtmp::RtmpConfig::default());
+        assert_eq!(defaults.http().unwrap(), HttpLimits::default());
+        let shipped = FileConfig::parse(include_str!("../../../config/onair.toml")).unwrap();
+        assert_eq!(shipped.rtmp().unwrap(), rtmp::RtmpConfig::default());
+        assert_eq!(shipped.http().unwrap(), HttpLimits::default());
+        for bad in [
+            "[rtmp]\nmax_unadmitted_per_address = 0\n",
+            "[rtmp]\nmax_pending_bytes_before_publish = 10\n",
+            "[ingest]\nmax_lead_secs = -1\n",
+            "[ingest]\nmax_bitrate = 5\n",
+            "[http]\nmax_connections = 0\n",
+        ] {
+            let file = FileConfig::parse(bad).unwrap();
+            assert!(file.rtmp().is_err() || file.http().is_err(), "{bad}");
+        }
     }
 }

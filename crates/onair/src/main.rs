@@ -12,6 +12,7 @@
 mod api_client;
 mod cli;
 mod config;
+mod http_server;
 mod remux;
 mod serve;
 

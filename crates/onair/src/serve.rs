@@ -75,7 +75,7 @@ async fn bind(name: &str, addr: Option<SocketAddr>) -> Result<Option<TcpListener
 }
 
 async fn serve(settings: ServeSettings) -> Result<()> {
-    std::fs::create_dir_all(&settings.data_dir)
+    private_data_dir(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
     let store = store::SqliteStore::open(&settings.data_dir)
         .await
@@ -96,13 +96,22 @@ async fn serve(settings: ServeSettings) -> Result<()> {
     let rtmps_listener = bind("rtmps", settings.rtmps_addr).await?;
     let srt_server = match settings.srt_addr {
         Some(addr) => Some(
-            srt::SrtServer::bind(addr, srt::SrtConfig::default())
+            srt::SrtServer::bind(addr, settings.srt.clone())
                 .await
                 .with_context(|| format!("binding the srt listener on {addr}"))?,
         ),
         None => None,
     };
-    let http_listener = bind("http", settings.http_addr).await?;
+    let http_listener = match settings.http_addr {
+        Some(addr) => Some(
+            crate::http_server::bind(addr, &settings.http)
+                .with_context(|| format!("http: cannot listen on {addr}"))?,
+        ),
+        None => {
+            println!("http off");
+            None
+        }
+    };
 
     let shutdown = CancellationToken::new();
     let mut session_config = SessionConfig::new(&settings.data_dir);
@@ -140,7 +149,7 @@ async fn serve(settings: ServeSettings) -> Result<()> {
     if webhook_count > 0 {
         println!("webhooks: delivering events to {webhook_count} endpoint(s)");
     }
-    let rtmp_config = rtmp::RtmpConfig::default();
+    let rtmp_config = settings.rtmp.clone();
 
     println!("data directory {}", settings.data_dir.display());
     if let Some(listener) = rtmp_listener {
@@ -188,15 +197,12 @@ async fn serve(settings: ServeSettings) -> Result<()> {
         let state =
             api::ApiState::with_event_streams(manager.clone(), settings.api.clone(), event_streams);
         let app = api::router(state).merge(playback::router(manager.clone()));
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-            {
-                warn!(error = %e, "http listener failed");
-            }
-        });
+        tasks.spawn(crate::http_server::serve(
+            listener,
+            app,
+            settings.http,
+            shutdown.clone(),
+        ));
     }
     println!("ready");
 
@@ -213,6 +219,27 @@ async fn serve(settings: ServeSettings) -> Result<()> {
         warn!("shutdown grace period of {SHUTDOWN_GRACE:?} elapsed; exiting anyway");
     }
     info!("stopped");
+    Ok(())
+}
+
+/// Creates the data directory accessible by the gateway's user only (0700): it holds the
+/// database (stream keys) and the recordings. A directory that others can enter (made by an
+/// earlier version, or by hand) is tightened, with a warning.
+fn private_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            warn!(dir = %dir.display(), mode = format!("{mode:o}"), "data directory was accessible to others: now 0700");
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
     Ok(())
 }
 

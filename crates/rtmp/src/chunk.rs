@@ -151,6 +151,12 @@ impl ChunkDecoder {
         }
     }
 
+    /// Changes the limits, for example when a publish is admitted. Messages in progress keep
+    /// what they hold; the new limits apply to what arrives next.
+    pub fn set_limits(&mut self, limits: ChunkLimits) {
+        self.limits = limits;
+    }
+
     /// Appends received bytes. Call [`poll_message`](Self::poll_message) until `Ok(None)`
     /// before pushing more: the decoder keeps what it cannot parse yet (at most one chunk
     /// header) plus what was pushed.
@@ -390,8 +396,14 @@ impl ChunkDecoder {
         }
         if stream.payload.is_empty() {
             // Reserve for small messages only: a peer announcing a large message must send
-            // its bytes before it gets the memory.
-            stream.payload.reserve(stream.length.min(64 * 1024));
+            // its bytes before it gets the memory. The reservation is also capped at this
+            // stream's share of the pending budget, so that headers alone on every chunk
+            // stream id (announcing large messages, sending one byte each) cannot make the
+            // reserved capacity exceed the budget.
+            let share = self.limits.max_pending_bytes / self.limits.max_chunk_streams.max(1);
+            stream
+                .payload
+                .reserve(stream.length.min(64 * 1024).min(share));
         }
         self.in_chunk = Some(InChunk {
             csid,

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use session::PacingConfig;
+
 /// A peer must finish the TLS handshake (RTMPS) and the RTMP handshake within this time.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -17,7 +19,9 @@ pub const DEFAULT_ADMISSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// a second, so a silent publisher is a dead one (a half-open TCP connection, a frozen encoder).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Connections beyond this many (per listener) are closed as soon as they are accepted.
+/// The most connections per listener. When it is reached, a new connection closes the
+/// oldest connection that is not admitted yet (so silent or slow peers cannot lock encoders
+/// out); when every connection is an admitted publisher, the new one is closed instead.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
 
 /// The largest RTMP message accepted (a video frame is one message). RTMP's own limit is
@@ -28,6 +32,23 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 8 * 1024 * 1024;
 /// The most bytes of incomplete messages held for one connection, summed over its chunk
 /// streams (messages of different chunk streams interleave, so several can be in progress).
 pub const DEFAULT_MAX_PENDING_BYTES: usize = 16 * 1024 * 1024;
+
+/// The most bytes of incomplete messages (and unparsed input) held for one connection until
+/// its publish is admitted: enough for any real `connect`/`publish` (a few hundred bytes;
+/// commands are limited to 64 KiB), small enough that connections which never authenticate
+/// cost little. After admission [`DEFAULT_MAX_PENDING_BYTES`] and
+/// [`DEFAULT_MAX_MESSAGE_SIZE`] apply.
+pub const DEFAULT_MAX_PENDING_BYTES_BEFORE_PUBLISH: usize = 64 * 1024;
+
+/// The most bytes of incomplete messages held by all connections of a listener that are not
+/// admitted yet. When it is exceeded, the oldest unadmitted connections are closed until it
+/// is not (an encoder's `connect` completes within milliseconds, a parked connection is old).
+pub const DEFAULT_MAX_UNADMITTED_BYTES: usize = 16 * 1024 * 1024;
+
+/// The most connections from one IP address that are not admitted yet (handshake, `connect`,
+/// waiting for `publish`). A new one beyond it closes that address's oldest unadmitted
+/// connection. Admitted publishers do not count: one host may publish many streams.
+pub const DEFAULT_MAX_UNADMITTED_PER_ADDRESS: usize = 16;
 
 /// The largest chunk size a peer may announce with Set Chunk Size: the protocol's own maximum
 /// (31 bits). Any value is safe to accept, because chunk payloads are appended to their
@@ -60,6 +81,14 @@ pub struct RtmpConfig {
     pub max_message_size: usize,
     /// See [`DEFAULT_MAX_PENDING_BYTES`].
     pub max_pending_bytes: usize,
+    /// See [`DEFAULT_MAX_PENDING_BYTES_BEFORE_PUBLISH`].
+    pub max_pending_bytes_before_publish: usize,
+    /// See [`DEFAULT_MAX_UNADMITTED_BYTES`].
+    pub max_unadmitted_bytes: usize,
+    /// See [`DEFAULT_MAX_UNADMITTED_PER_ADDRESS`].
+    pub max_unadmitted_per_address: usize,
+    /// Real-time pacing of admitted publishers.
+    pub pacing: PacingConfig,
     /// See [`DEFAULT_MAX_CHUNK_SIZE`].
     pub max_chunk_size: u32,
     /// See [`DEFAULT_MAX_CHUNK_STREAMS`].
@@ -80,6 +109,10 @@ impl Default for RtmpConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
+            max_pending_bytes_before_publish: DEFAULT_MAX_PENDING_BYTES_BEFORE_PUBLISH,
+            max_unadmitted_bytes: DEFAULT_MAX_UNADMITTED_BYTES,
+            max_unadmitted_per_address: DEFAULT_MAX_UNADMITTED_PER_ADDRESS,
+            pacing: PacingConfig::default(),
             max_chunk_size: DEFAULT_MAX_CHUNK_SIZE,
             max_chunk_streams: DEFAULT_MAX_CHUNK_STREAMS,
             outgoing_chunk_size: DEFAULT_OUTGOING_CHUNK_SIZE,
@@ -114,6 +147,24 @@ impl RtmpConfig {
         if self.max_pending_bytes < self.max_message_size {
             return Err("rtmp max_pending_bytes must be at least max_message_size".into());
         }
+        if self.max_pending_bytes_before_publish < 4096
+            || self.max_pending_bytes_before_publish > self.max_pending_bytes
+        {
+            return Err(
+                "rtmp max_pending_bytes_before_publish must be between 4 KiB and max_pending_bytes"
+                    .into(),
+            );
+        }
+        if self.max_unadmitted_bytes < self.max_pending_bytes_before_publish {
+            return Err(
+                "rtmp max_unadmitted_bytes must be at least max_pending_bytes_before_publish"
+                    .into(),
+            );
+        }
+        if self.max_unadmitted_per_address == 0 {
+            return Err("rtmp max_unadmitted_per_address must be at least 1".into());
+        }
+        self.pacing.validate()?;
         if !(128..=0x7fff_ffff).contains(&self.max_chunk_size) {
             return Err("rtmp max_chunk_size must be between 128 and 2^31 - 1".into());
         }

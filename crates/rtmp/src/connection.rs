@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use media::flv::TagKind;
+use media::DemuxEvent;
 use media::FlvDemuxer;
 use session::{
-    redact_stream_key as redact, Admission, IngestEvent, IngestProtocol, PublishGrant,
+    redact_stream_key as redact, Admission, IngestEvent, IngestProtocol, Pacer, PublishGrant,
     PublishRejection, PublishRequest,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -23,9 +24,14 @@ use tracing::Instrument;
 use crate::config::RtmpConfig;
 use crate::error::{ConnectionError, ProtocolError};
 use crate::protocol::{ProtocolEvent, ServerProtocol};
+use crate::slots::Slot;
 
-/// Bytes read from the socket at a time.
+/// Bytes read from the socket at a time once the publish is admitted.
 const READ_BUFFER: usize = 32 * 1024;
+
+/// Bytes read at a time before admission: a handshake packet and any command fit, and a
+/// thousand connections that never publish hold 4 MiB of buffers, not 32.
+const READ_BUFFER_BEFORE_PUBLISH: usize = 4 * 1024;
 
 /// How long the last replies (an error status, TLS close_notify) may take to leave.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -53,6 +59,7 @@ pub(crate) async fn run<A: Admission>(
     tcp: TcpStream,
     peer: SocketAddr,
     listener: Arc<Listener<A>>,
+    slot: Slot,
 ) {
     let span = tracing::info_span!(
         "rtmp_connection",
@@ -64,11 +71,16 @@ pub(crate) async fn run<A: Admission>(
         tracing::debug!("accepted");
         let deadline = Instant::now() + listener.config.handshake_timeout;
         let (result, summary) = match listener.tls.clone() {
-            None => Connection::new(tcp, peer, &listener).run(deadline).await,
+            None => {
+                Connection::new(tcp, peer, &listener, slot)
+                    .run(deadline)
+                    .await
+            }
             Some(acceptor) => {
                 let accepted: Result<_, ConnectionError> = tokio::select! {
                     biased;
                     _ = listener.shutdown.cancelled() => Err(ConnectionError::Shutdown),
+                    _ = slot.closed().cancelled() => Err(ConnectionError::Evicted(slot.eviction())),
                     r = timeout_at(deadline, accept_tls(&acceptor, tcp)) => match r {
                         Err(_) => Err(ConnectionError::HandshakeTimeout(
                             listener.config.handshake_timeout,
@@ -77,7 +89,11 @@ pub(crate) async fn run<A: Admission>(
                     },
                 };
                 match accepted {
-                    Ok(stream) => Connection::new(stream, peer, &listener).run(deadline).await,
+                    Ok(stream) => {
+                        Connection::new(stream, peer, &listener, slot)
+                            .run(deadline)
+                            .await
+                    }
                     Err(e) => (Err(e), None),
                 }
             }
@@ -119,6 +135,7 @@ fn log_end(result: Result<End, ConnectionError>, summary: Option<Summary>) {
             events = s.events,
             bytes = s.bytes,
             seconds = s.seconds,
+            paced_ms = s.paced_ms,
             "publisher disconnected"
         ),
         (Ok(end), None) => tracing::debug!(how = ?end, "connection closed"),
@@ -158,6 +175,8 @@ fn log_end(result: Result<End, ConnectionError>, summary: Option<Summary>) {
         (Err(e @ (ConnectionError::Media(_) | ConnectionError::Protocol(_))), None) => {
             tracing::warn!(error = %e, "closed: bad input from the peer");
         }
+        // Evictions are logged by the slots (rate-limited); a flood must not flood the log.
+        (Err(e @ ConnectionError::Evicted(_)), None) => tracing::debug!(reason = %e, "closed"),
         (Err(e), None) => tracing::info!(reason = %e, "connection closed"),
     }
 }
@@ -169,6 +188,8 @@ struct Summary {
     events: u64,
     bytes: u64,
     seconds: u64,
+    /// Time the publisher was not read because it ran ahead of real time or its bitrate.
+    paced_ms: u64,
 }
 
 struct Connection<'a, S, A> {
@@ -180,6 +201,10 @@ struct Connection<'a, S, A> {
     grant: Option<PublishGrant>,
     /// The grant's kick token; a token nobody cancels until then.
     kick: CancellationToken,
+    slot: Slot,
+    /// What [`Slot::set_pending`] was last told.
+    reported_pending: usize,
+    pacer: Pacer,
     established_at: Option<Instant>,
     events: u64,
     bytes: u64,
@@ -190,7 +215,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     A: Admission,
 {
-    fn new(stream: S, peer: SocketAddr, listener: &'a Listener<A>) -> Self {
+    fn new(stream: S, peer: SocketAddr, listener: &'a Listener<A>, slot: Slot) -> Self {
         Connection {
             stream,
             peer,
@@ -199,6 +224,9 @@ where
             demuxer: FlvDemuxer::default(),
             grant: None,
             kick: CancellationToken::new(),
+            slot,
+            reported_pending: 0,
+            pacer: Pacer::new(listener.config.pacing),
             established_at: None,
             events: 0,
             bytes: 0,
@@ -227,6 +255,7 @@ where
             events: self.events,
             bytes: self.bytes,
             seconds: started.elapsed().as_secs(),
+            paced_ms: u64::try_from(self.pacer.waited().as_millis()).unwrap_or(u64::MAX),
         };
         (result, Some(summary))
     }
@@ -257,7 +286,10 @@ where
     }
 
     async fn run_inner(&mut self, handshake_deadline: Instant) -> Result<End, ConnectionError> {
-        let mut buf = vec![0u8; READ_BUFFER];
+        let mut buf = vec![0u8; READ_BUFFER_BEFORE_PUBLISH];
+        let evicted_token = self.slot.closed().clone();
+        let evicted = evicted_token.cancelled();
+        tokio::pin!(evicted);
         // The shutdown and kick futures and the timer live across reads: a publisher sends
         // dozens of messages a second, and registering with two cancellation tokens and the
         // timer wheel for every read showed up in profiles. The timer is moved later only when
@@ -277,6 +309,7 @@ where
             let n = tokio::select! {
                 biased;
                 _ = &mut shutdown => return Err(ConnectionError::Shutdown),
+                _ = &mut evicted => return Err(ConnectionError::Evicted(self.slot.eviction())),
                 _ = &mut kicked => return Err(ConnectionError::Kicked),
                 () = &mut timer => {
                     let (deadline, on_timeout) = self.deadline(handshake_deadline, last_input);
@@ -295,6 +328,9 @@ where
             };
             last_input = Instant::now();
             self.bytes += n as u64;
+            if self.grant.is_some() {
+                self.pacer.handle_bytes(n, last_input);
+            }
             self.protocol.handle_input(&buf[..n])?;
             if self.established_at.is_none() && self.protocol.is_established() {
                 self.established_at = Some(Instant::now());
@@ -306,6 +342,7 @@ where
                     ProtocolEvent::PublishRequested { stream_key, app } => {
                         self.admit(stream_key, app).await?;
                         kicked = Box::pin(self.kick.clone().cancelled_owned());
+                        buf.resize(READ_BUFFER, 0);
                     }
                     ProtocolEvent::Media {
                         kind,
@@ -320,12 +357,40 @@ where
                 self.flush().await?;
             }
             self.flush().await?;
+            if self.grant.is_none() {
+                let pending = self.protocol.pending_bytes();
+                if pending != self.reported_pending {
+                    self.reported_pending = pending;
+                    self.slot.set_pending(pending);
+                }
+            } else if self.pace().await? {
+                // Not reading while paced is not the peer's silence.
+                last_input = Instant::now();
+            }
             let deadline = self.deadline(handshake_deadline, last_input).0;
             if deadline < timer_deadline {
                 timer_deadline = deadline;
                 timer.as_mut().reset(deadline);
             }
         }
+    }
+
+    /// Waits while the publisher is ahead of real time or over its bitrate ceiling (see
+    /// [`session::pacing`]): not reading is the backpressure, TCP slows the encoder down.
+    /// `true` when it waited.
+    async fn pace(&mut self) -> Result<bool, ConnectionError> {
+        let now = Instant::now();
+        let Some(until) = self.pacer.resume_at(now) else {
+            return Ok(false);
+        };
+        tokio::select! {
+            biased;
+            _ = self.listener.shutdown.cancelled() => return Err(ConnectionError::Shutdown),
+            _ = self.kick.cancelled() => return Err(ConnectionError::Kicked),
+            () = tokio::time::sleep_until(until) => {}
+        }
+        self.pacer.record_wait(now, Instant::now());
+        Ok(true)
     }
 
     /// Sends what the protocol has to send, giving up on shutdown, kick or a peer that does
@@ -371,6 +436,11 @@ where
         match decision {
             Ok(grant) => {
                 tracing::Span::current().record("live_stream_id", grant.live_stream_id.as_str());
+                if !self.slot.admit() {
+                    // Closed to make room while admission was decided; the grant is dropped
+                    // and the session sees its publisher leave.
+                    return Err(ConnectionError::Evicted(self.slot.eviction()));
+                }
                 self.protocol.accept_publish()?;
                 self.kick = grant.kick.clone();
                 self.grant = Some(grant);
@@ -403,6 +473,9 @@ where
         let Some(grant) = &self.grant else {
             return Ok(());
         };
+        if let DemuxEvent::Frame(frame) = &event {
+            self.pacer.handle_frame(frame, Instant::now());
+        }
         self.events += 1;
         // Usually the channel has room; only a full one needs the waiting below.
         let Some(event) = grant

@@ -122,6 +122,9 @@ pub enum ConnectionError {
     /// The listener is shutting down.
     #[error("server shutting down")]
     Shutdown,
+    /// Closed before admission to make room (see [`crate::Eviction`]).
+    #[error("closed before admission: {0}")]
+    Evicted(crate::slots::Eviction),
     /// Reading or writing the socket failed.
     #[error("socket: {0}")]
     Io(#[from] io::Error),

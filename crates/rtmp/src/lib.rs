@@ -48,11 +48,22 @@
 //!   version 3 (an HTTP request, a TLS ClientHello on the plain port) is closed at once.
 //! - After the handshake, a publish request must come within 15 s and admission must answer
 //!   it within 10 s; afterwards any 30 s without a byte closes the connection.
-//! - At most 1000 connections per listener; more are closed on accept.
-//! - Messages up to 8 MiB, at most 16 MiB of incomplete messages per connection, at most 64
-//!   chunk stream ids; any chunk size the protocol allows (payloads stream into their
+//! - At most 1000 connections per listener. A connection that is not admitted yet (no
+//!   accepted `publish`) never keeps an encoder out: when the listener is full, the oldest
+//!   unadmitted connection is closed for the new one; only admitted publishers are never
+//!   displaced. At most 16 unadmitted connections per IP address (a 17th closes that
+//!   address's oldest).
+//! - Until its publish is admitted, a connection may hold at most 64 KiB of incomplete
+//!   messages, and all unadmitted connections of a listener together at most 16 MiB (over
+//!   it, the oldest unadmitted connections are closed). Connections read through a 4 KiB
+//!   buffer until admitted. So a peer that authenticates nothing costs a few KiB.
+//! - Admitted: messages up to 8 MiB, at most 16 MiB of incomplete messages per connection,
+//!   at most 64 chunk stream ids; any chunk size the protocol allows (payloads stream into their
 //!   message, so the chunk size does not drive memory). Every channel and buffer is bounded;
 //!   media waits on the session's bounded channel (backpressure reaches the encoder via TCP).
+//! - Pacing ([`session::pacing`]): a publisher whose media runs more than 10 s ahead of the
+//!   wall clock, or that sends more than 60 Mbit/s (beyond a 2 s burst), is not read from
+//!   until it is back within bounds: TCP slows the encoder down, nobody is disconnected.
 //!
 //! ## rml_rtmp, and what replaced which part of it
 //!
@@ -99,15 +110,18 @@ mod connection;
 pub mod error;
 pub mod protocol;
 mod server;
+mod slots;
 mod tls;
 
 pub use config::{
     RtmpConfig, DEFAULT_ADMISSION_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CHUNK_SIZE, DEFAULT_MAX_CHUNK_STREAMS, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PENDING_BYTES, DEFAULT_OUTGOING_CHUNK_SIZE,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PENDING_BYTES, DEFAULT_MAX_PENDING_BYTES_BEFORE_PUBLISH,
+    DEFAULT_MAX_UNADMITTED_BYTES, DEFAULT_MAX_UNADMITTED_PER_ADDRESS, DEFAULT_OUTGOING_CHUNK_SIZE,
     DEFAULT_PUBLISH_TIMEOUT, DEFAULT_WINDOW_ACK_SIZE,
 };
 pub use error::{ConnectionError, ProtocolError, TlsError};
 pub use protocol::{ProtocolEvent, ServerProtocol};
 pub use server::serve;
+pub use slots::Eviction;
 pub use tls::{dev_tls_acceptor, load_tls_acceptor};

@@ -165,12 +165,7 @@ impl ServerProtocol {
                             self.config.window_ack_size,
                             &mut self.output,
                         )?;
-                        let mut chunks = ChunkDecoder::new(ChunkLimits {
-                            max_message_size: self.config.max_message_size,
-                            max_pending_bytes: self.config.max_pending_bytes,
-                            max_chunk_size: self.config.max_chunk_size,
-                            max_chunk_streams: self.config.max_chunk_streams,
-                        });
+                        let mut chunks = ChunkDecoder::new(chunk_limits(&self.config, false));
                         chunks.push(&remaining);
                         self.stage = Stage::Established(Box::new(Established {
                             chunks,
@@ -500,13 +495,26 @@ impl ServerProtocol {
     /// Accepts the pending publish request: the peer gets `NetStream.Publish.Start` and its
     /// media becomes [`ProtocolEvent::Media`].
     pub fn accept_publish(&mut self) -> Result<(), ProtocolError> {
+        let limits = chunk_limits(&self.config, true);
         let (e, out) = self.split()?;
         let Publish::Requested { request, stream_id } = e.publish else {
             return Err(ProtocolError::WrongState("accept_publish"));
         };
         e.session.accept(request, out)?;
         e.publish = Publish::Active { stream_id };
+        // Admitted: media messages may now be as large as the configuration allows.
+        e.chunks.set_limits(limits);
         Ok(())
+    }
+
+    /// Bytes held for the peer's input: incomplete messages and input not parsed yet. Until
+    /// the publish is admitted this stays within
+    /// [`RtmpConfig::max_pending_bytes_before_publish`].
+    pub fn pending_bytes(&self) -> usize {
+        match &self.stage {
+            Stage::Established(e) => e.chunks.pending_bytes() + e.chunks.buffered(),
+            _ => 0,
+        }
     }
 
     /// Refuses the pending publish request with an RTMP status `code` (for example
@@ -526,6 +534,22 @@ impl ServerProtocol {
             0.0,
             vec![status_object("error", code, description)],
         )
+    }
+}
+
+/// The chunk decoder's limits before (`admitted: false`) and after a publish is admitted.
+fn chunk_limits(config: &RtmpConfig, admitted: bool) -> ChunkLimits {
+    let (max_message_size, max_pending_bytes) = if admitted {
+        (config.max_message_size, config.max_pending_bytes)
+    } else {
+        let budget = config.max_pending_bytes_before_publish;
+        (config.max_message_size.min(budget), budget)
+    };
+    ChunkLimits {
+        max_message_size,
+        max_pending_bytes,
+        max_chunk_size: config.max_chunk_size,
+        max_chunk_streams: config.max_chunk_streams,
     }
 }
 

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use session::{Admission, IngestProtocol};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::RtmpConfig;
 use crate::connection::{self, protocol_name, Listener};
+use crate::slots::{SlotLimits, Slots};
 
 /// Pause after a failed `accept` (out of file descriptors, for example) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -25,8 +25,9 @@ const LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(1);
 ///
 /// With `tls: Some`, this is the RTMPS listener: connections are TLS first and publish
 /// requests carry [`IngestProtocol::Rtmps`]. Each connection runs in its own task; a peer's
-/// error, timeout or panic ends only that connection. Connections beyond
-/// [`RtmpConfig::max_connections`] are closed as soon as they are accepted.
+/// error, timeout or panic ends only that connection. When [`RtmpConfig::max_connections`]
+/// are open, a new connection closes the oldest one that is not admitted yet, and is itself
+/// closed at once only when every connection is an admitted publisher (see `slots`).
 pub async fn serve<A: Admission>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -44,7 +45,11 @@ pub async fn serve<A: Admission>(
         Ok(addr) => tracing::info!(%addr, protocol = name, "listening for publishers"),
         Err(e) => tracing::warn!(error = %e, protocol = name, "listening (address unknown)"),
     }
-    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let slots = Slots::new(SlotLimits {
+        max_connections: config.max_connections,
+        max_unadmitted_per_address: config.max_unadmitted_per_address,
+        max_unadmitted_bytes: config.max_unadmitted_bytes,
+    });
     let max_connections = config.max_connections;
     let shared = Arc::new(Listener {
         admission,
@@ -71,7 +76,7 @@ pub async fn serve<A: Admission>(
                 }
             },
         };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+        let Some(slot) = slots.open(peer.ip()) else {
             refused += 1;
             if last_refusal_log.is_none_or(|t| t.elapsed() >= LIMIT_LOG_INTERVAL) {
                 tracing::warn!(
@@ -79,7 +84,7 @@ pub async fn serve<A: Admission>(
                     protocol = name,
                     max_connections,
                     refused,
-                    "connection limit reached: closing new connections"
+                    "connection limit reached, every connection is a publisher: closing new connections"
                 );
                 last_refusal_log = Some(Instant::now());
             }
@@ -90,8 +95,7 @@ pub async fn serve<A: Admission>(
         let _ = tcp.set_nodelay(true);
         let shared = Arc::clone(&shared);
         tracker.spawn(async move {
-            connection::run(tcp, peer, shared).await;
-            drop(permit);
+            connection::run(tcp, peer, shared, slot).await;
         });
     }
     drop(listener);

@@ -472,30 +472,146 @@ async fn peers_that_are_not_rtmp_are_closed_quickly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_beyond_the_limit_are_closed() {
+async fn a_full_listener_displaces_unadmitted_connections_never_publishers() {
     let config = RtmpConfig {
         max_connections: 2,
         ..RtmpConfig::default()
     };
     let server = TestServer::start(None, config).await;
+    // Two peers that never publish fill the listener; a third takes the oldest one's slot.
     let mut a = RawClient::connect(server.addr).await;
     a.handshake().await;
     let mut b = RawClient::connect(server.addr).await;
     b.handshake().await;
     let mut c = RawClient::connect(server.addr).await;
-    assert!(c.closed_within(Duration::from_secs(1)).await);
-    drop(a);
+    c.handshake().await;
+    assert!(
+        a.closed_within(Duration::from_secs(2)).await,
+        "oldest unadmitted closed"
+    );
+    assert!(!b.closed_within(Duration::from_millis(200)).await);
+    // Two admitted publishers: nobody displaces them, new connections are closed at once.
+    drop(b);
+    drop(c);
+    let mut p1 = RawClient::connect(server.addr).await;
+    p1.start_publish(GOOD_KEY, "live").await;
+    let mut p2 = RawClient::connect(server.addr).await;
+    p2.start_publish(GOOD_KEY, "live").await;
+    let mut d = RawClient::connect(server.addr).await;
+    assert!(d.closed_within(Duration::from_secs(1)).await);
+    assert!(!p1.closed_within(Duration::from_millis(200)).await);
+    assert!(!p2.closed_within(Duration::from_millis(200)).await);
+    drop(p1);
     // The slot is free again once the server has seen the close.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     loop {
-        let mut d = RawClient::connect(server.addr).await;
-        d.send(&[3]).await;
-        if !d.closed_within(Duration::from_millis(200)).await {
+        let mut e = RawClient::connect(server.addr).await;
+        e.send(&[3]).await;
+        if !e.closed_within(Duration::from_millis(200)).await {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "slot not released");
     }
-    drop(b);
+    drop(p2);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unadmitted_connections_hold_a_small_budget_publishers_the_full_one() {
+    let config = RtmpConfig {
+        max_pending_bytes_before_publish: 8 * 1024,
+        ..RtmpConfig::default()
+    };
+    let server = TestServer::start(None, config).await;
+    // Before admission: a message announced larger than the budget closes the connection.
+    let mut early = RawClient::connect(server.addr).await;
+    early.handshake().await;
+    early
+        .send(&chunks(3, 0, 9, 1, &vec![0u8; 9 * 1024], 128)[..4096])
+        .await;
+    assert!(early.closed_within(Duration::from_secs(2)).await);
+    // Unfinished messages within the budget per message but beyond it together: closed.
+    let mut parked = RawClient::connect(server.addr).await;
+    parked.handshake().await;
+    let mut within = RawClient::connect(server.addr).await;
+    within.handshake().await;
+    for (n, client) in [(4u8, &mut parked), (2, &mut within)] {
+        for csid in 3..3 + n {
+            let message = chunks(csid, 0, 9, 1, &vec![0u8; 4 * 1024], 128);
+            client.send(&message[..message.len() - 1]).await;
+        }
+    }
+    assert!(parked.closed_within(Duration::from_secs(2)).await);
+    assert!(!within.closed_within(Duration::from_millis(300)).await);
+    // After admission, a 64 KiB video message is fine.
+    let mut publisher = RawClient::connect(server.addr).await;
+    let msid = publisher.start_publish(GOOD_KEY, "live").await;
+    let tags = first_tags(2);
+    send_tags(&mut publisher, msid, &tags).await;
+    // Malformed metadata is ignored, so only the size matters here.
+    let big = vec![0u8; 64 * 1024];
+    publisher.send(&chunks(5, 100, 18, msid, &big, 128)).await;
+    assert!(!publisher.closed_within(Duration::from_millis(500)).await);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_budget_closes_the_oldest_parked_connections() {
+    let config = RtmpConfig {
+        max_pending_bytes_before_publish: 8 * 1024,
+        max_unadmitted_bytes: 16 * 1024,
+        ..RtmpConfig::default()
+    };
+    let server = TestServer::start(None, config).await;
+    // Each parks 6 KiB (one unfinished message): two fit the listener's 16 KiB, a third
+    // closes the oldest.
+    let mut parked = Vec::new();
+    for _ in 0..3 {
+        let mut client = RawClient::connect(server.addr).await;
+        client.handshake().await;
+        let message = chunks(3, 0, 9, 1, &vec![0u8; 7 * 1024], 128);
+        client.send(&message[..6 * 1024]).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        parked.push(client);
+    }
+    assert!(parked[0].closed_within(Duration::from_secs(2)).await);
+    assert!(!parked[1].closed_within(Duration::from_millis(200)).await);
+    assert!(!parked[2].closed_within(Duration::from_millis(200)).await);
+    // A publisher gets in meanwhile, and its media is not counted.
+    let mut publisher = RawClient::connect(server.addr).await;
+    let msid = publisher.start_publish(GOOD_KEY, "live").await;
+    send_tags(&mut publisher, msid, &first_tags(20)).await;
+    assert!(!publisher.closed_within(Duration::from_millis(300)).await);
+    assert!(!parked[2].closed_within(Duration::from_millis(100)).await);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_keep_an_encoder_out() {
+    let config = RtmpConfig {
+        max_unadmitted_per_address: 4,
+        ..RtmpConfig::default()
+    };
+    let server = TestServer::start(None, config).await;
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(RawClient::connect(server.addr).await);
+    }
+    // A publisher from the same address still gets in, and keeps its slot.
+    let mut publisher = RawClient::connect(server.addr).await;
+    publisher.start_publish(GOOD_KEY, "live").await;
+    let mut closed = 0;
+    for s in &mut silent {
+        if s.closed_within(Duration::from_millis(50)).await {
+            closed += 1;
+        }
+    }
+    // Each silent connection beyond 4 closed the oldest, and the publisher one more.
+    assert_eq!(closed, 17);
+    for _ in 0..10 {
+        RawClient::connect(server.addr).await;
+    }
+    assert!(!publisher.closed_within(Duration::from_millis(300)).await);
     server.stop().await;
 }
 

@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod lifecycle;
 pub mod live;
 pub mod manager;
+pub mod pacing;
 mod recording;
 mod slate_cache;
 mod slate_control;
@@ -28,4 +29,5 @@ pub use ingest::{
 };
 pub use live::LiveView;
 pub use manager::{PlaybackTarget, SessionConfig, SessionManager};
+pub use pacing::{Pacer, PacingConfig};
 pub use vod::RecordedView;

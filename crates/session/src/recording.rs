@@ -54,7 +54,7 @@ impl Recording {
         let data = segment.data.clone();
         let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             if make_dir {
-                std::fs::create_dir_all(&dir)?;
+                create_private_dir(&dir)?;
             }
             write_atomic(&dir.join(uri), &data)?;
             update.apply(&dir.join("stream.m3u8"))
@@ -267,16 +267,50 @@ fn set_target_duration(text: &str, target: u64) -> String {
     out
 }
 
-/// Writes via a temporary file and a rename, so a reader never sees half a file.
+/// Writes via a temporary file and a rename, so a reader never sees half a file. The file is
+/// readable by the gateway's user only (0600): recordings are served through playback, which
+/// applies the playback policy, never straight from disk.
 fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(&tmp)?.write_all(data)?;
     std::fs::rename(&tmp, path)
+}
+
+/// Creates a directory and its missing parents, accessible by the gateway's user only (0700).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
+
+    #[cfg(unix)]
+    #[test]
+    fn recordings_are_private_to_the_gateway_user() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let root =
+            std::env::temp_dir().join(format!("onair-recording-modes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("a").join("b");
+        super::create_private_dir(&dir).unwrap();
+        let file = dir.join("0.ts");
+        super::write_atomic(&file, b"x").unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root.join("a")), 0o700);
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&file), 0o600);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     use bytes::Bytes;
 

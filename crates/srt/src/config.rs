@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use session::PacingConfig;
+
 /// The address the SRT listener binds by default (DESIGN: `--srt-addr`).
 pub const DEFAULT_SRT_ADDR: &str = "0.0.0.0:6001";
 
@@ -26,6 +28,8 @@ pub struct SrtConfig {
     pub max_connections: usize,
     /// See [`DEFAULT_REBIND_BACKOFF`].
     pub rebind_backoff: Duration,
+    /// Real-time pacing of admitted callers (see [`session::pacing`]).
+    pub pacing: PacingConfig,
 }
 
 impl Default for SrtConfig {
@@ -34,6 +38,7 @@ impl Default for SrtConfig {
             admission_timeout: DEFAULT_ADMISSION_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             rebind_backoff: DEFAULT_REBIND_BACKOFF,
+            pacing: PacingConfig::default(),
         }
     }
 }
@@ -50,6 +55,7 @@ impl SrtConfig {
         if self.rebind_backoff.is_zero() {
             return Err("srt rebind_backoff must be greater than zero".into());
         }
+        self.pacing.validate()?;
         Ok(())
     }
 }

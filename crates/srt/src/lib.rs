@@ -39,6 +39,11 @@
 //!
 //! Refusals are logged with the key redacted.
 //!
+//! An admitted caller is paced ([`session::pacing`], [`SrtConfig::pacing`]): when its media
+//! runs more than 10 s ahead of the wall clock or over the bitrate ceiling, it is not read
+//! until it is back within bounds; meanwhile its packets queue and then drop, as under any
+//! backpressure, so a stream key cannot fill the disk faster than a real broadcast would.
+//!
 //! ## Why not srt-tokio's listener
 //!
 //! srt-tokio 0.4.4 (the I/O half of the same project) runs one listener task that parses every

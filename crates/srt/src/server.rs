@@ -220,6 +220,7 @@ async fn handle_request<A: SrtAdmission, F: SinkFactory>(
                     socket,
                     grant,
                     sink,
+                    pacer: session::Pacer::new(shared.config.pacing),
                     payloads: 0,
                     bytes: 0,
                 };
@@ -369,6 +370,7 @@ struct Connection<S> {
     socket: SrtConnection,
     grant: PublishGrant,
     sink: S,
+    pacer: session::Pacer,
     payloads: u64,
     bytes: u64,
 }
@@ -390,8 +392,20 @@ impl<S: PayloadSink> Connection<S> {
                 Ok(Some(payload)) => {
                     self.payloads += 1;
                     self.bytes += payload.len() as u64;
+                    self.pacer.handle_bytes(payload.len(), Instant::now());
                     let events = self.sink.handle_payload(payload)?;
                     self.forward(events).await?;
+                    // Real-time pacing (session::pacing): a caller ahead of the wall clock or
+                    // over the bitrate ceiling is not read until it is back within bounds;
+                    // meanwhile its packets queue and then drop, as under backpressure.
+                    if let Some(until) = self.pacer.resume_at(Instant::now()) {
+                        tokio::select! {
+                            biased;
+                            _ = shutdown.cancelled() => return Err(ConnectionError::Shutdown),
+                            _ = kick.cancelled() => return Err(ConnectionError::Kicked),
+                            () = tokio::time::sleep_until(until) => {}
+                        }
+                    }
                 }
             }
         }
@@ -406,6 +420,9 @@ impl<S: PayloadSink> Connection<S> {
     /// up.
     async fn forward(&mut self, events: Vec<media::DemuxEvent>) -> Result<(), ConnectionError> {
         for event in events {
+            if let media::DemuxEvent::Frame(frame) = &event {
+                self.pacer.handle_frame(frame, Instant::now());
+            }
             self.grant
                 .media
                 .send(IngestEvent::Media(event))

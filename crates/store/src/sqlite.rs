@@ -99,13 +99,18 @@ impl SqliteStore {
     /// Creates `data_dir` if it does not exist. Safe to call from several processes at
     /// once on the same directory.
     pub async fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
-        tokio::fs::create_dir_all(data_dir).await.map_err(|e| {
-            StoreError::Database(format!(
-                "creating data directory {}: {e}",
-                data_dir.display()
-            ))
-        })?;
         let path = data_dir.join(DB_FILE_NAME);
+        let prepared = data_dir.to_path_buf();
+        let db = path.clone();
+        tokio::task::spawn_blocking(move || private_files(&prepared, &db))
+            .await
+            .map_err(|e| StoreError::Database(format!("preparing the data directory: {e}")))?
+            .map_err(|e| {
+                StoreError::Database(format!(
+                    "preparing data directory {}: {e}",
+                    data_dir.display()
+                ))
+            })?;
         let options = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)
@@ -1255,4 +1260,38 @@ fn now_unix() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// The data directory (created 0700 if missing) and the database file (0600, created empty
+/// if missing): the database holds stream keys and access token hashes. SQLite gives its
+/// `-wal` and `-shm` files the database file's mode. Existing files that others could read
+/// are tightened, with a warning.
+fn private_files(data_dir: &Path, db: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(data_dir)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(db)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let wal = db.with_extension("db-wal");
+        let shm = db.with_extension("db-shm");
+        for path in [db, wal.as_path(), shm.as_path()] {
+            let Ok(meta) = std::fs::metadata(path) else {
+                continue;
+            };
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "database file was readable by others: now 0600");
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
 }
