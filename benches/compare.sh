@@ -11,11 +11,12 @@
 # H.264/AAC fixture (onair-loadgen), 2 s HLS segments on both sides (OnAir `reduced` latency,
 # nginx-rtmp `hls_fragment 2s`). Three windows, one after the other, so that no measurement
 # loads another:
-#   1. ingest (DURATION_SECS, after 5 s of ramp-up): no HLS request at all; CPU-seconds per
-#      stream-second of the server's whole process tree, from /proc;
-#   2. latency (PROBE_SECS, default 20): the generator's probe polls 4 live playlists every
-#      5 ms and reports the segment availability delay after the keyframe that closes each
-#      segment (p50/p95); its load is not in the CPU figure;
+#   1. latency (the first PROBE_SECS, default 20, after 5 s of ramp-up): the generator's probe
+#      polls 4 live playlists every 5 ms from the start of their streams (it matches segments
+#      to keyframes by media time, so it must see every segment) and reports the segment
+#      availability delay after the keyframe that closes each segment (p50/p95);
+#   2. ingest (DURATION_SECS, starting 1 s after the probe stopped): no HLS request at all;
+#      CPU-seconds per stream-second of the server's whole process tree, from /proc;
 #   3. HLS serving: wrk against a live playlist, then a segment (same concurrency for both).
 # Peak RSS (sampled every 200 ms over all three) and RSS growth per stream.
 # Lost frames: once the generator has ended (its publishers close cleanly), the script waits
@@ -153,18 +154,17 @@ measure() {
   local idle; idle=$(rss_kb "$pid")
   echo "$idle" > "$out/peak"
   sample_peak "$pid" "$out/peak" & local sampler=$!
-  # The generator runs the ingest window, the probe's window and wrk's while the streams are
-  # still live. The probe starts only after the ingest window.
+  # The generator runs the probe's window, the ingest window and wrk's while the streams are
+  # still live. The probe stops before the ingest window.
   "$loadgen" --url "$url" --keys-file "$keys" --file "$clip" \
-    --duration-secs $((5 + duration + probe_secs + 25)) \
+    --duration-secs $((5 + probe_secs + 1 + duration + 25)) \
     --probe 4 --probe-ids-file "$ids" --probe-url-template "$template" \
-    --probe-start-secs $((5 + duration)) --probe-secs "$probe_secs" --report "$out/loadgen.json" \
+    --probe-secs $((5 + probe_secs)) --report "$out/loadgen.json" \
     > "$out/loadgen.log" 2>&1 & local gen=$!
-  sleep 5   # ramp-up: publishers connect, first segments
+  sleep $((5 + probe_secs + 1))   # ramp-up (publishers connect, first segments), the latency window
   local c0; c0=$(cpu_ticks "$pid")
   sleep "$duration"
   local c1; c1=$(cpu_ticks "$pid")
-  sleep $((probe_secs + 1))   # the latency window
   # HLS serving: a live playlist and a segment it lists, same concurrency on both servers.
   local playlist; playlist=$(head -1 "$ids")
   local list_url; list_url=${template//\{key\}/$playlist}
@@ -242,7 +242,9 @@ for n in "${points[@]}"; do
   if want onair; then
     data=$work/onair-data-$n
     # No API rate limit: the script creates hundreds of live streams in a row.
-    printf '[api]\npost_requests_per_second = 0\nother_requests_per_second = 0\n' > "$work/onair.toml"
+    # All publishers come from 127.0.0.1: the per-address limit on connections still in
+    # handshake (16 by default) is lifted so that a slow ramp-up is not cut short.
+    printf '[api]\npost_requests_per_second = 0\nother_requests_per_second = 0\n[rtmp]\nmax_unadmitted_per_address = 10000\n' > "$work/onair.toml"
     ONAIR_ACCESS_TOKEN=$token "$onair" --config "$work/onair.toml" --data-dir "$data" serve --rtmp-addr 127.0.0.1:25222 \
       --rtmps-addr off --srt-addr 127.0.0.1:25001 --http-addr 127.0.0.1:28080 > "$work/onair-$n.out" 2> "$work/onair-$n.log" &
     server=$!

@@ -108,7 +108,9 @@ else
   onair=$server
   token=bench:bench-secret-0123456789
   # The streams are created through the API as fast as it answers: no rate limit.
-  printf '[api]\npost_requests_per_second = 0\nother_requests_per_second = 0\n' > "$work/onair.toml"
+  # All publishers come from 127.0.0.1: the per-address limit on connections still in
+  # handshake (16 by default) is lifted so that a slow ramp-up is not cut short.
+  printf '[api]\npost_requests_per_second = 0\nother_requests_per_second = 0\n[rtmp]\nmax_unadmitted_per_address = 10000\n' > "$work/onair.toml"
   # Binaries from before SRT ingest have no --srt-addr (and no SRT listener to move off 0.0.0.0).
   srt_args=()
   if "$onair" serve --help | grep -- --srt-addr > /dev/null; then

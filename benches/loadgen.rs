@@ -41,7 +41,10 @@
 //!   (default: the stream key itself).
 //! * `--probe-start-secs S` / `--probe-secs D`: the probe starts S seconds after its publisher
 //!   and polls for D seconds (default: from the start, while the publisher runs), so that a
-//!   CPU measurement of the server before it, or a `wrk` run after it, is not loaded by it.
+//!   CPU measurement or a `wrk` run in another window is not loaded by it. The probe matches
+//!   segments to keyframes by media time, counted from the first segment it sees: with S > 0
+//!   it must start before the stream's first segment (`compare.sh` uses S = 0 and a
+//!   measurement window after the probe's).
 //! * A refused publish (RTMP status, SRT handshake rejection), a disconnect or any error is
 //!   recorded for that publisher, which does not retry. The process exits with status 1 when
 //!   any publisher had an error.

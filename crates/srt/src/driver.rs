@@ -277,7 +277,11 @@ impl Listener {
             }
             Datagram::Refuse { reply, why } => {
                 self.dropped.refused += 1;
-                tracing::info!(peer = %from, why, "SRT caller refused: it asked for {why}");
+                // Counted, and logged at powers of two: a flood of such handshakes does not
+                // flood the log. (The reply is smaller than the handshake: no amplification.)
+                if self.dropped.refused.is_power_of_two() {
+                    tracing::info!(peer = %from, why, total = self.dropped.refused, "SRT caller refused: it asked for {why}");
+                }
                 self.send(&reply, from);
                 return;
             }
