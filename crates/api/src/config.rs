@@ -66,6 +66,10 @@ pub struct ApiConfig {
     pub other_rate_limit: Option<RateLimit>,
     /// Most token buckets kept in memory.
     pub max_rate_limit_buckets: usize,
+    /// Refuse (`429`) a client address that keeps failing authentication (10 failures at
+    /// once, then one every 2 s); failures are logged either way. Off only for tools that
+    /// test the API's answers to bad credentials (the conformance test).
+    pub limit_failed_logins: bool,
 }
 
 impl Default for ApiConfig {
@@ -82,6 +86,7 @@ impl Default for ApiConfig {
                 burst: DEFAULT_OTHER_BURST,
             }),
             max_rate_limit_buckets: DEFAULT_MAX_RATE_LIMIT_BUCKETS,
+            limit_failed_logins: true,
         }
     }
 }

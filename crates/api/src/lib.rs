@@ -210,6 +210,7 @@ impl ApiState {
         config: ApiConfig,
         events: EventStreams,
     ) -> Self {
+        let limit_failed_logins = config.limit_failed_logins;
         let limiter = rate_limit::RateLimiter::new(
             config.post_rate_limit,
             config.other_rate_limit,
@@ -221,7 +222,7 @@ impl ApiState {
                 sessions,
                 config,
                 limiter,
-                auth_failures: auth_failures::AuthFailures::default(),
+                auth_failures: auth_failures::AuthFailures::new(limit_failed_logins),
                 simulcast: simulcast::SimulcastTargets::default(),
                 events,
                 stream_permits: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),

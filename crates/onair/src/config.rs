@@ -180,6 +180,7 @@ struct ApiFileConfig {
     post_burst: Option<u32>,
     other_requests_per_second: Option<f64>,
     other_burst: Option<u32>,
+    limit_failed_logins: Option<bool>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -451,6 +452,9 @@ impl FileConfig {
         let a = &self.api;
         if let Some(bytes) = a.max_body_bytes {
             config.max_body_bytes = bytes;
+        }
+        if let Some(limit) = a.limit_failed_logins {
+            config.limit_failed_logins = limit;
         }
         let merge = |limit: Option<api::RateLimit>,
                      rate: Option<f64>,
