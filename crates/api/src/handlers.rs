@@ -409,7 +409,7 @@ pub(crate) async fn create_playback_id(
     api.live_stream(&id).await?;
     let policy = read_policy(&api, &headers, body).await?;
     let playback_id = api.store().add_playback_id(&id, policy).await?;
-    api.sessions().playback_id_added(&id, &playback_id.id);
+    api.sessions().playback_id_added(&id, &playback_id);
     data(StatusCode::CREATED, playback_id)
 }
 

@@ -48,10 +48,14 @@
 //! | `GET /playback-ids/{playback_id}` | `200`, `{"id", "policy", "object": {"type": "live_stream" \| "asset", "id"}}` |
 //! | `GET /openapi.json` | `200`, OnAir's OpenAPI 3.1 document ([`openapi_document`]), without credentials |
 //!
-//! Two routes under `/system/v1`, behind the same gate:
+//! Routes under `/system/v1`, behind the same gate:
 //!
 //! | method and path | answer |
 //! | --- | --- |
+//! | `POST /system/v1/signing-keys` | `201`, `{"id", "created_at", "private_key"}`: a new RSA key pair for playback tokens; `private_key` (base64 of a PEM) is returned only here, only the public key is kept |
+//! | `GET /system/v1/signing-keys?page=&limit=` | `200`, a page of `{"id", "created_at"}`, newest first (`limit` 25 by default, at most 100) |
+//! | `GET /system/v1/signing-keys/{id}` | `200`, `{"id", "created_at"}` |
+//! | `DELETE /system/v1/signing-keys/{id}` | `204`; tokens signed with it stop playing at once |
 //! | `GET /system/v1/webhook-events/stream` | `200 text/event-stream`: the event log as Server-Sent Events, each the webhook envelope of [`events::envelope`] (`503` beyond [`MAX_EVENT_STREAMS`]) |
 //! | `GET /system/v1/whoami` | `200`, the token's environment (the official CLI asks it first) |
 //!
@@ -118,6 +122,7 @@ use std::time::{Duration, Instant};
 use axum::http::{header, HeaderValue};
 use axum::routing::{any, get, post, put};
 use axum::Router;
+use playback::token::SigningKeys;
 use session::SessionManager;
 use store::SqliteStore;
 use tokio::sync::Semaphore;
@@ -136,6 +141,7 @@ mod gate;
 mod handlers;
 mod openapi;
 mod rate_limit;
+mod signing_keys;
 mod simulcast;
 
 pub use config::{
@@ -152,6 +158,7 @@ pub use openapi::OPENAPI_PATH;
 pub fn openapi_document() -> &'static str {
     openapi::document()
 }
+pub use signing_keys::DEFAULT_SIGNING_KEY_PAGE_LIMIT;
 pub use simulcast::{MAX_TARGETS_PER_LIVE_STREAM, MAX_TARGET_STREAM_KEY_LEN};
 
 /// The prefix every route of this crate is under.
@@ -173,6 +180,7 @@ struct Inner {
     simulcast: simulcast::SimulcastTargets,
     events: EventStreams,
     stream_permits: Arc<Semaphore>,
+    signing_keys: SigningKeys,
 }
 
 /// What the webhook event stream needs beyond the store: see [`ApiState::with_event_streams`].
@@ -226,6 +234,7 @@ impl ApiState {
                 simulcast: simulcast::SimulcastTargets::default(),
                 events,
                 stream_permits: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
+                signing_keys: SigningKeys::default(),
             }),
         }
     }
@@ -238,6 +247,18 @@ impl ApiState {
     /// The session manager.
     pub fn sessions(&self) -> &SessionManager {
         &self.inner.sessions
+    }
+
+    /// The signing keys that verify playback tokens: created and deleted through this API,
+    /// to be handed to [`playback::router`]. Empty until [`ApiState::load_signing_keys`].
+    pub fn signing_keys(&self) -> &SigningKeys {
+        &self.inner.signing_keys
+    }
+
+    /// Loads the stored signing keys into [`ApiState::signing_keys`] (at start); how many
+    /// there are.
+    pub async fn load_signing_keys(&self) -> Result<usize, playback::token::LoadError> {
+        self.inner.signing_keys.load_from(self.store()).await
     }
 
     /// The configuration.
@@ -329,6 +350,14 @@ pub fn router(state: ApiState) -> Router {
             get(h::lookup_playback_id),
         )
         .route("/system/v1/whoami", get(event_stream::whoami))
+        .route(
+            "/system/v1/signing-keys",
+            get(signing_keys::list_signing_keys).post(signing_keys::create_signing_key),
+        )
+        .route(
+            "/system/v1/signing-keys/{signing_key_id}",
+            get(signing_keys::get_signing_key).delete(signing_keys::delete_signing_key),
+        )
         .route(
             "/system/v1/webhook-events/stream",
             get(event_stream::webhook_event_stream),

@@ -20,7 +20,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::error::ErrorBody;
-use crate::{assets, event_stream, handlers};
+use crate::{assets, event_stream, handlers, signing_keys};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/video/v1/openapi.json";
@@ -109,6 +109,10 @@ pub(crate) struct CreateLiveStreamRequest {
         assets::delete_playback_id,
         event_stream::whoami,
         event_stream::webhook_event_stream,
+        signing_keys::create_signing_key,
+        signing_keys::list_signing_keys,
+        signing_keys::get_signing_key,
+        signing_keys::delete_signing_key,
     ),
     components(schemas(ErrorBody)),
     modifiers(&CommonResponses),
@@ -118,6 +122,7 @@ pub(crate) struct CreateLiveStreamRequest {
         (name = "assets", description = "The recordings of broadcasts"),
         (name = "playback IDs", description = "What a playback ID belongs to"),
         (name = "system", description = "The access token's environment and the webhook event stream"),
+        (name = "signing keys", description = "Key pairs that sign playback tokens of signed playback IDs"),
     )
 )]
 pub(crate) struct ApiDoc;
@@ -314,6 +319,12 @@ const LINKS: &[Link] = &[
         ],
     },
     Link {
+        from: "create-signing-key",
+        status: "201",
+        to: &["get-signing-key", "delete-signing-key"],
+        parameters: &[("signing_key_id", "$response.body#/data/id")],
+    },
+    Link {
         from: "list-assets",
         status: "200",
         to: &[
@@ -404,7 +415,7 @@ mod tests {
         }
         assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."));
         let paths = doc["paths"].as_object().map(|p| p.len());
-        assert_eq!(paths, Some(18));
+        assert_eq!(paths, Some(20));
         let create = &doc["paths"]["/video/v1/live-streams"]["post"];
         for code in ["201", "400", "401", "403", "405", "408", "413", "429"] {
             assert!(create["responses"].get(code).is_some(), "{code}: {create}");
@@ -422,7 +433,7 @@ mod tests {
             .flat_map(|item| item.values())
             .filter_map(|op| op["operationId"].as_str())
             .collect();
-        assert_eq!(ids.len(), 26);
+        assert_eq!(ids.len(), 30);
         for link in LINKS {
             assert!(ids.contains(&link.from), "{}", link.from);
             assert!(link.to.iter().all(|t| ids.contains(t)), "{:?}", link.to);

@@ -196,7 +196,15 @@ async fn serve(settings: ServeSettings) -> Result<()> {
         };
         let state =
             api::ApiState::with_event_streams(manager.clone(), settings.api.clone(), event_streams);
-        let app = api::router(state).merge(playback::router(manager.clone()));
+        // Signed playback IDs verify tokens with the stored signing keys; the API adds and
+        // removes keys in the same set.
+        let keys = state
+            .load_signing_keys()
+            .await
+            .context("loading the signing keys")?;
+        info!(signing_keys = keys, "signing keys loaded");
+        let signing_keys = state.signing_keys().clone();
+        let app = api::router(state).merge(playback::router(manager.clone(), signing_keys));
         tasks.spawn(crate::http_server::serve(
             listener,
             app,

@@ -10,93 +10,19 @@
 //!   hosted API's lists.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use testkit::encoder::Encoder;
 use testkit::gateway::{Gateway, TEST_TOKEN_ID, TEST_TOKEN_SECRET};
 use testkit::http::get;
+use testkit::node_script::NodeScript;
 use testkit::{fixture, require_tool};
 
 fn start(name: &str) -> Gateway {
     Gateway::start(Path::new(env!("CARGO_BIN_EXE_onair")), name, &[])
-}
-
-/// How long one step of an SDK script may take (its HTTP calls to a local server).
-const STEP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A script of `tests/sdk/node` that prints one `{"step", "value"}` line per step, and waits
-/// for a line on stdin where the test has something to do. Killed when dropped, so a failed
-/// test leaves no script behind.
-struct NodeScript {
-    child: Child,
-    stdin: ChildStdin,
-    /// Its stdout lines, read by a thread so that a step can time out.
-    lines: mpsc::Receiver<String>,
-}
-
-impl NodeScript {
-    fn start(script: &str, gw: &Gateway) -> NodeScript {
-        let mut child = Command::new("node")
-            .arg(script)
-            .current_dir(testkit::sdk_node_dir())
-            .env("ONAIR_URL", format!("http://{}", gw.http.unwrap()))
-            .env("TOKEN_ID", TEST_TOKEN_ID)
-            .env("TOKEN_SECRET", TEST_TOKEN_SECRET)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("node is required (apt-get install -y nodejs)");
-        let stdin = child.stdin.take().unwrap();
-        let lines = testkit::stdout_lines(&mut child);
-        NodeScript {
-            child,
-            stdin,
-            lines,
-        }
-    }
-
-    /// The value of the next step, which must be `name`.
-    fn step(&mut self, name: &str, gw: &Gateway) -> Value {
-        let line = match self.lines.recv_timeout(STEP_TIMEOUT) {
-            Ok(line) => line,
-            Err(e) => {
-                let _ = self.child.kill();
-                let mut stderr = String::new();
-                if let Some(mut pipe) = self.child.stderr.take() {
-                    let _ = pipe.read_to_string(&mut stderr);
-                }
-                panic!(
-                    "the SDK script stopped before {name} ({e}):\n{stderr}\nserver log:\n{}",
-                    gw.log()
-                );
-            }
-        };
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-        assert_eq!(v["step"], name, "{v}");
-        v["value"].clone()
-    }
-
-    /// Lets the script go on past its wait.
-    fn resume(&mut self) {
-        writeln!(self.stdin, "go").unwrap();
-    }
-
-    fn finish(mut self) {
-        assert!(self.child.wait().unwrap().success());
-    }
-}
-
-impl Drop for NodeScript {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -470,19 +396,8 @@ fn python_sdk_decodes_a_live_stream_created_with_the_legacy_body() {
 fn official_cli_round_trips_a_live_stream_with_legacy_settings() {
     require_tool("node");
     let gw = start("e2e_sdk_cli_legacy");
-    let home = gw.data_dir.join("mux-home");
     let mux = |args: &[&str]| -> Value {
-        let out = Command::new(testkit::mux_cli())
-            .args(args)
-            .arg("--json")
-            .env("HOME", &home)
-            .env("XDG_CONFIG_HOME", home.join("config"))
-            .env("XDG_DATA_HOME", home.join("data"))
-            .env("MUX_BASE_URL", format!("http://{}", gw.http.unwrap()))
-            .env("MUX_TOKEN_ID", TEST_TOKEN_ID)
-            .env("MUX_TOKEN_SECRET", TEST_TOKEN_SECRET)
-            .output()
-            .unwrap();
+        let out = gw.mux_cli(args).arg("--json").output().unwrap();
         assert!(
             out.status.success(),
             "mux {args:?}: {}{}\nserver log:\n{}",

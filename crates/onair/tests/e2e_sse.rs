@@ -320,18 +320,7 @@ fn official_cli_listens_and_forwards_verified_webhooks() {
     std::fs::write(home.join("data/mux/webhook-signing-secret-onair"), secret).unwrap();
     let (mut receiver, port) = receiver(secret);
 
-    let mux = |args: &[&str]| {
-        let mut command = Command::new(testkit::mux_cli());
-        command
-            .args(args)
-            .env("HOME", &home)
-            .env("XDG_CONFIG_HOME", home.join("config"))
-            .env("XDG_DATA_HOME", home.join("data"))
-            .env("MUX_BASE_URL", format!("http://{}", gw.http.unwrap()))
-            .env("MUX_TOKEN_ID", TEST_TOKEN_ID)
-            .env("MUX_TOKEN_SECRET", TEST_TOKEN_SECRET);
-        command
-    };
+    let mux = |args: &[&str]| gw.mux_cli(args);
     let forward_to = format!("http://127.0.0.1:{port}/hook");
     let mut listen = Proc::spawn(mux(&["webhooks", "listen", "--forward-to", &forward_to]));
     let line = listen.wait_line("Webhook signing secret:", Duration::from_secs(30));

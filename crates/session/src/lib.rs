@@ -28,6 +28,6 @@ pub use ingest::{
     PublishRequest, SrtAdmission,
 };
 pub use live::LiveView;
-pub use manager::{PlaybackTarget, SessionConfig, SessionManager};
+pub use manager::{PlaybackTarget, ResolvedPlayback, SessionConfig, SessionManager};
 pub use pacing::{Pacer, PacingConfig};
 pub use vod::RecordedView;

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use store::Store;
+use store::{PlaybackPolicy, Store};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -83,6 +83,16 @@ impl SessionConfig {
     }
 }
 
+/// A playback ID resolved: what it shows and its policy (`None` when unknown, or when the
+/// lookup failed).
+#[derive(Debug)]
+pub struct ResolvedPlayback {
+    /// What it shows.
+    pub target: PlaybackTarget,
+    /// `public`, `signed` or `drm`.
+    pub policy: Option<PlaybackPolicy>,
+}
+
 /// What a playback ID leads to.
 #[derive(Debug, Clone)]
 pub enum PlaybackTarget {
@@ -122,8 +132,8 @@ struct Inner {
     /// Live stream id -> its running broadcast. Guarded by a sync mutex, never held across
     /// await.
     running: Mutex<HashMap<String, Running>>,
-    /// Playback id -> live view of a running broadcast.
-    playback: Mutex<HashMap<String, Arc<LiveView>>>,
+    /// Playback id -> live view of a running broadcast, and the ID's policy.
+    playback: Mutex<HashMap<String, (Arc<LiveView>, PlaybackPolicy)>>,
     next_generation: AtomicU64,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -306,7 +316,7 @@ impl SessionManager {
                     generation,
                     control: control_tx,
                     view: view.clone(),
-                    playback_ids: stream.playback_ids.clone(),
+                    playback_ids: stream.playback_ids.iter().map(|p| p.id.clone()).collect(),
                     publisher: publisher.as_ref().map(|p| PublisherSlot {
                         kick: p.kick.clone(),
                         last_media: p.last_media.clone(),
@@ -316,7 +326,7 @@ impl SessionManager {
             );
             let mut playback = lock(&self.inner.playback);
             for pid in &stream.playback_ids {
-                playback.insert(pid.clone(), view.clone());
+                playback.insert(pid.id.clone(), (view.clone(), pid.policy));
             }
         }
         let span =
@@ -412,11 +422,12 @@ impl SessionManager {
 
     /// A playback ID was added to a live stream: if the stream is live, the ID plays it at
     /// once (not only from its next broadcast).
-    pub fn playback_id_added(&self, live_stream_id: &str, playback_id: &str) {
+    pub fn playback_id_added(&self, live_stream_id: &str, playback_id: &store::PlaybackId) {
         let mut running = lock(&self.inner.running);
         if let Some(r) = running.get_mut(live_stream_id) {
-            r.playback_ids.push(playback_id.to_owned());
-            lock(&self.inner.playback).insert(playback_id.to_owned(), r.view.clone());
+            r.playback_ids.push(playback_id.id.clone());
+            lock(&self.inner.playback)
+                .insert(playback_id.id.clone(), (r.view.clone(), playback_id.policy));
         }
     }
 
@@ -428,7 +439,7 @@ impl SessionManager {
             let mut playback = lock(&self.inner.playback);
             if playback
                 .get(playback_id)
-                .is_some_and(|v| Arc::ptr_eq(v, &r.view))
+                .is_some_and(|(v, _)| Arc::ptr_eq(v, &r.view))
             {
                 playback.remove(playback_id);
             }
@@ -450,21 +461,41 @@ impl SessionManager {
 
     /// Resolves a playback ID for the HTTP layer.
     pub async fn playback(&self, playback_id: &str) -> PlaybackTarget {
-        if let Some(view) = lock(&self.inner.playback).get(playback_id) {
-            return PlaybackTarget::Live(view.clone());
+        self.resolve_playback(playback_id).await.target
+    }
+
+    /// Resolves a playback ID for the HTTP layer, with its policy.
+    pub async fn resolve_playback(&self, playback_id: &str) -> ResolvedPlayback {
+        if let Some((view, policy)) = lock(&self.inner.playback).get(playback_id) {
+            return ResolvedPlayback {
+                target: PlaybackTarget::Live(view.clone()),
+                policy: Some(*policy),
+            };
         }
         match store_glue::playback_owner(&self.inner.store, playback_id).await {
-            Ok(store_glue::Owner::LiveStream) => PlaybackTarget::NotActive,
-            Ok(store_glue::Owner::Asset(a)) => PlaybackTarget::Recorded(RecordedView::new(
-                a.asset.id,
-                self.inner.config.recordings_dir.join(&a.recording_dir),
-                a.media,
-                a.asset.is_live,
-            )),
-            Ok(store_glue::Owner::None) => PlaybackTarget::Unknown,
+            Ok(store_glue::Owner::LiveStream(policy)) => ResolvedPlayback {
+                target: PlaybackTarget::NotActive,
+                policy: Some(policy),
+            },
+            Ok(store_glue::Owner::Asset(a)) => ResolvedPlayback {
+                policy: Some(a.playback_id.policy),
+                target: PlaybackTarget::Recorded(RecordedView::new(
+                    a.asset.id,
+                    self.inner.config.recordings_dir.join(&a.recording_dir),
+                    a.media,
+                    a.asset.is_live,
+                )),
+            },
+            Ok(store_glue::Owner::None) => ResolvedPlayback {
+                target: PlaybackTarget::Unknown,
+                policy: None,
+            },
             Err(e) => {
                 warn!(error = %e, "playback ID lookup failed");
-                PlaybackTarget::NotActive
+                ResolvedPlayback {
+                    target: PlaybackTarget::NotActive,
+                    policy: None,
+                }
             }
         }
     }
@@ -642,7 +673,10 @@ impl SessionManager {
             if let Some(r) = running.remove(live_stream_id) {
                 let mut playback = lock(&self.inner.playback);
                 for pid in &r.playback_ids {
-                    if playback.get(pid).is_some_and(|v| Arc::ptr_eq(v, &r.view)) {
+                    if playback
+                        .get(pid)
+                        .is_some_and(|(v, _)| Arc::ptr_eq(v, &r.view))
+                    {
                         playback.remove(pid);
                     }
                 }

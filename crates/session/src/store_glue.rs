@@ -19,7 +19,7 @@ pub(crate) struct StreamInfo {
     pub reduced_latency: bool,
     pub audio_only: bool,
     pub lifecycle: LifecycleConfig,
-    pub playback_ids: Vec<String>,
+    pub playback_ids: Vec<store::PlaybackId>,
     /// Slate while the encoder is away (seeds/004): a reconnect window and reduced or low
     /// latency, or `use_slate_for_standard_latency`.
     pub slate: bool,
@@ -41,7 +41,7 @@ impl From<LiveStream> for StreamInfo {
                 max_continuous_duration: Duration::from_secs(u64::from(s.max_continuous_duration)),
                 test: s.test,
             },
-            playback_ids: s.playback_ids.into_iter().map(|p| p.id).collect(),
+            playback_ids: s.playback_ids,
             slate: s.reconnect_window > 0.0
                 && (s.latency_mode != LatencyMode::Standard || s.use_slate_for_standard_latency),
             reconnect_slate_url: s.reconnect_slate_url,
@@ -76,7 +76,7 @@ pub(crate) async fn still_admissible(
 
 /// What a playback ID that is not live right now belongs to.
 pub(crate) enum Owner {
-    LiveStream,
+    LiveStream(store::PlaybackPolicy),
     Asset(Box<store::AssetPlayback>),
     None,
 }
@@ -90,7 +90,9 @@ pub(crate) async fn playback_owner(
         .await
         .map_err(|e| e.to_string())?
     {
-        Some(store::PlaybackOwner::LiveStream { .. }) => Ok(Owner::LiveStream),
+        Some(store::PlaybackOwner::LiveStream { playback_id, .. }) => {
+            Ok(Owner::LiveStream(playback_id.policy))
+        }
         // Deleted in between: unknown.
         Some(store::PlaybackOwner::Asset { .. }) => Ok(store
             .find_asset_by_playback_id(playback_id)

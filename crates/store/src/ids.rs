@@ -10,6 +10,7 @@
 //! | playback ID | 44 characters `[A-Za-z0-9]` | ~262 bits |
 //! | stream key | 16 random bytes as lowercase hex, grouped 8-4-4-4-12 (looks like the seeds' UUID-style keys) | 128 bits |
 //! | SRT passphrase | 32 characters `[A-Za-z0-9]` (SRT accepts 10..=79) | ~190 bits |
+//! | signing key ID | 44 characters `[A-Za-z0-9]` | ~262 bits (not a secret) |
 //! | broadcast ID (= asset ID) | 44 characters `[A-Za-z0-9]` | ~262 bits |
 //! | asset track ID | 44 characters `[A-Za-z0-9]` | ~262 bits (not a secret) |
 //! | event ID | a random (v4) UUID | 122 bits (not a secret) |
@@ -72,6 +73,11 @@ pub fn track_id() -> String {
 
 /// A new broadcast ID.
 pub fn broadcast_id() -> String {
+    alphanumeric(ID_LEN)
+}
+
+/// A new signing key ID.
+pub fn signing_key_id() -> String {
     alphanumeric(ID_LEN)
 }
 

@@ -65,6 +65,7 @@ mod error;
 mod ids;
 mod lifecycle;
 mod live_stream;
+mod signing_key;
 mod sqlite;
 mod webhook;
 
@@ -90,6 +91,9 @@ pub use live_stream::{
     DEFAULT_RECONNECT_WINDOW_LOW_LATENCY, DEFAULT_RECONNECT_WINDOW_STANDARD, MAX_PASSTHROUGH_CHARS,
     MAX_PLAYBACK_POLICIES_PER_REQUEST, MAX_RECONNECT_WINDOW, MAX_URL_LEN,
     MIN_MAX_CONTINUOUS_DURATION,
+};
+pub use signing_key::{
+    SigningKey, SigningKeyRecord, MAX_PUBLIC_KEY_LEN, MAX_SIGNING_KEY_LIST_LIMIT,
 };
 pub use sqlite::{SqliteStore, DB_FILE_NAME, DEFAULT_BUSY_TIMEOUT};
 pub use webhook::{WebhookFailure, MAX_ENDPOINT_KEY_LEN};
@@ -338,6 +342,37 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many tokens are usable (not revoked): zero means the server should create one.
     fn count_access_tokens(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    // ---- signing keys ----
+
+    /// Stores the public key of a new signing key under a new ID.
+    fn create_signing_key(
+        &self,
+        public_key_der: &[u8],
+    ) -> impl Future<Output = Result<SigningKey, StoreError>> + Send;
+
+    /// One signing key.
+    fn get_signing_key(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<SigningKey>, StoreError>> + Send;
+
+    /// One page of signing keys, newest first. `page` starts at 1; `limit` is
+    /// 1..=[`MAX_SIGNING_KEY_LIST_LIMIT`].
+    fn list_signing_keys(
+        &self,
+        page: u32,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<SigningKey>, StoreError>> + Send;
+
+    /// Every signing key with its public key (what playback loads at start).
+    fn signing_key_records(
+        &self,
+    ) -> impl Future<Output = Result<Vec<SigningKeyRecord>, StoreError>> + Send;
+
+    /// Deletes a signing key; `false` if there was none.
+    fn delete_signing_key(&self, id: &str)
+        -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     // ---- broadcast lifecycle and events ----
 

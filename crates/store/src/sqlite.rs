@@ -36,6 +36,7 @@ use crate::live_stream::{
     parse_policy, IngestProtocol, LatencyMode, LiveStream, LiveStreamPatch, LiveStreamStatus,
     NewLiveStream, PlaybackId, PlaybackPolicy, StatusChange,
 };
+use crate::signing_key::{SigningKey, SigningKeyRecord};
 use crate::webhook::WebhookFailure;
 use crate::{Store, StoreError, MAX_LIST_LIMIT};
 
@@ -76,6 +77,7 @@ const LIVE_STREAM_BY_ID: &str = concat!(
 // After the macro above: the event log and lifecycle queries use it.
 mod asset;
 mod lifecycle;
+mod signing_key;
 mod webhook;
 
 use lifecycle::{append_event, claim_stream_seq, end_broadcast, finish_with_event};
@@ -965,6 +967,30 @@ impl Store for SqliteStore {
         endpoint_key: &str,
     ) -> Result<Vec<WebhookFailure>, StoreError> {
         self.load_webhook_failures(endpoint_key).await
+    }
+
+    async fn create_signing_key(&self, public_key_der: &[u8]) -> Result<SigningKey, StoreError> {
+        self.insert_signing_key(public_key_der, now_unix()).await
+    }
+
+    async fn get_signing_key(&self, id: &str) -> Result<Option<SigningKey>, StoreError> {
+        self.load_signing_key(id).await
+    }
+
+    async fn list_signing_keys(
+        &self,
+        page: u32,
+        limit: u32,
+    ) -> Result<Vec<SigningKey>, StoreError> {
+        self.load_signing_keys(page, limit).await
+    }
+
+    async fn signing_key_records(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        self.load_signing_key_records().await
+    }
+
+    async fn delete_signing_key(&self, id: &str) -> Result<bool, StoreError> {
+        self.remove_signing_key(id).await
     }
 }
 

@@ -2258,3 +2258,41 @@ async fn warnings_are_logged_for_the_stream_and_its_asset() {
         Err(StoreError::NotFound { .. })
     ));
 }
+
+#[tokio::test]
+async fn signing_keys_keep_only_the_public_key_list_newest_first_and_delete() {
+    let store = mem().await;
+    let a = store.create_signing_key(b"der-a").await.unwrap();
+    let b = store.create_signing_key(b"der-b").await.unwrap();
+    assert_eq!(a.id.len(), 44);
+    assert_ne!(a.id, b.id);
+    assert_eq!(
+        serde_json::to_value(&a).unwrap(),
+        json!({"id": a.id, "created_at": a.created_at.to_string()})
+    );
+    assert_eq!(store.get_signing_key(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(
+        store.list_signing_keys(1, 10).await.unwrap(),
+        vec![b.clone(), a.clone()]
+    );
+    assert_eq!(
+        store.list_signing_keys(2, 1).await.unwrap(),
+        vec![a.clone()]
+    );
+    let records = store.signing_key_records().await.unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].key, a);
+    assert_eq!(records[0].public_key_der, b"der-a");
+    assert!(matches!(
+        store.list_signing_keys(1, 0).await,
+        Err(StoreError::InvalidField { .. })
+    ));
+    assert!(matches!(
+        store.create_signing_key(b"").await,
+        Err(StoreError::InvalidField { .. })
+    ));
+    assert!(store.delete_signing_key(&a.id).await.unwrap());
+    assert!(!store.delete_signing_key(&a.id).await.unwrap());
+    assert_eq!(store.get_signing_key(&a.id).await.unwrap(), None);
+    assert_eq!(store.signing_key_records().await.unwrap().len(), 1);
+}

@@ -124,6 +124,23 @@ impl Gateway {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// The official CLI (`@mux/cli`, [`crate::mux_cli`]) against this gateway: its API URL,
+    /// the test access token, and a home of its own under the data directory (where it keeps
+    /// its configuration).
+    pub fn mux_cli(&self, args: &[&str]) -> Command {
+        let home = self.data_dir.join("mux-home");
+        let mut command = Command::new(crate::mux_cli());
+        command
+            .args(args)
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_DATA_HOME", home.join("data"))
+            .env("MUX_BASE_URL", format!("http://{}", self.http.unwrap()))
+            .env("MUX_TOKEN_ID", TEST_TOKEN_ID)
+            .env("MUX_TOKEN_SECRET", TEST_TOKEN_SECRET);
+        command
+    }
+
     /// Runs `onair --data-dir DIR ARGS...` (the CLI, against this server's API and data
     /// directory, with the test access token) and returns its stdout parsed as JSON; panics
     /// with stderr if it fails.

@@ -9,6 +9,7 @@
 //!   directory as a player would fetch them.
 //! - [`gateway`]: the real `onair serve` on ephemeral ports; [`http`]: a raw HTTP client.
 //! - [`player`]: hls.js in headless Chromium playing a URL and reporting what a viewer saw.
+//! - [`node_script`]: a step-by-step script of the official Node SDK, driven from a test.
 //! - [`webhooks`]: the official Node SDK verifying webhooks, as a healthy or a broken receiver.
 #![allow(clippy::unwrap_used)] // test support: a failure here is a failed test
 #![forbid(unsafe_code)]
@@ -16,6 +17,7 @@
 pub mod encoder;
 pub mod gateway;
 pub mod http;
+pub mod node_script;
 pub mod player;
 pub mod webhooks;
 
