@@ -22,12 +22,13 @@ mod process;
 mod stream;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{Encoder as _, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
-pub use stream::StreamMetrics;
+pub use stream::{DropReason, StreamMetrics};
 
 /// The states a live stream's broadcast goes through (`onair_live_stream_state`).
 pub const STREAM_STATES: [&str; 4] = ["connected", "recording", "active", "disconnected"];
@@ -112,6 +113,8 @@ struct Inner {
     http: HttpFamilies,
     webhooks: WebhookFamilies,
     process: process::ProcessMetrics,
+    /// Each webhook endpoint's oldest undelivered event (unix ms; 0: caught up).
+    backlogs: Mutex<Vec<Arc<AtomicU64>>>,
     /// Live stream id -> the broadcast whose series are current (see [`StreamMetrics`]).
     live: Mutex<HashMap<String, stream::LiveEntry>>,
 }
@@ -179,7 +182,7 @@ impl Metrics {
             deliveries: counter_vec(
                 r,
                 "onair_webhook_deliveries_total",
-                "Webhook delivery attempts by outcome (delivered, rejected, failed).",
+                "Webhook delivery attempts by outcome (delivered, rejected: non-2xx answer, failed: no answer, gave_up: retry period over).",
                 &["outcome"],
             ),
             backlog_age: register(
@@ -207,6 +210,7 @@ impl Metrics {
                 process,
                 registry,
                 live: Mutex::new(HashMap::new()),
+                backlogs: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -231,6 +235,16 @@ impl Metrics {
     /// the returned handle is dropped (unless a newer broadcast of the stream took them over).
     pub fn stream(&self, live_stream_id: &str) -> StreamMetrics {
         StreamMetrics::new(self, live_stream_id)
+    }
+
+    /// A publish request refused by admission (`unknown_stream_key`, `disabled`, …) on
+    /// `listener`; the listeners' own refusals go through [`ListenerMetrics::refused`].
+    pub fn listener_refused(&self, listener: &str, reason: &str) {
+        self.inner
+            .listeners
+            .refused
+            .with_label_values(&[listener, reason])
+            .inc();
     }
 
     /// One HLS response of `bytes` body bytes.
@@ -267,9 +281,12 @@ impl Metrics {
             .inc();
     }
 
-    /// Age of the oldest undelivered event (0 when every endpoint is caught up).
-    pub fn set_webhook_backlog_age(&self, seconds: f64) {
-        self.inner.webhooks.backlog_age.set(seconds.max(0.0));
+    /// One webhook endpoint's place in the event log, for `onair_webhook_backlog_age_seconds`
+    /// (the age of the oldest event some endpoint has not delivered yet, computed at scrape).
+    pub fn webhook_backlog(&self) -> WebhookBacklog {
+        let oldest = Arc::new(AtomicU64::new(0));
+        lock(&self.inner.backlogs).push(Arc::clone(&oldest));
+        WebhookBacklog { oldest }
     }
 
     /// The text exposition format (`GET /metrics`), after refreshing what is computed at
@@ -280,6 +297,15 @@ impl Metrics {
         for entry in lock(&self.inner.live).values() {
             entry.refresh(now_ms);
         }
+        let oldest = lock(&self.inner.backlogs)
+            .iter()
+            .map(|o| o.load(Ordering::Relaxed))
+            .filter(|&ms| ms > 0)
+            .min();
+        self.inner
+            .webhooks
+            .backlog_age
+            .set(oldest.map_or(0.0, |ms| now_ms.saturating_sub(ms) as f64 / 1000.0));
         let mut out = Vec::new();
         let encoder = prometheus::TextEncoder::new();
         if let Err(e) = encoder.encode(&self.inner.registry.gather(), &mut out) {
@@ -326,6 +352,21 @@ impl ListenerMetrics {
     /// `unknown_stream_key`, …).
     pub fn refused(&self, reason: &str) {
         self.refused.with_label_values(&[self.name, reason]).inc();
+    }
+}
+
+/// Where one webhook endpoint is in the event log (see [`Metrics::webhook_backlog`]).
+#[derive(Debug, Clone)]
+pub struct WebhookBacklog {
+    oldest: Arc<AtomicU64>,
+}
+
+impl WebhookBacklog {
+    /// The endpoint is delivering an event created at `created_at_ms` (unix ms), or is
+    /// caught up (`None`).
+    pub fn set_oldest(&self, created_at_ms: Option<u64>) {
+        self.oldest
+            .store(created_at_ms.unwrap_or(0), Ordering::Relaxed);
     }
 }
 
@@ -381,7 +422,9 @@ mod tests {
         metrics.hls_served(HlsKind::Segment, 200, 5000);
         metrics.api_request("/video/v1/live-streams/{id}", "GET", 404);
         metrics.webhook_delivery("delivered");
-        metrics.set_webhook_backlog_age(2.5);
+        let backlog = metrics.webhook_backlog();
+        metrics.webhook_backlog().set_oldest(None);
+        backlog.set_oldest(Some(unix_ms(SystemTime::now()) - 2500));
         let text = metrics.render();
         for line in [
             r#"onair_listener_connections_open{listener="rtmp"} 1"#,

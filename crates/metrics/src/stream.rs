@@ -101,8 +101,8 @@ impl StreamFamilies {
             ),
             bitrate: float_gauge_vec(
                 r,
-                "onair_live_stream_ingest_bitrate_bits_per_second",
-                "Bitrate of the last segment written (bits per second of media).",
+                "onair_live_stream_ingest_rate_bytes_per_second",
+                "Media bytes per second of the last segment written (x 8: its bitrate in bits per second).",
                 ID,
             ),
             segments: counter_vec(
@@ -240,7 +240,7 @@ impl StreamMetrics {
         self.last_segment_ms
             .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
         if duration_secs > 0.0 {
-            self.bitrate.set(bytes as f64 * 8.0 / duration_secs);
+            self.bitrate.set(bytes as f64 / duration_secs);
         }
     }
 
