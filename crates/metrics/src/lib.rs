@@ -459,3 +459,58 @@ mod tests {
         }
     }
 }
+
+/// The operator's guide lists every family, and the Grafana dashboard uses only real ones.
+#[cfg(test)]
+mod docs {
+    use super::*;
+
+    fn families() -> Vec<String> {
+        let metrics = Metrics::new();
+        // Vec families appear in a scrape only once they have a series.
+        let _stream = metrics.stream("x");
+        let _conn = metrics.listener("rtmp").connection();
+        metrics.listener("rtmp").refused("connection_limit");
+        metrics.hls_served(HlsKind::Media, 200, 1);
+        metrics.api_request("/", "GET", 200);
+        metrics.webhook_delivery("delivered");
+        let _ = metrics.render();
+        metrics
+            .registry()
+            .gather()
+            .iter()
+            .map(|f| f.name().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn operations_guide_lists_every_metric() {
+        let guide = include_str!("../../../docs/OPERATIONS.md");
+        let families = families();
+        assert!(families.len() >= 20, "{families:?}");
+        for name in families {
+            assert!(
+                guide.contains(&format!("`{name}`"))
+                    || (name.starts_with("process_") && guide.contains(&name)),
+                "docs/OPERATIONS.md does not list {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn dashboard_uses_only_real_metrics() {
+        let dashboard = include_str!("../../../docs/grafana/onair.json");
+        let families = families();
+        let mut used = 0;
+        for word in dashboard.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("onair_") || word.starts_with("process_") {
+                used += 1;
+                assert!(
+                    families.iter().any(|f| f == word),
+                    "docs/grafana/onair.json uses {word}, which OnAir does not export"
+                );
+            }
+        }
+        assert!(used > 20);
+    }
+}
