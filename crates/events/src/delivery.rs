@@ -352,6 +352,7 @@ mod tests {
         endpoint: WebhookEndpoint,
         shutdown: CancellationToken,
         tasks: TaskTracker,
+        metrics: metrics::Metrics,
     }
 
     /// Starts delivery to one endpoint whose cursor exists (at the end of the log) already.
@@ -374,6 +375,7 @@ mod tests {
         };
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let metrics = config.metrics.clone();
         spawn_with(
             store.clone(),
             config,
@@ -388,6 +390,7 @@ mod tests {
             endpoint,
             shutdown,
             tasks,
+            metrics,
         }
     }
 
@@ -469,6 +472,21 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
+        // Each attempt is counted by outcome; caught up, there is no backlog.
+        let text = h.metrics.render();
+        for line in [
+            r#"onair_webhook_deliveries_total{outcome="rejected"} 2"#,
+            r#"onair_webhook_deliveries_total{outcome="failed"} 1"#,
+            r#"onair_webhook_deliveries_total{outcome="delivered"} 2"#,
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+        until("no backlog", || {
+            h.metrics
+                .render()
+                .contains("onair_webhook_backlog_age_seconds 0\n")
+        })
+        .await;
         assert_eq!(h.stop().await, eb.seq);
     }
 
@@ -481,6 +499,16 @@ mod tests {
             .await
             .unwrap();
         until("retries", || h.transport.sent.lock().unwrap().len() >= 3).await;
+        // The undelivered event is a backlog that ages.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let text = h.metrics.render();
+        let age: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("onair_webhook_backlog_age_seconds "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(age > 0.0, "{text}");
         // Stopped mid-retry: nothing recorded, the event is sent again at the next start.
         assert_eq!(h.stop().await, 0);
         let h = start(&store, vec![], fast()).await;

@@ -764,6 +764,39 @@ mod tests {
     }
 
     #[test]
+    fn metrics_listener_from_flag_file_and_default() {
+        let addr = |file: &str, flag: Option<&str>| {
+            let args = ServeArgs {
+                metrics_addr: flag.map(str::to_owned),
+                ..ServeArgs::default()
+            };
+            FileConfig::parse(file)
+                .unwrap()
+                .serve(&args, None)
+                .map(|s| s.metrics_addr)
+        };
+        let loopback: SocketAddr = DEFAULT_METRICS_ADDR.parse().unwrap();
+        assert!(loopback.ip().is_loopback());
+        assert_eq!(addr("", None).unwrap(), Some(loopback));
+        assert_eq!(
+            addr("[listeners]\nmetrics = \"off\"\n", None).unwrap(),
+            None
+        );
+        assert_eq!(
+            addr("[listeners]\nmetrics = \"off\"\n", Some("127.0.0.1:9191")).unwrap(),
+            Some("127.0.0.1:9191".parse().unwrap())
+        );
+        let e = format!("{:#}", addr("", Some("nine")).unwrap_err());
+        assert!(e.contains("--metrics-addr"), "{e}");
+        // The shipped file documents the default.
+        let shipped = FileConfig::parse(include_str!("../../../config/onair.toml")).unwrap();
+        assert_eq!(
+            shipped.listeners.metrics.as_deref(),
+            Some(DEFAULT_METRICS_ADDR)
+        );
+    }
+
+    #[test]
     fn hostile_peer_limits_from_the_file() {
         let file = FileConfig::parse(
             "[rtmp]\nmax_unadmitted_per_address = 4\nmax_pending_bytes_before_publish = 8192\n\

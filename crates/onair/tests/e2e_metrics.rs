@@ -120,6 +120,23 @@ fn a_broadcast_shows_in_metrics_while_live_and_is_gone_once_idle() {
     };
     let media = get(http, &media_path).unwrap();
     assert_eq!(media.status, 200, "{media_path}");
+    let segment_uri = media
+        .text()
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.is_empty())
+        .unwrap()
+        .to_owned();
+    // Relative to the media playlist.
+    let segment_path = if segment_uri.starts_with('/') {
+        segment_uri
+    } else {
+        format!(
+            "{}/{segment_uri}",
+            media_path.rsplit_once('/').map_or("", |(dir, _)| dir)
+        )
+    };
+    let segment = get(http, &segment_path).unwrap();
+    assert_eq!(segment.status, 200, "{segment_path}");
     let (status, _) = gw.api("GET", &format!("/live-streams/{id}"), None);
     assert_eq!(status, 200);
 
@@ -187,7 +204,11 @@ fn a_broadcast_shows_in_metrics_while_live_and_is_gone_once_idle() {
                 &live,
                 "onair_hls_sent_bytes_total{kind=\"media\",status=\"200\"}"
             )
-            .is_some_and(|b| b > 0.0),
+            .is_some_and(|b| b > 0.0)
+            && value(
+                &live,
+                "onair_hls_sent_bytes_total{kind=\"segment\",status=\"200\"}"
+            ) == Some(segment.body.len() as f64),
         "{live}"
     );
     // By route template: the id is never a label value of the API's series.
