@@ -69,6 +69,19 @@ fn promtool_check(text: &str) {
     );
 }
 
+/// The first URI a playlist lists, as a path resolved against the playlist's own path.
+fn first_uri(playlist: &str, playlist_path: &str) -> String {
+    let uri = playlist
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.is_empty())
+        .unwrap();
+    if uri.starts_with('/') {
+        return uri.to_owned();
+    }
+    let dir = playlist_path.rsplit_once('/').map_or("", |(dir, _)| dir);
+    format!("{dir}/{uri}")
+}
+
 #[test]
 fn a_broadcast_shows_in_metrics_while_live_and_is_gone_once_idle() {
     require_tool("ffmpeg");
@@ -107,34 +120,10 @@ fn a_broadcast_shows_in_metrics_while_live_and_is_gone_once_idle() {
     let http = gw.http.unwrap();
     let master = get(http, &format!("/{}.m3u8", stream.playback_id)).unwrap();
     assert_eq!(master.status, 200);
-    let media_path = master
-        .text()
-        .lines()
-        .find(|l| !l.starts_with('#') && !l.is_empty())
-        .unwrap()
-        .to_owned();
-    let media_path = if media_path.starts_with('/') {
-        media_path
-    } else {
-        format!("/{media_path}")
-    };
+    let media_path = first_uri(&master.text(), &format!("/{}.m3u8", stream.playback_id));
     let media = get(http, &media_path).unwrap();
     assert_eq!(media.status, 200, "{media_path}");
-    let segment_uri = media
-        .text()
-        .lines()
-        .find(|l| !l.starts_with('#') && !l.is_empty())
-        .unwrap()
-        .to_owned();
-    // Relative to the media playlist.
-    let segment_path = if segment_uri.starts_with('/') {
-        segment_uri
-    } else {
-        format!(
-            "{}/{segment_uri}",
-            media_path.rsplit_once('/').map_or("", |(dir, _)| dir)
-        )
-    };
+    let segment_path = first_uri(&media.text(), &media_path);
     let segment = get(http, &segment_path).unwrap();
     assert_eq!(segment.status, 200, "{segment_path}");
     let (status, _) = gw.api("GET", &format!("/live-streams/{id}"), None);
