@@ -102,7 +102,7 @@ impl StreamFamilies {
             bitrate: float_gauge_vec(
                 r,
                 "onair_live_stream_ingest_rate_bytes_per_second",
-                "Media bytes per second of the last segment written (x 8: its bitrate in bits per second).",
+                "MPEG-TS bytes per second of the last segment written (x 8: its bitrate in bits per second).",
                 ID,
             ),
             segments: counter_vec(
