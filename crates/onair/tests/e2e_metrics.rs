@@ -102,6 +102,15 @@ fn a_broadcast_shows_in_metrics_while_live_and_is_gone_once_idle() {
     }
 
     let rtmp = gw.rtmp.unwrap();
+    // A wrong key first: refused by admission, counted by reason.
+    let refused = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "quiet", "-re", "-i"])
+        .arg(fixture("avc_aac_720p30.flv"))
+        .args(["-t", "1", "-c", "copy", "-f", "flv"])
+        .arg(format!("rtmp://{rtmp}/app/not-a-key"))
+        .status()
+        .unwrap();
+    assert!(!refused.success(), "a wrong key was accepted");
     let mut encoder = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i"])
         .arg(fixture("avc_aac_720p30.flv"))
@@ -207,6 +216,15 @@ fn a_broadcast_shows_in_metrics_while_live_and_is_gone_once_idle() {
         ) && l.contains("status=\"200\"")),
         "{live}"
     );
+    assert_eq!(
+        value(
+            &live,
+            "onair_listener_connections_refused_total{listener=\"rtmp\",reason=\"unknown_stream_key\"}"
+        ),
+        Some(1.0),
+        "{live}"
+    );
+    assert!(!live.contains("not-a-key"), "{live}");
     for line in live.lines().filter(|l| l.contains(id.as_str())) {
         assert!(
             line.contains(&format!("live_stream_id=\"{id}\"")),
