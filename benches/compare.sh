@@ -246,7 +246,7 @@ for n in "${points[@]}"; do
     # handshake (16 by default) is lifted so that a slow ramp-up is not cut short.
     printf '[api]\npost_requests_per_second = 0\nother_requests_per_second = 0\n[rtmp]\nmax_unadmitted_per_address = 10000\n' > "$work/onair.toml"
     ONAIR_ACCESS_TOKEN=$token "$onair" --config "$work/onair.toml" --data-dir "$data" serve --rtmp-addr 127.0.0.1:25222 \
-      --rtmps-addr off --srt-addr 127.0.0.1:25001 --http-addr 127.0.0.1:28080 > "$work/onair-$n.out" 2> "$work/onair-$n.log" &
+      --rtmps-addr off --srt-addr 127.0.0.1:25001 --http-addr 127.0.0.1:28080 --metrics-addr off > "$work/onair-$n.out" 2> "$work/onair-$n.log" &
     server=$!
     wait_http http://127.0.0.1:28080/
     # Publisher i (line i of the keys file) is live stream i (line i of the stream ids file).

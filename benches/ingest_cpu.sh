@@ -119,7 +119,7 @@ else
     echo "$onair has no SRT listener (--srt-addr)" >&2; exit 1
   fi
   "$onair" --config "$work/onair.toml" --data-dir "$work/data" serve --rtmp-addr "127.0.0.1:$rtmp_port" \
-    --rtmps-addr off "${srt_args[@]}" --http-addr "127.0.0.1:$http_port" --access-token "$token" \
+    --rtmps-addr off "${srt_args[@]}" --http-addr "127.0.0.1:$http_port" --metrics-addr off --access-token "$token" \
     > "$work/stdout" 2> "$work/stderr" &
   pid=$!
   for _ in $(seq 100); do grep -q '^ready$' "$work/stdout" 2>/dev/null && break; sleep 0.1; done

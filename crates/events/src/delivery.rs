@@ -33,6 +33,9 @@ pub struct WebhookConfig {
     pub retry: RetryPolicy,
     /// See [`DEFAULT_POLL_INTERVAL`].
     pub poll_interval: Duration,
+    /// Where attempts (`onair_webhook_deliveries_total`) and the backlog are reported; a
+    /// registry of its own by default.
+    pub metrics: metrics::Metrics,
 }
 
 impl Default for WebhookConfig {
@@ -42,6 +45,7 @@ impl Default for WebhookConfig {
             environment: Environment::default(),
             retry: RetryPolicy::default(),
             poll_interval: DEFAULT_POLL_INTERVAL,
+            metrics: metrics::Metrics::new(),
         }
     }
 }
@@ -85,6 +89,8 @@ pub(crate) fn spawn_with<S: Store + Clone, T: Transport>(
             retry: config.retry,
             poll_interval: config.poll_interval,
             shutdown: shutdown.clone(),
+            backlog: config.metrics.webhook_backlog(),
+            metrics: config.metrics.clone(),
         };
         tasks.spawn(worker.run(wake.clone()));
     }
@@ -109,6 +115,8 @@ struct EndpointWorker<S, T> {
     retry: RetryPolicy,
     poll_interval: Duration,
     shutdown: CancellationToken,
+    metrics: metrics::Metrics,
+    backlog: metrics::WebhookBacklog,
 }
 
 impl<S: Store, T: Transport> EndpointWorker<S, T> {
@@ -130,6 +138,7 @@ impl<S: Store, T: Transport> EndpointWorker<S, T> {
                 return;
             };
             if page.is_empty() {
+                self.backlog.set_oldest(None);
                 tokio::select! {
                     () = self.shutdown.cancelled() => return,
                     changed = wake.changed(), if wake_open => wake_open = changed.is_ok(),
@@ -138,6 +147,8 @@ impl<S: Store, T: Transport> EndpointWorker<S, T> {
                 continue;
             }
             for event in page {
+                self.backlog
+                    .set_oldest(Some(u64::try_from(event.created_at_ms).unwrap_or(0).max(1)));
                 match self.deliver(&event).await {
                     Outcome::Stopped => return,
                     Outcome::Delivered => {
@@ -149,6 +160,7 @@ impl<S: Store, T: Transport> EndpointWorker<S, T> {
                         }
                     }
                     Outcome::GaveUp { attempts, reason } => {
+                        self.metrics.webhook_delivery("gave_up");
                         warn!(endpoint = %url, event_id = %event.id, event_type = %event.event_type,
                               attempts, %reason, "webhook delivery gave up on an event");
                         let failure = WebhookFailure {
@@ -201,10 +213,17 @@ impl<S: Store, T: Transport> EndpointWorker<S, T> {
                 Ok(status) if (200..300).contains(&status) => {
                     debug!(endpoint = %self.endpoint.display_url(), event_id = %event.id,
                            event_type = %event.event_type, status, attempt, "webhook delivered");
+                    self.metrics.webhook_delivery("delivered");
                     return Outcome::Delivered;
                 }
-                Ok(status) => format!("HTTP status {status}"),
-                Err(e) => e,
+                Ok(status) => {
+                    self.metrics.webhook_delivery("rejected");
+                    format!("HTTP status {status}")
+                }
+                Err(e) => {
+                    self.metrics.webhook_delivery("failed");
+                    e
+                }
             };
             let Some(delay) = self.retry.next_delay(attempt, age()) else {
                 return Outcome::GaveUp {
@@ -333,6 +352,7 @@ mod tests {
         endpoint: WebhookEndpoint,
         shutdown: CancellationToken,
         tasks: TaskTracker,
+        metrics: metrics::Metrics,
     }
 
     /// Starts delivery to one endpoint whose cursor exists (at the end of the log) already.
@@ -355,6 +375,7 @@ mod tests {
         };
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let metrics = config.metrics.clone();
         spawn_with(
             store.clone(),
             config,
@@ -369,6 +390,7 @@ mod tests {
             endpoint,
             shutdown,
             tasks,
+            metrics,
         }
     }
 
@@ -450,6 +472,21 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
+        // Each attempt is counted by outcome; caught up, there is no backlog.
+        let text = h.metrics.render();
+        for line in [
+            r#"onair_webhook_deliveries_total{outcome="rejected"} 2"#,
+            r#"onair_webhook_deliveries_total{outcome="failed"} 1"#,
+            r#"onair_webhook_deliveries_total{outcome="delivered"} 2"#,
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+        until("no backlog", || {
+            h.metrics
+                .render()
+                .contains("onair_webhook_backlog_age_seconds 0\n")
+        })
+        .await;
         assert_eq!(h.stop().await, eb.seq);
     }
 
@@ -462,6 +499,16 @@ mod tests {
             .await
             .unwrap();
         until("retries", || h.transport.sent.lock().unwrap().len() >= 3).await;
+        // The undelivered event is a backlog that ages.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let text = h.metrics.render();
+        let age: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("onair_webhook_backlog_age_seconds "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(age > 0.0, "{text}");
         // Stopped mid-retry: nothing recorded, the event is sent again at the next start.
         assert_eq!(h.stop().await, 0);
         let h = start(&store, vec![], fast()).await;

@@ -19,6 +19,9 @@ pub const DEFAULT_RTMPS_ADDR: &str = "0.0.0.0:443";
 pub const DEFAULT_SRT_ADDR: &str = srt::DEFAULT_SRT_ADDR;
 /// Default HTTP listener (API and playback).
 pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
+/// Default metrics listener (`/metrics`, `/healthz`, `/readyz`): loopback only, since the
+/// numbers name live streams and are nobody's business outside the host.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9090";
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./data";
 
@@ -170,6 +173,7 @@ struct ListenersFileConfig {
     rtmps: Option<String>,
     srt: Option<String>,
     http: Option<String>,
+    metrics: Option<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -335,6 +339,10 @@ pub struct ServeArgs {
     /// HTTP listener (API and HLS playback), or `off` [default: 0.0.0.0:8080].
     #[arg(long, env = "ONAIR_HTTP_ADDR")]
     pub http_addr: Option<String>,
+    /// Metrics and health listener (`/metrics`, `/healthz`, `/readyz`), or `off`
+    /// [default: 127.0.0.1:9090].
+    #[arg(long, env = "ONAIR_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
     /// PEM certificate chain for RTMPS.
     #[arg(long, env = "ONAIR_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -373,6 +381,7 @@ pub struct ServeSettings {
     pub rtmps_addr: Option<SocketAddr>,
     pub srt_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
     pub tls: Option<TlsSource>,
     pub access_token: Option<(String, String)>,
     pub pipeline: PipelineSettings,
@@ -575,6 +584,12 @@ impl FileConfig {
             l.http.as_deref(),
             DEFAULT_HTTP_ADDR,
         )?;
+        let metrics_addr = listener(
+            "metrics",
+            args.metrics_addr.as_deref(),
+            l.metrics.as_deref(),
+            DEFAULT_METRICS_ADDR,
+        )?;
         let cert = args.tls_cert.clone().or_else(|| self.tls.cert.clone());
         let key = args.tls_key.clone().or_else(|| self.tls.key.clone());
         let dev = args.dev_tls || self.tls.dev_tls.unwrap_or(false);
@@ -611,6 +626,7 @@ impl FileConfig {
             rtmps_addr,
             srt_addr,
             http_addr,
+            metrics_addr,
             tls,
             access_token,
             pipeline: self.pipeline(None)?,
@@ -745,6 +761,39 @@ mod tests {
             assert!(e.contains(at) && e.contains(what), "{e}");
         }
         assert!(FileConfig::parse("[hls]\nlive_window = 4\n").is_ok());
+    }
+
+    #[test]
+    fn metrics_listener_from_flag_file_and_default() {
+        let addr = |file: &str, flag: Option<&str>| {
+            let args = ServeArgs {
+                metrics_addr: flag.map(str::to_owned),
+                ..ServeArgs::default()
+            };
+            FileConfig::parse(file)
+                .unwrap()
+                .serve(&args, None)
+                .map(|s| s.metrics_addr)
+        };
+        let loopback: SocketAddr = DEFAULT_METRICS_ADDR.parse().unwrap();
+        assert!(loopback.ip().is_loopback());
+        assert_eq!(addr("", None).unwrap(), Some(loopback));
+        assert_eq!(
+            addr("[listeners]\nmetrics = \"off\"\n", None).unwrap(),
+            None
+        );
+        assert_eq!(
+            addr("[listeners]\nmetrics = \"off\"\n", Some("127.0.0.1:9191")).unwrap(),
+            Some("127.0.0.1:9191".parse().unwrap())
+        );
+        let e = format!("{:#}", addr("", Some("nine")).unwrap_err());
+        assert!(e.contains("--metrics-addr"), "{e}");
+        // The shipped file documents the default.
+        let shipped = FileConfig::parse(include_str!("../../../config/onair.toml")).unwrap();
+        assert_eq!(
+            shipped.listeners.metrics.as_deref(),
+            Some(DEFAULT_METRICS_ADDR)
+        );
     }
 
     #[test]

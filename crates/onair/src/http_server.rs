@@ -134,6 +134,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
+    metrics: metrics::ListenerMetrics,
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -157,6 +158,7 @@ pub async fn serve(
             },
         };
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            metrics.refused("connection_limit");
             refused += 1;
             if last_refusal_log.is_none_or(|t| t.elapsed() >= LIMIT_LOG_INTERVAL) {
                 warn!(%peer, max_connections = limits.max_connections, refused, "http connection limit reached: closing new connections");
@@ -167,9 +169,10 @@ pub async fn serve(
         };
         let app = app.clone();
         let shutdown = shutdown.clone();
+        let open = metrics.connection();
         tracker.spawn(async move {
             serve_connection(tcp, peer, app, limits, shutdown).await;
-            drop(permit);
+            drop((permit, open));
         });
     }
     drop(listener);

@@ -12,7 +12,9 @@
 mod api_client;
 mod cli;
 mod config;
+mod http_metrics;
 mod http_server;
+mod metrics_listener;
 mod remux;
 mod serve;
 

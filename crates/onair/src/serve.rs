@@ -3,6 +3,7 @@
 //! listeners stop, publishers are disconnected, every open segment is closed and written.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -70,11 +71,37 @@ async fn bind(name: &str, addr: Option<SocketAddr>) -> Result<Option<TcpListener
     };
     let listener = TcpListener::bind(addr)
         .await
-        .with_context(|| format!("{name}: cannot listen on {addr}"))?;
+        .with_context(|| cannot_listen(name, addr))?;
+    Ok(Some(listener))
+}
+
+/// The error of a listener that cannot bind: names the flag, its environment variable and
+/// the address, so that whoever reads a supervisor's log knows what to change.
+fn cannot_listen(name: &str, addr: SocketAddr) -> String {
+    format!(
+        "{name}: cannot listen on {addr} (--{name}-addr / ONAIR_{}_ADDR; `off` disables it)",
+        name.to_ascii_uppercase()
+    )
+}
+
+/// Binds an HTTP-style listener (HTTP, metrics) with the HTTP listener's socket options.
+fn bind_http(
+    name: &str,
+    addr: Option<SocketAddr>,
+    limits: &crate::http_server::HttpLimits,
+) -> Result<Option<TcpListener>> {
+    let Some(addr) = addr else {
+        println!("{name} off");
+        return Ok(None);
+    };
+    let listener =
+        crate::http_server::bind(addr, limits).with_context(|| cannot_listen(name, addr))?;
     Ok(Some(listener))
 }
 
 async fn serve(settings: ServeSettings) -> Result<()> {
+    // One registry for the whole gateway, handed to each part (never a global one).
+    let metrics = metrics::Metrics::new();
     private_data_dir(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
     let store = store::SqliteStore::open(&settings.data_dir)
@@ -98,20 +125,13 @@ async fn serve(settings: ServeSettings) -> Result<()> {
         Some(addr) => Some(
             srt::SrtServer::bind(addr, settings.srt.clone())
                 .await
-                .with_context(|| format!("binding the srt listener on {addr}"))?,
+                .with_context(|| cannot_listen("srt", addr))?
+                .with_metrics(metrics.listener("srt")),
         ),
         None => None,
     };
-    let http_listener = match settings.http_addr {
-        Some(addr) => Some(
-            crate::http_server::bind(addr, &settings.http)
-                .with_context(|| format!("http: cannot listen on {addr}"))?,
-        ),
-        None => {
-            println!("http off");
-            None
-        }
-    };
+    let http_listener = bind_http("http", settings.http_addr, &settings.http)?;
+    let metrics_listener = bind_http("metrics", settings.metrics_addr, &settings.http)?;
 
     let shutdown = CancellationToken::new();
     let mut session_config = SessionConfig::new(&settings.data_dir);
@@ -120,6 +140,7 @@ async fn serve(settings: ServeSettings) -> Result<()> {
     session_config.max_segment_duration = settings.pipeline.segmenter.max_segment_duration;
     session_config.stale_publisher_after = settings.pipeline.stale_publisher_after;
     session_config.slate_stall_after = settings.pipeline.slate_after_stall;
+    session_config.metrics = metrics.clone();
     let manager = SessionManager::new(store, session_config, shutdown.clone());
     // Before any encoder can connect: broadcasts a previous run left unfinished (crash or
     // shutdown) become disconnected now and go idle after their reconnect window.
@@ -140,7 +161,10 @@ async fn serve(settings: ServeSettings) -> Result<()> {
     let webhook_count = settings.webhooks.endpoints.len();
     events::spawn_delivery(
         manager.store().clone(),
-        settings.webhooks.clone(),
+        events::WebhookConfig {
+            metrics: metrics.clone(),
+            ..settings.webhooks.clone()
+        },
         manager.store().subscribe_events(),
         shutdown.clone(),
         &tasks,
@@ -160,6 +184,7 @@ async fn serve(settings: ServeSettings) -> Result<()> {
             None,
             manager.clone(),
             rtmp_config.clone(),
+            metrics.listener("rtmp"),
             shutdown.clone(),
         ));
     }
@@ -171,6 +196,7 @@ async fn serve(settings: ServeSettings) -> Result<()> {
             Some(tls),
             manager.clone(),
             rtmp_config.clone(),
+            metrics.listener("rtmps"),
             shutdown.clone(),
         ));
     }
@@ -204,17 +230,38 @@ async fn serve(settings: ServeSettings) -> Result<()> {
             .context("loading the signing keys")?;
         info!(signing_keys = keys, "signing keys loaded");
         let signing_keys = state.signing_keys().clone();
-        let app = api::router(state).merge(playback::router(manager.clone(), signing_keys));
+        let app = crate::http_metrics::api(api::router(state), metrics.clone()).merge(
+            crate::http_metrics::playback(
+                playback::router(manager.clone(), signing_keys),
+                metrics.clone(),
+            ),
+        );
         tasks.spawn(crate::http_server::serve(
             listener,
             app,
             settings.http,
+            metrics.listener("http"),
             shutdown.clone(),
         ));
     }
+    let readiness =
+        crate::metrics_listener::Readiness::new(&settings.data_dir, manager.store().clone());
+    if let Some(listener) = metrics_listener {
+        let addr = listener.local_addr()?;
+        println!("metrics listening on {addr} (http://{addr}/metrics, /healthz, /readyz)");
+        tasks.spawn(crate::http_server::serve(
+            listener,
+            crate::metrics_listener::router(metrics.clone(), Arc::clone(&readiness)),
+            settings.http,
+            metrics.listener("metrics"),
+            shutdown.clone(),
+        ));
+    }
+    readiness.set_listening(true);
     println!("ready");
 
     wait_for_signal().await;
+    readiness.set_listening(false);
     info!("shutting down: closing listeners, disconnecting publishers, writing open segments");
     shutdown.cancel();
     tasks.close();

@@ -47,11 +47,7 @@ pub(crate) struct Listener<A> {
 
 /// The protocol name in logs.
 pub(crate) fn protocol_name(protocol: IngestProtocol) -> &'static str {
-    match protocol {
-        IngestProtocol::Rtmps => "rtmps",
-        IngestProtocol::Rtmp => "rtmp",
-        IngestProtocol::Srt => "srt",
-    }
+    protocol.listener_name()
 }
 
 /// Runs one accepted connection to its end and logs how it ended.

@@ -28,11 +28,13 @@ const LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// error, timeout or panic ends only that connection. When [`RtmpConfig::max_connections`]
 /// are open, a new connection closes the oldest one that is not admitted yet, and is itself
 /// closed at once only when every connection is an admitted publisher (see `slots`).
+/// `metrics` counts accepted, open and refused connections (`connection_limit`).
 pub async fn serve<A: Admission>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     admission: A,
     config: RtmpConfig,
+    metrics: metrics::ListenerMetrics,
     shutdown: CancellationToken,
 ) {
     let protocol = if tls.is_some() {
@@ -77,6 +79,7 @@ pub async fn serve<A: Admission>(
             },
         };
         let Some(slot) = slots.open(peer.ip()) else {
+            metrics.refused("connection_limit");
             refused += 1;
             if last_refusal_log.is_none_or(|t| t.elapsed() >= LIMIT_LOG_INTERVAL) {
                 tracing::warn!(
@@ -94,8 +97,10 @@ pub async fn serve<A: Admission>(
         // Replies are small and latency matters more than packet count.
         let _ = tcp.set_nodelay(true);
         let shared = Arc::clone(&shared);
+        let open = metrics.connection();
         tracker.spawn(async move {
             connection::run(tcp, peer, shared, slot).await;
+            drop(open);
         });
     }
     drop(listener);

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hls::{LatencyMode, Packager, Segment, SegmentInfo, SegmenterConfig};
 use media::{DemuxEvent, StreamConfig, Track};
+use metrics::DropReason;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -81,6 +82,8 @@ pub(crate) fn unix_ms(t: SystemTime) -> u64 {
 
 /// One broadcast's actor.
 pub(crate) struct Actor {
+    /// This broadcast's series; dropped (and so removed) when the actor ends.
+    pub metrics: metrics::StreamMetrics,
     pub manager: SessionManager,
     pub stream: StreamInfo,
     pub broadcast_id: String,
@@ -232,13 +235,22 @@ impl Actor {
         if let Some(p) = &self.publisher {
             p.last_media.store(unix_ms(now), Ordering::Relaxed);
         }
+        if let DemuxEvent::Frame(frame) = &event {
+            self.metrics.frame_in(frame.data.len());
+        }
         if self.lifecycle.state() == State::Connected && matches!(event, DemuxEvent::Frame(_)) {
             self.lifecycle.handle_media(Instant::now());
         }
         let event = if self.slate.control.is_running() {
+            let is_frame = matches!(event, DemuxEvent::Frame(_));
             match self.slate_intercept(event).await {
                 Some(event) => event,
-                None => return,
+                None => {
+                    if is_frame {
+                        self.metrics.frame_dropped(DropReason::Slate);
+                    }
+                    return;
+                }
             }
         } else {
             event
@@ -256,7 +268,10 @@ impl Actor {
         let event = if self.stream.audio_only {
             match audio_only(event) {
                 Some(e) => e,
-                None => return false,
+                None => {
+                    self.metrics.frame_dropped(DropReason::AudioOnly);
+                    return false;
+                }
             }
         } else {
             event
@@ -270,6 +285,7 @@ impl Actor {
                     }
                 }
                 if !self.timeline.apply(&mut frame) {
+                    self.metrics.frame_dropped(DropReason::Timestamp);
                     return false;
                 }
                 DemuxEvent::Frame(frame)
@@ -288,6 +304,7 @@ impl Actor {
             Ok(None) => false,
             Err(e) => {
                 warn!(error = %e, "media dropped");
+                self.metrics.frame_dropped(DropReason::Invalid);
                 false
             }
         }
@@ -309,6 +326,7 @@ impl Actor {
                 match self.lifecycle.handle_connected(publisher.protocol, now) {
                     Ok(()) => {
                         info!(peer = %publisher.peer, "publisher reconnected");
+                        self.metrics.reconnected();
                         // A new connection: its timestamps start afresh (the playlists mark the
                         // gap; the timeline continues after it). While slate runs, the switch
                         // happens at the new connection's first keyframe instead.
@@ -353,6 +371,7 @@ impl Actor {
                     broadcast_started,
                 } => {
                     info!(state = state.as_str(), "lifecycle");
+                    self.metrics.set_state(state.as_str());
                     // The asset's media as of this transition (nothing new at `connected`).
                     let media =
                         (state != State::Connected).then(|| self.meter.snapshot(&self.packager));
@@ -456,6 +475,8 @@ impl Actor {
             self.packager.recycle(data);
         }
         self.meter.handle_segment(segment);
+        self.metrics
+            .segment_written(segment.data.len(), segment.duration_secs());
         // Listed segments leave memory only once they are on disk (playback falls back to it).
         if self
             .recording
@@ -463,6 +484,8 @@ impl Actor {
             .await
         {
             self.view.mark_recorded(segment.sequence);
+        } else {
+            self.metrics.recording_write_error();
         }
     }
 

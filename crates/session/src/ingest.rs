@@ -37,6 +37,15 @@ impl IngestProtocol {
             IngestProtocol::Srt => "srt",
         }
     }
+
+    /// The listener it came through: `rtmp`, `rtmps` or `srt` (logs, metrics labels).
+    pub fn listener_name(self) -> &'static str {
+        match self {
+            IngestProtocol::Rtmps => "rtmps",
+            IngestProtocol::Rtmp => "rtmp",
+            IngestProtocol::Srt => "srt",
+        }
+    }
 }
 
 /// A stream key as logs may show it: at most its first 4 characters, and never more than half
@@ -77,6 +86,19 @@ pub enum PublishRejection {
     /// The store or another internal part failed.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl PublishRejection {
+    /// The `reason` label of `onair_listener_connections_refused_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PublishRejection::UnknownStreamKey => "unknown_stream_key",
+            PublishRejection::Disabled => "disabled",
+            PublishRejection::AlreadyPublishing => "already_publishing",
+            PublishRejection::ShuttingDown => "shutting_down",
+            PublishRejection::Internal(_) => "internal",
+        }
+    }
 }
 
 /// What a publisher sends to its session.

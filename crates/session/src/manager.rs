@@ -67,6 +67,9 @@ pub struct SessionConfig {
     /// Slate starts when a connected encoder's media stalls for longer than this; `None`:
     /// two target durations of the stream.
     pub slate_stall_after: Option<Duration>,
+    /// Where broadcasts report their series (`onair_live_stream_*`) and admission its
+    /// refusals; a registry of its own by default.
+    pub metrics: metrics::Metrics,
 }
 
 impl SessionConfig {
@@ -79,6 +82,7 @@ impl SessionConfig {
             recordings_dir: data_dir.join("recordings"),
             stale_publisher_after: DEFAULT_STALE_PUBLISHER_AFTER,
             slate_stall_after: None,
+            metrics: metrics::Metrics::new(),
         }
     }
 }
@@ -350,6 +354,7 @@ impl SessionManager {
             stream.reconnect_slate_url.clone(),
         );
         let actor = Actor {
+            metrics: self.inner.config.metrics.stream(&stream.id),
             manager: self.clone(),
             packager,
             stream,
@@ -689,12 +694,33 @@ impl SessionManager {
 
 impl Admission for SessionManager {
     async fn publish(&self, request: PublishRequest) -> Result<PublishGrant, PublishRejection> {
-        self.admit(request).await
+        let listener = request.protocol.listener_name();
+        let answer = self.admit(request).await;
+        if let Err(rejection) = &answer {
+            self.inner
+                .config
+                .metrics
+                .listener_refused(listener, rejection.reason());
+        }
+        answer
     }
 }
 
 impl SrtAdmission for SessionManager {
     async fn srt_passphrase(&self, stream_key: &str) -> Result<String, PublishRejection> {
+        let answer = self.srt_passphrase_of(stream_key).await;
+        if let Err(rejection) = &answer {
+            self.inner
+                .config
+                .metrics
+                .listener_refused("srt", rejection.reason());
+        }
+        answer
+    }
+}
+
+impl SessionManager {
+    async fn srt_passphrase_of(&self, stream_key: &str) -> Result<String, PublishRejection> {
         if self.inner.shutdown.is_cancelled() {
             return Err(PublishRejection::ShuttingDown);
         }

@@ -40,6 +40,7 @@ pub struct SrtServer {
     socket: Arc<UdpSocket>,
     local_addr: SocketAddr,
     config: SrtConfig,
+    metrics: metrics::ListenerMetrics,
 }
 
 impl SrtServer {
@@ -62,7 +63,14 @@ impl SrtServer {
             socket: Arc::new(socket),
             local_addr,
             config,
+            metrics: metrics::Metrics::new().listener("srt"),
         })
+    }
+
+    /// Counts its connections in `metrics` (a registry of its own otherwise).
+    pub fn with_metrics(mut self, metrics: metrics::ListenerMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The bound address (with the real port when bound to port 0).
@@ -86,6 +94,7 @@ impl SrtServer {
             socket,
             local_addr,
             config,
+            metrics,
         } = self;
         tracing::info!(addr = %local_addr, protocol = "srt", "listening for publishers");
         let shared = Arc::new(Shared {
@@ -93,6 +102,7 @@ impl SrtServer {
             sinks,
             slots: Arc::new(Semaphore::new(config.max_connections)),
             config,
+            metrics,
             shutdown: shutdown.clone(),
         });
         let tracker = TaskTracker::new();
@@ -160,6 +170,7 @@ struct Shared<A, F> {
     config: SrtConfig,
     slots: Arc<Semaphore>,
     shutdown: CancellationToken,
+    metrics: metrics::ListenerMetrics,
 }
 
 /// The SRT reject reason for a refused publish (the log says more; the peer never learns
@@ -198,6 +209,7 @@ async fn handle_request<A: SrtAdmission, F: SinkFactory>(
     );
     async move {
         let Ok(permit) = Arc::clone(&shared.slots).try_acquire_owned() else {
+            shared.metrics.refused("connection_limit");
             reject(
                 request,
                 RejectReason::Server(ServerRejectReason::Overload),
@@ -212,6 +224,7 @@ async fn handle_request<A: SrtAdmission, F: SinkFactory>(
             }
             Err(Refusal::Gone(why)) => tracing::info!(why = %why, "caller not connected"),
             Ok((socket, grant, key)) => {
+                let _open = shared.metrics.connection();
                 tracing::Span::current().record("live_stream_id", grant.live_stream_id.as_str());
                 tracing::info!(key = %redact_stream_key(&key), "publishing");
                 let sink = shared.sinks.new_sink(&grant.live_stream_id);

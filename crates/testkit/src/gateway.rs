@@ -39,6 +39,8 @@ pub struct Gateway {
     pub srt: Option<SocketAddr>,
     /// HTTP listener.
     pub http: Option<SocketAddr>,
+    /// The metrics and health listener (`/metrics`, `/healthz`, `/readyz`).
+    pub metrics: Option<SocketAddr>,
     /// Stdout lines after `ready`, as they come.
     pub stdout: mpsc::Receiver<String>,
     stderr_path: PathBuf,
@@ -52,7 +54,8 @@ fn listening(line: &str, name: &str) -> Option<SocketAddr> {
 
 impl Gateway {
     /// Starts `binary serve` with a fresh data directory `target/test-output/NAME`, RTMP,
-    /// RTMPS (dev certificate) and HTTP on ephemeral loopback ports, plus `extra` arguments.
+    /// RTMPS (dev certificate), HTTP and metrics on ephemeral loopback ports, plus `extra`
+    /// arguments.
     pub fn start(binary: &Path, name: &str, extra: &[&str]) -> Gateway {
         let data_dir = crate::scratch_dir(name);
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
@@ -81,6 +84,8 @@ impl Gateway {
                 "127.0.0.1:0",
                 "--http-addr",
                 "127.0.0.1:0",
+                "--metrics-addr",
+                "127.0.0.1:0",
                 "--access-token",
                 &format!("{TEST_TOKEN_ID}:{TEST_TOKEN_SECRET}"),
             ])
@@ -99,6 +104,7 @@ impl Gateway {
             rtmps: None,
             srt: None,
             http: None,
+            metrics: None,
             stdout: rx,
             stderr_path,
             extra,
@@ -112,6 +118,7 @@ impl Gateway {
             gateway.rtmps = gateway.rtmps.or_else(|| listening(&line, "rtmps"));
             gateway.srt = gateway.srt.or_else(|| listening(&line, "srt"));
             gateway.http = gateway.http.or_else(|| listening(&line, "http"));
+            gateway.metrics = gateway.metrics.or_else(|| listening(&line, "metrics"));
             if line == "ready" {
                 break;
             }

@@ -193,6 +193,7 @@ impl TestServer {
             tls,
             admission.clone(),
             config,
+            metrics::Metrics::new().listener("rtmp"),
             shutdown.clone(),
         ));
         TestServer {
