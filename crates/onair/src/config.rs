@@ -24,6 +24,9 @@ pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9090";
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./data";
+/// How long a drain (`SIGUSR1`) waits for the running broadcasts to end before the gateway
+/// stops anyway: long enough for most events, short enough that a deploy finishes.
+pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(3600);
 
 /// Segment target duration by latency mode (the seeds' `latency_mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -61,6 +64,22 @@ pub struct FileConfig {
     /// `[[webhooks]]`: one table per endpoint.
     webhooks: Vec<WebhookFileConfig>,
     environment: EnvironmentFileConfig,
+    drain: DrainFileConfig,
+}
+
+/// `[drain]`: what `SIGUSR1` does.
+#[derive(Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct DrainFileConfig {
+    deadline_secs: f64,
+}
+
+impl Default for DrainFileConfig {
+    fn default() -> Self {
+        DrainFileConfig {
+            deadline_secs: DEFAULT_DRAIN_DEADLINE.as_secs_f64(),
+        }
+    }
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -362,6 +381,10 @@ pub struct ServeArgs {
     /// The secret --webhook-url's deliveries are signed with (`mux-signature`).
     #[arg(long, env = "ONAIR_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
+    /// After SIGUSR1 (drain: no new broadcasts), stop when the last broadcast ends or after
+    /// this many seconds, whichever comes first [config: drain.deadline_secs; default: 3600].
+    #[arg(long, env = "ONAIR_DRAIN_DEADLINE_SECS")]
+    pub drain_deadline_secs: Option<f64>,
 }
 
 /// Where RTMPS gets its certificate.
@@ -390,6 +413,8 @@ pub struct ServeSettings {
     pub rtmp: rtmp::RtmpConfig,
     pub srt: srt::SrtConfig,
     pub http: HttpLimits,
+    /// See [`DEFAULT_DRAIN_DEADLINE`].
+    pub drain_deadline: Duration,
 }
 
 fn listener(
@@ -638,6 +663,10 @@ impl FileConfig {
                 ..srt::SrtConfig::default()
             },
             http: self.http()?,
+            drain_deadline: seconds(
+                "--drain-deadline-secs / drain.deadline_secs",
+                args.drain_deadline_secs.unwrap_or(self.drain.deadline_secs),
+            )?,
         })
     }
 }

@@ -15,6 +15,7 @@ mod config;
 mod http_metrics;
 mod http_server;
 mod metrics_listener;
+mod reload;
 mod remux;
 mod serve;
 
@@ -85,7 +86,12 @@ fn main() -> Result<()> {
         Command::Serve(args) => {
             serve::init_logging();
             let settings = file.serve(&args, cli.data_dir.as_deref())?;
-            serve::run(settings)
+            let source = reload::ReloadSource {
+                config: cli.config.clone(),
+                args,
+                data_dir: cli.data_dir.clone(),
+            };
+            serve::run(settings, source)
         }
         Command::LiveStreams { api, command } => cli::run_live_streams(command, &api),
         Command::Assets { api, command } => cli::run_assets(command, &api),

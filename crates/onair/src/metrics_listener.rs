@@ -3,6 +3,8 @@
 //! (200 `ready`, or 503 with one line per failing check):
 //! - **listeners**: every configured listener is bound and serving (not yet during start-up,
 //!   no longer once shutdown has begun);
+//! - **draining**: the gateway is not draining (`SIGUSR1`: it takes no new broadcasts, so a
+//!   load balancer should send encoders elsewhere);
 //! - **store**: the data directory takes a write (a probe file [`PROBE_FILE`] is written,
 //!   synced and removed) and the database answers a query;
 //! - **disk**: the data directory's file system has at least [`MIN_FREE_BYTES`] free for the
@@ -39,6 +41,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct Readiness {
     listeners: AtomicBool,
+    draining: AtomicBool,
     data_dir: PathBuf,
     store: store::SqliteStore,
 }
@@ -47,6 +50,7 @@ impl Readiness {
     pub fn new(data_dir: &Path, store: store::SqliteStore) -> Arc<Self> {
         Arc::new(Readiness {
             listeners: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             data_dir: data_dir.to_path_buf(),
             store,
         })
@@ -57,11 +61,19 @@ impl Readiness {
         self.listeners.store(up, Ordering::Relaxed);
     }
 
+    /// The gateway drains (takes no new broadcasts) from now on: not ready.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
     /// The failing checks, one line each (empty: ready).
     pub async fn failures(&self) -> Vec<String> {
         let mut failed = Vec::new();
         if !self.listeners.load(Ordering::Relaxed) {
             failed.push("listeners: not serving (starting or shutting down)".to_owned());
+        }
+        if self.draining.load(Ordering::Relaxed) {
+            failed.push("draining: no new broadcasts; exits when the running ones end".to_owned());
         }
         let dir = self.data_dir.clone();
         let probe = tokio::time::timeout(

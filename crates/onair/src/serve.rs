@@ -1,6 +1,12 @@
 //! `onair serve`: binds every listener (failing before serving anything if one cannot be
 //! bound), wires ingest -> sessions -> playback, and shuts down cleanly on SIGINT/SIGTERM:
 //! listeners stop, publishers are disconnected, every open segment is closed and written.
+//!
+//! Signals while it runs:
+//! - `SIGHUP` reloads the configuration and the RTMPS certificate ([`crate::reload`]);
+//! - `SIGUSR1` drains: no new broadcast starts (publishers are refused with a reason,
+//!   `/readyz` says not ready), running broadcasts, playback and the API go on, and the
+//!   gateway stops (exit status 0) when the last broadcast ends or at the drain deadline.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,11 +16,16 @@ use anyhow::{Context, Result};
 use session::{SessionConfig, SessionManager};
 use store::Store;
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::{ServeSettings, TlsSource};
+use crate::reload::{ReloadSource, Reloader, Webhooks};
+
+/// How often a draining gateway checks whether its last broadcast has ended.
+const DRAIN_POLL: Duration = Duration::from_millis(250);
 
 /// How long shutdown waits for sessions to write their last segment.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -55,13 +66,14 @@ pub fn init_logging() {
     }
 }
 
-/// Runs the gateway until SIGINT or SIGTERM.
-pub fn run(settings: ServeSettings) -> Result<()> {
+/// Runs the gateway until SIGINT or SIGTERM, or the end of a drain. `source` is where
+/// `settings` came from, read again on SIGHUP.
+pub fn run(settings: ServeSettings, source: ReloadSource) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(settings))
+    runtime.block_on(serve(settings, source))
 }
 
 async fn bind(name: &str, addr: Option<SocketAddr>) -> Result<Option<TcpListener>> {
@@ -99,7 +111,10 @@ fn bind_http(
     Ok(Some(listener))
 }
 
-async fn serve(settings: ServeSettings) -> Result<()> {
+async fn serve(settings: ServeSettings, source: ReloadSource) -> Result<()> {
+    // Signals are caught from the start: a SIGHUP during start-up must not kill the process
+    // (the default action), it is handled once serving.
+    let mut signals = Signals::new()?;
     // One registry for the whole gateway, handed to each part (never a global one).
     let metrics = metrics::Metrics::new();
     private_data_dir(&settings.data_dir)
@@ -112,10 +127,10 @@ async fn serve(settings: ServeSettings) -> Result<()> {
     let tls = match &settings.tls {
         None => None,
         Some(TlsSource::Files { cert, key }) => {
-            Some(rtmp::load_tls_acceptor(cert, key).context("loading the RTMPS certificate")?)
+            Some(rtmp::RtmpsTls::from_files(cert, key).context("loading the RTMPS certificate")?)
         }
         Some(TlsSource::Dev) => Some(
-            rtmp::dev_tls_acceptor(&["localhost".to_owned(), "127.0.0.1".to_owned()])
+            rtmp::RtmpsTls::dev(["localhost", "127.0.0.1"])
                 .context("generating a development certificate")?,
         ),
     };
@@ -158,18 +173,23 @@ async fn serve(settings: ServeSettings) -> Result<()> {
     // Webhooks read the event log in their own tasks: a slow or dead endpoint never holds up
     // ingest or the API. Stopped by `shutdown`; what was not delivered is sent at the next
     // start (the cursor moves only after a 2xx).
+    // SIGHUP restarts it with new endpoints.
     let webhook_count = settings.webhooks.endpoints.len();
-    events::spawn_delivery(
+    let webhooks = Webhooks::new(
         manager.store().clone(),
-        events::WebhookConfig {
-            metrics: metrics.clone(),
-            ..settings.webhooks.clone()
-        },
-        manager.store().subscribe_events(),
+        metrics.clone(),
         shutdown.clone(),
-        &tasks,
-    )
-    .context("starting webhook delivery")?;
+        tasks.clone(),
+    );
+    let reload_tls = match (&rtmps_listener, &tls) {
+        (Some(_), Some(tls)) => Some(tls.clone()),
+        _ => None,
+    };
+    let mut reloader = Reloader::new(source, settings.clone(), reload_tls, webhooks);
+    reloader
+        .start_webhooks()
+        .await
+        .context("starting webhook delivery")?;
     if webhook_count > 0 {
         println!("webhooks: delivering events to {webhook_count} endpoint(s)");
     }
@@ -193,7 +213,7 @@ async fn serve(settings: ServeSettings) -> Result<()> {
         println!("rtmps listening on {addr} (publish to rtmps://{addr}/app with the stream key)");
         tasks.spawn(rtmp::serve(
             listener,
-            Some(tls),
+            Some(tls.acceptor()),
             manager.clone(),
             rtmp_config.clone(),
             metrics.listener("rtmps"),
@@ -260,7 +280,44 @@ async fn serve(settings: ServeSettings) -> Result<()> {
     readiness.set_listening(true);
     println!("ready");
 
-    wait_for_signal().await;
+    let mut drain_until: Option<Instant> = None;
+    let mut drain_poll = tokio::time::interval(DRAIN_POLL);
+    loop {
+        tokio::select! {
+            signal = signals.recv() => match signal {
+                Signal::Stop => break,
+                Signal::Reload => {
+                    reloader.reload().await;
+                }
+                Signal::Drain => {
+                    if drain_until.is_some() {
+                        info!(running = manager.running(), "already draining");
+                        continue;
+                    }
+                    manager.drain();
+                    readiness.set_draining();
+                    let deadline = reloader.drain_deadline();
+                    drain_until = Some(Instant::now() + deadline);
+                    info!(
+                        running = manager.running(),
+                        deadline_secs = deadline.as_secs_f64(),
+                        "SIGUSR1: draining: new broadcasts are refused; stopping when the last running one ends"
+                    );
+                }
+            },
+            _ = drain_poll.tick(), if drain_until.is_some() => {
+                let running = manager.running();
+                if running == 0 {
+                    info!("drained: the last broadcast has ended");
+                    break;
+                }
+                if drain_until.is_some_and(|until| Instant::now() >= until) {
+                    warn!(running, "drain deadline reached: stopping with broadcasts still running");
+                    break;
+                }
+            }
+        }
+    }
     readiness.set_listening(false);
     info!("shutting down: closing listeners, disconnecting publishers, writing open segments");
     shutdown.cancel();
@@ -298,27 +355,63 @@ fn private_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    warn!(error = %e, "cannot listen for SIGTERM");
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+/// What a signal asks of the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// SIGINT, SIGTERM: stop now (gracefully).
+    Stop,
+    /// SIGHUP: reload the configuration and the certificate.
+    Reload,
+    /// SIGUSR1: drain.
+    Drain,
+}
+
+/// The signals `serve` handles, registered once at start.
+#[cfg(unix)]
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+    user1: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn new() -> Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let register = |kind: SignalKind, name: &str| {
+            signal(kind).with_context(|| format!("cannot listen for {name}"))
+        };
+        Ok(Signals {
+            interrupt: register(SignalKind::interrupt(), "SIGINT")?,
+            terminate: register(SignalKind::terminate(), "SIGTERM")?,
+            hangup: register(SignalKind::hangup(), "SIGHUP")?,
+            user1: register(SignalKind::user_defined1(), "SIGUSR1")?,
+        })
+    }
+
+    async fn recv(&mut self) -> Signal {
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = self.interrupt.recv() => Signal::Stop,
+            _ = self.terminate.recv() => Signal::Stop,
+            _ = self.hangup.recv() => Signal::Reload,
+            _ = self.user1.recv() => Signal::Drain,
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+}
+
+#[cfg(not(unix))]
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn new() -> Result<Self> {
+        Ok(Signals)
+    }
+
+    async fn recv(&mut self) -> Signal {
+        let _ = tokio::signal::ctrl_c().await;
+        Signal::Stop
     }
 }
 

@@ -502,6 +502,10 @@ fn rejection_status(rejection: &PublishRejection) -> (&'static str, &'static str
             "live stream already has a publisher",
         ),
         PublishRejection::ShuttingDown => ("NetStream.Publish.Denied", "server is shutting down"),
+        PublishRejection::Draining => (
+            "NetStream.Publish.Denied",
+            "server is draining: no new broadcasts, try another server",
+        ),
         PublishRejection::Internal(_) => ("NetStream.Publish.Denied", "internal error"),
     }
 }

@@ -29,7 +29,15 @@ pub enum TlsError {
         /// The file.
         path: String,
     },
-    /// rustls refused the certificate or key (for example, they do not match).
+    /// The private key is not the certificate's.
+    #[error("the private key in {key} does not belong to the certificate in {cert}")]
+    KeyMismatch {
+        /// The certificate file.
+        cert: String,
+        /// The key file.
+        key: String,
+    },
+    /// rustls refused the certificate or key.
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
     /// The self-signed development certificate could not be generated.

@@ -124,4 +124,4 @@ pub use error::{ConnectionError, ProtocolError, TlsError};
 pub use protocol::{ProtocolEvent, ServerProtocol};
 pub use server::serve;
 pub use slots::Eviction;
-pub use tls::{dev_tls_acceptor, load_tls_acceptor};
+pub use tls::{dev_tls_acceptor, load_tls_acceptor, RtmpsTls};

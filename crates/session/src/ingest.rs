@@ -83,6 +83,10 @@ pub enum PublishRejection {
     /// The gateway is shutting down.
     #[error("server is shutting down")]
     ShuttingDown,
+    /// The gateway is draining: it starts no new broadcast (an encoder reconnecting to a
+    /// broadcast that is still running is admitted), and exits when the last one ends.
+    #[error("server is draining: no new broadcasts")]
+    Draining,
     /// The store or another internal part failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -96,6 +100,7 @@ impl PublishRejection {
             PublishRejection::Disabled => "disabled",
             PublishRejection::AlreadyPublishing => "already_publishing",
             PublishRejection::ShuttingDown => "shutting_down",
+            PublishRejection::Draining => "draining",
             PublishRejection::Internal(_) => "internal",
         }
     }

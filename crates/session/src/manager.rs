@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -143,6 +143,8 @@ struct Inner {
     tracker: TaskTracker,
     /// Rendered slates, shared by broadcasts.
     slates: Arc<SlateCache>,
+    /// Set by [`SessionManager::drain`]: no new broadcast starts.
+    draining: AtomicBool,
 }
 
 /// Handle to the session manager; cheap to clone.
@@ -177,6 +179,7 @@ impl SessionManager {
                 shutdown,
                 tracker: TaskTracker::new(),
                 slates: Arc::default(),
+                draining: AtomicBool::new(false),
             }),
         }
     }
@@ -451,6 +454,19 @@ impl SessionManager {
         }
     }
 
+    /// Stops starting broadcasts: from now on a publisher whose live stream has no running
+    /// broadcast is refused with [`PublishRejection::Draining`]. Running broadcasts go on, an
+    /// encoder may reconnect to one within its reconnect window, playback is unchanged. There
+    /// is no way back (a drained gateway is about to exit).
+    pub fn drain(&self) {
+        self.inner.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`SessionManager::drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Relaxed)
+    }
+
     /// Live streams with a running broadcast (connected or waiting for a reconnect).
     pub fn running(&self) -> usize {
         lock(&self.inner.running).len()
@@ -555,6 +571,9 @@ impl SessionManager {
                 }
             };
             let Some((control, generation)) = step else {
+                if self.is_draining() {
+                    return Err(PublishRejection::Draining);
+                }
                 // No broadcast running: this encoder begins one. (Registered under the lock
                 // again; a racing encoder finds it there.)
                 if !self.start_broadcast(&stream, publisher) {
@@ -731,9 +750,14 @@ impl SessionManager {
         if stream.disabled {
             return Err(PublishRejection::Disabled);
         }
-        // The same test as `admit`: a publisher that sent media recently holds the stream.
-        let busy = lock(&self.inner.running)
-            .get(&stream.id)
+        // The same tests as `admit`: draining starts no broadcast, and a publisher that sent
+        // media recently holds the stream.
+        let running = lock(&self.inner.running);
+        let current = running.get(&stream.id);
+        if current.is_none() && self.is_draining() {
+            return Err(PublishRejection::Draining);
+        }
+        let busy = current
             .and_then(|r| r.publisher.as_ref())
             .is_some_and(|current| {
                 let silent_ms = actor::unix_ms(SystemTime::now())

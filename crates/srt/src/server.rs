@@ -181,7 +181,9 @@ pub fn reject_reason(rejection: &PublishRejection) -> RejectReason {
             RejectReason::Server(ServerRejectReason::Forbidden)
         }
         PublishRejection::AlreadyPublishing => RejectReason::Server(ServerRejectReason::Conflict),
-        PublishRejection::ShuttingDown => RejectReason::Server(ServerRejectReason::Down),
+        PublishRejection::ShuttingDown | PublishRejection::Draining => {
+            RejectReason::Server(ServerRejectReason::Down)
+        }
         PublishRejection::Internal(_) => {
             RejectReason::Server(ServerRejectReason::InternalServerError)
         }

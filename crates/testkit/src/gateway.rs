@@ -318,21 +318,55 @@ impl Gateway {
 
     /// Sends SIGTERM and waits for the exit status (panics after 20 s).
     pub fn stop(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .arg("-TERM")
+        self.signal("TERM");
+        match self.wait_exit(Duration::from_secs(20)) {
+            Some(status) => status,
+            None => {
+                let _ = self.child.kill();
+                panic!(
+                    "onair serve did not stop within 20 s of SIGTERM:\n{}",
+                    self.log()
+                );
+            }
+        }
+    }
+
+    /// Sends the signal `name` (`HUP`, `USR1`, `TERM`, ...) to the server with `kill`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
             .arg(self.child.id().to_string())
-            .status();
-        for _ in 0..200 {
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// The exit status, once the server has exited within `timeout` (`None`: still running).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = self.child.kill();
-        panic!(
-            "onair serve did not stop within 20 s of SIGTERM:\n{}",
-            self.log()
-        );
+    }
+
+    /// Waits until the server's log contains `needle` (panics with the log's tail after
+    /// `timeout`).
+    pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{needle:?} not in the log after {timeout:?}\n{}",
+                self.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 

@@ -1,0 +1,261 @@
+//! Reloading while the gateway runs (`SIGHUP`): the configuration file given at start
+//! (`--config`) is read again and merged under the same flags and environment as at start,
+//! then validated as a whole. If anything is wrong (unparseable TOML, a bad value, an
+//! unreadable certificate or a key that does not match it) the reload is refused with one
+//! log line and everything keeps running as it was.
+//!
+//! What a valid reload changes, without dropping anyone:
+//! - the RTMPS certificate and key (read again from their files, even when the paths did not
+//!   change: that is how a renewed certificate is picked up); new RTMPS connections get the
+//!   new certificate, established ones keep their session;
+//! - the webhook endpoints and environment (`[[webhooks]]`, `[environment]`): delivery stops
+//!   and starts again with the new list; each endpoint's cursor is in the store, so nothing
+//!   is lost (an attempt in flight may be sent twice: delivery is at least once anyway);
+//! - the drain deadline (`[drain]`).
+//!
+//! Everything else (listener addresses, data directory, `[hls]`, `[timestamps]`,
+//! `[broadcasts]`, `[rtmp]`, `[ingest]`, `[http]`, `[api]`) is read by the listeners and
+//! sessions when they start: a change is logged as needing a restart and not applied.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::config::{FileConfig, ServeArgs, ServeSettings, TlsSource};
+
+/// Where the settings come from: what `onair serve` was started with.
+#[derive(Debug, Clone)]
+pub struct ReloadSource {
+    /// `--config` / `ONAIR_CONFIG`.
+    pub config: Option<PathBuf>,
+    /// The flags (and their environment variables), which win over the file as at start.
+    pub args: ServeArgs,
+    /// `--data-dir` / `ONAIR_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl ReloadSource {
+    /// Reads and validates the settings.
+    pub fn load(&self) -> Result<ServeSettings> {
+        FileConfig::load(self.config.as_deref())?.serve(&self.args, self.data_dir.as_deref())
+    }
+}
+
+/// Webhook delivery that can be restarted with other endpoints.
+#[derive(Debug)]
+pub struct Webhooks {
+    pub store: store::SqliteStore,
+    pub metrics: metrics::Metrics,
+    pub wake: watch::Receiver<u64>,
+    /// The gateway's shutdown: delivery stops with it.
+    pub shutdown: CancellationToken,
+    /// The gateway's tasks: shutdown waits for delivery's.
+    pub tasks: TaskTracker,
+    /// Stops the delivery running now; its tasks.
+    running: Option<(CancellationToken, TaskTracker)>,
+}
+
+impl Webhooks {
+    pub fn new(
+        store: store::SqliteStore,
+        metrics: metrics::Metrics,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Self {
+        Webhooks {
+            wake: store.subscribe_events(),
+            store,
+            metrics,
+            shutdown,
+            tasks,
+            running: None,
+        }
+    }
+
+    /// Starts delivery to `config`'s endpoints, after stopping (and waiting for) the delivery
+    /// that ran before, so that no endpoint ever has two workers.
+    pub async fn start(&mut self, config: &events::WebhookConfig) -> Result<()> {
+        if let Some((stop, tasks)) = self.running.take() {
+            stop.cancel();
+            tasks.wait().await;
+        }
+        let stop = self.shutdown.child_token();
+        let tasks = TaskTracker::new();
+        events::spawn_delivery(
+            self.store.clone(),
+            events::WebhookConfig {
+                metrics: self.metrics.clone(),
+                ..config.clone()
+            },
+            self.wake.clone(),
+            stop.clone(),
+            &tasks,
+        )?;
+        tasks.close();
+        let waited = tasks.clone();
+        self.tasks.spawn(async move { waited.wait().await });
+        self.running = Some((stop, tasks));
+        Ok(())
+    }
+}
+
+/// Applies `SIGHUP`s: owns the running settings and the handles of what can change.
+#[derive(Debug)]
+pub struct Reloader {
+    source: ReloadSource,
+    current: ServeSettings,
+    /// The RTMPS listener's certificate, when that listener runs.
+    tls: Option<rtmp::RtmpsTls>,
+    webhooks: Webhooks,
+}
+
+impl Reloader {
+    pub fn new(
+        source: ReloadSource,
+        current: ServeSettings,
+        tls: Option<rtmp::RtmpsTls>,
+        webhooks: Webhooks,
+    ) -> Self {
+        Reloader {
+            source,
+            current,
+            tls,
+            webhooks,
+        }
+    }
+
+    /// Starts webhook delivery with the settings of the start.
+    pub async fn start_webhooks(&mut self) -> Result<()> {
+        self.webhooks.start(&self.current.webhooks).await
+    }
+
+    /// See [`crate::config::DEFAULT_DRAIN_DEADLINE`].
+    pub fn drain_deadline(&self) -> Duration {
+        self.current.drain_deadline
+    }
+
+    /// Reads the configuration again and applies what can change (see the module's doc).
+    /// Returns whether the new configuration was accepted.
+    pub async fn reload(&mut self) -> bool {
+        let config = self
+            .source
+            .config
+            .as_ref()
+            .map_or_else(|| "no file".to_owned(), |p| p.display().to_string());
+        info!(config, "SIGHUP: reloading the configuration");
+        let new = match self.source.load() {
+            Ok(new) => new,
+            Err(e) => {
+                error!(
+                    config,
+                    "reload refused, the running configuration stays: {e:#}"
+                );
+                return false;
+            }
+        };
+        // The certificate first: it is the last thing that can fail, and a failure must leave
+        // everything as it was.
+        if let (Some(tls), Some(TlsSource::Files { cert, key })) = (&self.tls, &new.tls) {
+            let before = tls.fingerprint();
+            if let Err(e) = tls.reload_files(cert, key) {
+                error!(
+                    config,
+                    cert = %cert.display(),
+                    key = %key.display(),
+                    "reload refused, the running configuration and certificate stay: {e}"
+                );
+                return false;
+            }
+            let after = tls.fingerprint();
+            if after == before {
+                info!(cert = %cert.display(), sha256 = after, "RTMPS certificate unchanged");
+            } else {
+                info!(cert = %cert.display(), sha256 = after, previous_sha256 = before, "RTMPS certificate replaced: new connections get it");
+            }
+        }
+        let restart = self.needs_restart(&new);
+        if !restart.is_empty() {
+            warn!(
+                changed = restart.join(", "),
+                "changed in the configuration but only applied at the next restart"
+            );
+        }
+        if webhooks_differ(&self.current.webhooks, &new.webhooks) {
+            if let Err(e) = self.webhooks.start(&new.webhooks).await {
+                error!("webhook delivery could not restart with the new endpoints: {e:#}");
+            } else {
+                info!(
+                    endpoints = new.webhooks.endpoints.len(),
+                    before = self.current.webhooks.endpoints.len(),
+                    "webhook endpoints reloaded"
+                );
+            }
+            self.current.webhooks = new.webhooks;
+        }
+        if new.drain_deadline != self.current.drain_deadline {
+            info!(
+                deadline_secs = new.drain_deadline.as_secs_f64(),
+                before_secs = self.current.drain_deadline.as_secs_f64(),
+                "drain deadline reloaded"
+            );
+            self.current.drain_deadline = new.drain_deadline;
+        }
+        if self.tls.is_some() {
+            self.current.tls = new.tls;
+        }
+        info!("configuration reloaded");
+        true
+    }
+
+    /// The settings that differ from the running ones but are only read at start.
+    fn needs_restart(&self, new: &ServeSettings) -> Vec<&'static str> {
+        let old = &self.current;
+        let tls_kind = |s: &ServeSettings| match &s.tls {
+            None => 0,
+            Some(TlsSource::Dev) => 1,
+            Some(TlsSource::Files { .. }) => 2,
+        };
+        let mut changed = Vec::new();
+        for (name, differs) in [
+            ("listeners.rtmp", old.rtmp_addr != new.rtmp_addr),
+            ("listeners.rtmps", old.rtmps_addr != new.rtmps_addr),
+            ("listeners.srt", old.srt_addr != new.srt_addr),
+            ("listeners.http", old.http_addr != new.http_addr),
+            ("listeners.metrics", old.metrics_addr != new.metrics_addr),
+            ("data_dir", old.data_dir != new.data_dir),
+            // Turning RTMPS on or off, or from a development certificate to files.
+            ("[tls] (RTMPS on or off)", tls_kind(old) != tls_kind(new)),
+            (
+                "[hls]/[timestamps]/[broadcasts]",
+                format!("{:?}", old.pipeline) != format!("{:?}", new.pipeline),
+            ),
+            (
+                "[rtmp]/[ingest]",
+                old.rtmp != new.rtmp || old.srt != new.srt,
+            ),
+            ("[http]", old.http != new.http),
+            ("[api]", old.api != new.api),
+        ] {
+            if differs {
+                changed.push(name);
+            }
+        }
+        changed
+    }
+}
+
+/// Whether the endpoints (URL, secret, order) or the environment changed.
+fn webhooks_differ(old: &events::WebhookConfig, new: &events::WebhookConfig) -> bool {
+    let key = |c: &events::WebhookConfig| {
+        c.endpoints
+            .iter()
+            .map(|e| (e.url().to_string(), e.secret().to_owned()))
+            .collect::<Vec<_>>()
+    };
+    old.environment != new.environment || key(old) != key(new)
+}
