@@ -826,6 +826,34 @@ mod tests {
     }
 
     #[test]
+    fn drain_deadline_from_flag_file_and_default() {
+        let deadline = |file: &str, flag: Option<f64>| {
+            let args = ServeArgs {
+                drain_deadline_secs: flag,
+                ..ServeArgs::default()
+            };
+            FileConfig::parse(file)
+                .unwrap()
+                .serve(&args, None)
+                .map(|s| s.drain_deadline)
+        };
+        assert_eq!(deadline("", None).unwrap(), DEFAULT_DRAIN_DEADLINE);
+        let file = "[drain]\ndeadline_secs = 90.5\n";
+        assert_eq!(deadline(file, None).unwrap(), Duration::from_millis(90_500));
+        assert_eq!(deadline(file, Some(5.0)).unwrap(), Duration::from_secs(5));
+        let e = format!(
+            "{:#}",
+            deadline("[drain]\ndeadline_secs = -1\n", None).unwrap_err()
+        );
+        assert!(e.contains("drain.deadline_secs"), "{e}");
+        let shipped = FileConfig::parse(include_str!("../../../config/onair.toml")).unwrap();
+        assert_eq!(
+            shipped.drain.deadline_secs,
+            DEFAULT_DRAIN_DEADLINE.as_secs_f64()
+        );
+    }
+
+    #[test]
     fn hostile_peer_limits_from_the_file() {
         let file = FileConfig::parse(
             "[rtmp]\nmax_unadmitted_per_address = 4\nmax_pending_bytes_before_publish = 8192\n\

@@ -630,3 +630,31 @@ async fn a_locked_database_delays_the_events_not_the_media() {
     );
     assert_eq!(status(&store, &stream.id).await, LiveStreamStatus::Active);
 }
+
+#[tokio::test]
+async fn draining_starts_no_broadcast_but_admits_a_reconnect_to_a_running_one() {
+    let (manager, store, shutdown, _dir) = setup("session_drain").await;
+    let live = create(&store, 30).await;
+    let idle = create(&store, 30).await;
+    let grant = manager.publish(request(&live.stream_key)).await.unwrap();
+    manager.drain();
+    assert!(manager.is_draining());
+    for rejection in [
+        manager
+            .publish(request(&idle.stream_key))
+            .await
+            .unwrap_err(),
+        manager.srt_passphrase(&idle.stream_key).await.unwrap_err(),
+    ] {
+        assert_eq!(rejection, PublishRejection::Draining);
+        assert_eq!(rejection.reason(), "draining");
+    }
+    // The running broadcast's encoder drops and comes back within its reconnect window.
+    drop(grant);
+    wait_until("the publisher has left", async || manager.publishing() == 0).await;
+    let again = manager.publish(request(&live.stream_key)).await.unwrap();
+    assert_eq!(again.live_stream_id, live.id);
+    assert_eq!(manager.running(), 1);
+    shutdown.cancel();
+    manager.wait().await;
+}
