@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -52,8 +53,8 @@ impl Entry {
 pub(crate) struct AuthFailures {
     entries: Mutex<HashMap<IpAddr, Entry>>,
     /// Off ([`crate::ApiConfig::limit_failed_logins`]): failures are still logged, never
-    /// refused.
-    limit: bool,
+    /// refused. Atomic: a configuration reload turns it on or off.
+    limit: AtomicBool,
 }
 
 impl Default for AuthFailures {
@@ -66,8 +67,13 @@ impl AuthFailures {
     pub(crate) fn new(limit: bool) -> Self {
         AuthFailures {
             entries: Mutex::default(),
-            limit,
+            limit: AtomicBool::new(limit),
         }
+    }
+
+    /// Turns refusing on or off (a configuration reload).
+    pub(crate) fn set_limit(&self, limit: bool) {
+        self.limit.store(limit, Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, Entry>> {
@@ -78,7 +84,7 @@ impl AuthFailures {
     /// `Err(wait)` when `ip` has no failure left: refuse the request without checking its
     /// credentials, and say when to come back.
     pub(crate) fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
-        if !self.limit {
+        if !self.limit.load(Ordering::Relaxed) {
             return Ok(());
         }
         let mut entries = self.lock();

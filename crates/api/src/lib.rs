@@ -174,7 +174,9 @@ pub struct ApiState {
 #[derive(Debug)]
 struct Inner {
     sessions: SessionManager,
-    config: ApiConfig,
+    /// A std `RwLock`: read (and copied out) per request, replaced on a reload, never held
+    /// across an `.await`.
+    config: std::sync::RwLock<ApiConfig>,
     limiter: rate_limit::RateLimiter,
     auth_failures: auth_failures::AuthFailures,
     simulcast: simulcast::SimulcastTargets,
@@ -228,7 +230,7 @@ impl ApiState {
         ApiState {
             inner: Arc::new(Inner {
                 sessions,
-                config,
+                config: std::sync::RwLock::new(config),
                 limiter,
                 auth_failures: auth_failures::AuthFailures::new(limit_failed_logins),
                 simulcast: simulcast::SimulcastTargets::default(),
@@ -261,9 +263,33 @@ impl ApiState {
         self.inner.signing_keys.load_from(self.store()).await
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &ApiConfig {
-        &self.inner.config
+    /// The configuration (a copy: [`ApiState::reconfigure`] may replace it).
+    pub fn config(&self) -> ApiConfig {
+        self.inner
+            .config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Applies a new configuration (a reload) to the requests that come next: body size,
+    /// request timeout, rate limits (every token's buckets start full again) and the limit on
+    /// failed logins. `max_rate_limit_buckets` keeps its value from the start. `config`
+    /// should have passed [`ApiConfig::validate`].
+    pub fn reconfigure(&self, mut config: ApiConfig) {
+        let mut current = self.inner.config.write().unwrap_or_else(|e| e.into_inner());
+        config.max_rate_limit_buckets = current.max_rate_limit_buckets;
+        if config.post_rate_limit != current.post_rate_limit
+            || config.other_rate_limit != current.other_rate_limit
+        {
+            self.inner
+                .limiter
+                .set_limits(config.post_rate_limit, config.other_rate_limit);
+        }
+        self.inner
+            .auth_failures
+            .set_limit(config.limit_failed_logins);
+        *current = config;
     }
 
     fn limiter(&self) -> &rate_limit::RateLimiter {

@@ -67,6 +67,9 @@ struct TokenBuckets {
 
 #[derive(Debug)]
 struct State {
+    /// The limits (`None`: unlimited); under the lock because a reload changes them.
+    post: Option<RateLimit>,
+    other: Option<RateLimit>,
     tokens: HashMap<String, TokenBuckets>,
     last_prune: Instant,
 }
@@ -74,8 +77,6 @@ struct State {
 /// Token buckets for every access token that made a request recently.
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
-    post: Option<RateLimit>,
-    other: Option<RateLimit>,
     max_tokens: usize,
     state: Mutex<State>,
 }
@@ -90,10 +91,10 @@ impl RateLimiter {
         now: Instant,
     ) -> Self {
         RateLimiter {
-            post,
-            other,
             max_tokens: max_tokens.max(1),
             state: Mutex::new(State {
+                post,
+                other,
                 tokens: HashMap::new(),
                 last_prune: now,
             }),
@@ -113,14 +114,14 @@ impl RateLimiter {
         class: RequestClass,
         now: Instant,
     ) -> Result<(), Duration> {
+        let mut state = self.lock();
         let limit = match class {
-            RequestClass::Post => self.post,
-            RequestClass::Other => self.other,
+            RequestClass::Post => state.post,
+            RequestClass::Other => state.other,
         };
         let Some(limit) = limit else {
             return Ok(());
         };
-        let mut state = self.lock();
         if now.saturating_duration_since(state.last_prune) >= PRUNE_INTERVAL {
             self.prune(&mut state, now);
         }
@@ -131,9 +132,8 @@ impl RateLimiter {
             if state.tokens.len() >= self.max_tokens {
                 evict_least_recently_used(&mut state.tokens);
             }
-            state
-                .tokens
-                .insert(token_id.to_owned(), self.new_buckets(now));
+            let buckets = new_buckets(&state, now);
+            state.tokens.insert(token_id.to_owned(), buckets);
         }
         let Some(buckets) = state.tokens.get_mut(token_id) else {
             return Ok(());
@@ -153,16 +153,13 @@ impl RateLimiter {
         }
     }
 
-    fn new_buckets(&self, now: Instant) -> TokenBuckets {
-        let unlimited = RateLimit {
-            per_second: 1.0,
-            burst: 1,
-        };
-        TokenBuckets {
-            post: Bucket::full(self.post.as_ref().unwrap_or(&unlimited), now),
-            other: Bucket::full(self.other.as_ref().unwrap_or(&unlimited), now),
-            last_seen: now,
-        }
+    /// Replaces the limits (a configuration reload). Every token starts again with a full
+    /// bucket of the new size: buckets sized for the old limits cannot be carried over.
+    pub(crate) fn set_limits(&self, post: Option<RateLimit>, other: Option<RateLimit>) {
+        let mut state = self.lock();
+        state.post = post;
+        state.other = other;
+        state.tokens.clear();
     }
 
     /// Drops every token whose buckets would be full by now.
@@ -170,9 +167,10 @@ impl RateLimiter {
         let full = |bucket: &Bucket, limit: &Option<RateLimit>| {
             limit.as_ref().is_none_or(|l| bucket.is_full_at(l, now))
         };
+        let (post, other) = (state.post, state.other);
         state
             .tokens
-            .retain(|_, b| !(full(&b.post, &self.post) && full(&b.other, &self.other)));
+            .retain(|_, b| !(full(&b.post, &post) && full(&b.other, &other)));
         state.last_prune = now;
     }
 
@@ -180,6 +178,18 @@ impl RateLimiter {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.lock().tokens.len()
+    }
+}
+
+fn new_buckets(state: &State, now: Instant) -> TokenBuckets {
+    let unlimited = RateLimit {
+        per_second: 1.0,
+        burst: 1,
+    };
+    TokenBuckets {
+        post: Bucket::full(state.post.as_ref().unwrap_or(&unlimited), now),
+        other: Bucket::full(state.other.as_ref().unwrap_or(&unlimited), now),
+        last_seen: now,
     }
 }
 
@@ -254,6 +264,26 @@ mod tests {
             assert!(l.check("a", RequestClass::Post, t0).is_ok());
         }
         assert_eq!(l.len(), 0);
+    }
+
+    #[test]
+    fn new_limits_apply_to_the_next_request() {
+        let t0 = Instant::now();
+        let l = RateLimiter::new(None, None, 10, t0);
+        assert!(l.check("a", RequestClass::Other, t0).is_ok());
+        let tight = RateLimit {
+            per_second: 1.0,
+            burst: 1,
+        };
+        l.set_limits(None, Some(tight));
+        assert!(l.check("a", RequestClass::Other, t0).is_ok());
+        assert!(l.check("a", RequestClass::Other, t0).is_err());
+        assert!(l.check("a", RequestClass::Post, t0).is_ok());
+        // Off again: never refused.
+        l.set_limits(None, None);
+        for _ in 0..10 {
+            assert!(l.check("a", RequestClass::Other, t0).is_ok());
+        }
     }
 
     #[test]

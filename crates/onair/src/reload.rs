@@ -11,10 +11,12 @@
 //! - the webhook endpoints and environment (`[[webhooks]]`, `[environment]`): delivery stops
 //!   and starts again with the new list; each endpoint's cursor is in the store, so nothing
 //!   is lost (an attempt in flight may be sent twice: delivery is at least once anyway);
+//! - the REST API's limits (`[api]`: body size, rate limits, failed logins), for the requests
+//!   that come next (rate-limit buckets start full again);
 //! - the drain deadline (`[drain]`).
 //!
 //! Everything else (listener addresses, data directory, `[hls]`, `[timestamps]`,
-//! `[broadcasts]`, `[rtmp]`, `[ingest]`, `[http]`, `[api]`) is read by the listeners and
+//! `[broadcasts]`, `[rtmp]`, `[ingest]`, `[http]`) is read by the listeners and
 //! sessions when they start: a change is logged as needing a restart and not applied.
 
 use std::path::PathBuf;
@@ -112,6 +114,8 @@ pub struct Reloader {
     /// The RTMPS listener's certificate, when that listener runs.
     tls: Option<rtmp::RtmpsTls>,
     webhooks: Webhooks,
+    /// The REST API, when the HTTP listener runs.
+    api: Option<api::ApiState>,
 }
 
 impl Reloader {
@@ -126,7 +130,13 @@ impl Reloader {
             current,
             tls,
             webhooks,
+            api: None,
         }
+    }
+
+    /// The REST API whose limits a reload changes.
+    pub fn set_api(&mut self, api: api::ApiState) {
+        self.api = Some(api);
     }
 
     /// Starts webhook delivery with the settings of the start.
@@ -197,6 +207,13 @@ impl Reloader {
             }
             self.current.webhooks = new.webhooks;
         }
+        if new.api != self.current.api {
+            if let Some(api) = &self.api {
+                api.reconfigure(new.api.clone());
+                info!(api = ?new.api, "[api] limits reloaded");
+            }
+            self.current.api = new.api;
+        }
         if new.drain_deadline != self.current.drain_deadline {
             info!(
                 deadline_secs = new.drain_deadline.as_secs_f64(),
@@ -239,7 +256,6 @@ impl Reloader {
                 old.rtmp != new.rtmp || old.srt != new.srt,
             ),
             ("[http]", old.http != new.http),
-            ("[api]", old.api != new.api),
         ] {
             if differs {
                 changed.push(name);

@@ -242,6 +242,7 @@ async fn serve(settings: ServeSettings, source: ReloadSource) -> Result<()> {
         };
         let state =
             api::ApiState::with_event_streams(manager.clone(), settings.api.clone(), event_streams);
+        reloader.set_api(state.clone());
         // Signed playback IDs verify tokens with the stored signing keys; the API adds and
         // removes keys in the same set.
         let keys = state

@@ -266,7 +266,8 @@ fn invalid_reloads_are_refused_and_the_old_configuration_stays() {
         &config,
         tls_config(
             &dir,
-            "[http]\nmax_connections = 7\n\n[[webhooks]]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"s\"\n",
+            "[http]\nmax_connections = 7\n\n[api]\nother_requests_per_second = 0.01\nother_burst = 2\n\n\
+             [[webhooks]]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"s\"\n",
         ),
     )
     .unwrap();
@@ -284,6 +285,12 @@ fn invalid_reloads_are_refused_and_the_old_configuration_stays() {
         gw.log_tail(30)
     );
     assert_eq!(presented_certificate(rtmps), new);
+    // The API's new rate limit applies to the next requests: a burst of 2 GETs.
+    assert!(log.contains("[api] limits reloaded"), "{}", gw.log_tail(30));
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| gw.api("GET", "/live-streams", None).0)
+        .collect();
+    assert_eq!(statuses, [200, 200, 429]);
     assert!(gw.stop().success());
 }
 
