@@ -13,10 +13,12 @@
 //!   is lost (an attempt in flight may be sent twice: delivery is at least once anyway);
 //! - the REST API's limits (`[api]`: body size, rate limits, failed logins), for the requests
 //!   that come next (rate-limit buckets start full again);
+//! - the RTMP/RTMPS listeners' limits (`[rtmp]`) and the pacing of publishers (`[ingest]`),
+//!   for the connections accepted (SRT: the publishers admitted) from then on;
 //! - the drain deadline (`[drain]`).
 //!
 //! Everything else (listener addresses, data directory, `[hls]`, `[timestamps]`,
-//! `[broadcasts]`, `[rtmp]`, `[ingest]`, `[http]`) is read by the listeners and
+//! `[broadcasts]`, `[http]`) is read by the listeners and
 //! sessions when they start: a change is logged as needing a restart and not applied.
 
 use std::path::PathBuf;
@@ -116,6 +118,10 @@ pub struct Reloader {
     webhooks: Webhooks,
     /// The REST API, when the HTTP listener runs.
     api: Option<api::ApiState>,
+    /// What the RTMP and RTMPS listeners read per connection.
+    rtmp: Option<rtmp::SharedRtmpConfig>,
+    /// The SRT listener's pacing, when it runs.
+    srt_pacing: Option<session::Reloadable<session::PacingConfig>>,
 }
 
 impl Reloader {
@@ -131,7 +137,19 @@ impl Reloader {
             tls,
             webhooks,
             api: None,
+            rtmp: None,
+            srt_pacing: None,
         }
+    }
+
+    /// The configuration the RTMP/RTMPS listeners and the SRT listener read per connection.
+    pub fn set_ingest(
+        &mut self,
+        rtmp: rtmp::SharedRtmpConfig,
+        srt_pacing: Option<session::Reloadable<session::PacingConfig>>,
+    ) {
+        self.rtmp = Some(rtmp);
+        self.srt_pacing = srt_pacing;
     }
 
     /// The REST API whose limits a reload changes.
@@ -214,6 +232,23 @@ impl Reloader {
             }
             self.current.api = new.api;
         }
+        if new.rtmp != self.current.rtmp {
+            if let Some(rtmp) = &self.rtmp {
+                rtmp.set(new.rtmp.clone());
+            }
+            info!(
+                rtmp = ?new.rtmp,
+                "[rtmp]/[ingest] reloaded: RTMP and RTMPS connections accepted from now on use them"
+            );
+            self.current.rtmp = new.rtmp;
+        }
+        if new.srt.pacing != self.current.srt.pacing {
+            if let Some(pacing) = &self.srt_pacing {
+                pacing.set(new.srt.pacing);
+            }
+            info!(pacing = ?new.srt.pacing, "[ingest] reloaded: SRT publishers admitted from now on are paced with it");
+            self.current.srt = new.srt;
+        }
         if new.drain_deadline != self.current.drain_deadline {
             info!(
                 deadline_secs = new.drain_deadline.as_secs_f64(),
@@ -250,10 +285,6 @@ impl Reloader {
             (
                 "[hls]/[timestamps]/[broadcasts]",
                 format!("{:?}", old.pipeline) != format!("{:?}", new.pipeline),
-            ),
-            (
-                "[rtmp]/[ingest]",
-                old.rtmp != new.rtmp || old.srt != new.srt,
             ),
             ("[http]", old.http != new.http),
         ] {

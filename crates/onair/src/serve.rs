@@ -193,7 +193,12 @@ async fn serve(settings: ServeSettings, source: ReloadSource) -> Result<()> {
     if webhook_count > 0 {
         println!("webhooks: delivering events to {webhook_count} endpoint(s)");
     }
-    let rtmp_config = settings.rtmp.clone();
+    // Read by the RTMP and RTMPS listeners per connection; SIGHUP replaces it.
+    let rtmp_config = rtmp::SharedRtmpConfig::new(settings.rtmp.clone());
+    reloader.set_ingest(
+        rtmp_config.clone(),
+        srt_server.as_ref().map(srt::SrtServer::pacing),
+    );
 
     println!("data directory {}", settings.data_dir.display());
     if let Some(listener) = rtmp_listener {

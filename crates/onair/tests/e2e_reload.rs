@@ -6,12 +6,13 @@
 //!   stays active, segments keep coming, no `disconnected` event is written.
 //! - `SIGHUP` with an unparseable file, a bad value, a broken or mismatched key: refused with
 //!   a log line, the process keeps running with the old certificate; a valid file then
-//!   reloads (webhook endpoints included).
+//!   reloads (webhook endpoints, an API rate limit and an RTMP limit, each seen working).
 //! - `SIGUSR1` (drain) with one ffmpeg publisher live: `/readyz` says draining, a second
 //!   publisher (RTMP and SRT) is refused, the first keeps streaming and its playback works,
 //!   and when it stops (reconnect window 0) the process exits with status 0.
 #![allow(clippy::unwrap_used)]
 
+use std::io::Read as _;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -267,6 +268,7 @@ fn invalid_reloads_are_refused_and_the_old_configuration_stays() {
         tls_config(
             &dir,
             "[http]\nmax_connections = 7\n\n[api]\nother_requests_per_second = 0.01\nother_burst = 2\n\n\
+             [rtmp]\nmax_unadmitted_per_address = 1\n\n\
              [[webhooks]]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"s\"\n",
         ),
     )
@@ -291,6 +293,26 @@ fn invalid_reloads_are_refused_and_the_old_configuration_stays() {
         .map(|_| gw.api("GET", "/live-streams", None).0)
         .collect();
     assert_eq!(statuses, [200, 200, 429]);
+    // The RTMP listener's new limit applies to the next connections: one unadmitted
+    // connection per address, so a second one closes the first.
+    assert!(
+        log.contains("[rtmp]/[ingest] reloaded"),
+        "{}",
+        gw.log_tail(30)
+    );
+    let rtmp = gw.rtmp.unwrap();
+    let mut first = TcpStream::connect(rtmp).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let _second = TcpStream::connect(rtmp).unwrap();
+    let mut byte = [0u8; 1];
+    match first.read(&mut byte) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the first connection was not closed: {other:?}"),
+    }
     assert!(gw.stop().success());
 }
 

@@ -181,6 +181,11 @@ impl RtmpConfig {
     }
 }
 
+/// An [`RtmpConfig`] that can be replaced while its listeners run (a configuration reload):
+/// each new connection takes the one current when it is accepted, and keeps it to its end.
+/// `serve` accepts a plain [`RtmpConfig`] too.
+pub type SharedRtmpConfig = session::Reloadable<RtmpConfig>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::RtmpConfig;
+use crate::config::{RtmpConfig, SharedRtmpConfig};
 use crate::error::{ConnectionError, ProtocolError};
 use crate::protocol::{ProtocolEvent, ServerProtocol};
 use crate::slots::Slot;
@@ -39,7 +39,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// What a connection task needs, shared by all connections of a listener.
 pub(crate) struct Listener<A> {
     pub(crate) admission: A,
-    pub(crate) config: RtmpConfig,
+    /// Read once per accepted connection (a reload changes it for the next ones).
+    pub(crate) config: SharedRtmpConfig,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) protocol: IngestProtocol,
     pub(crate) shutdown: CancellationToken,
@@ -56,6 +57,7 @@ pub(crate) async fn run<A: Admission>(
     peer: SocketAddr,
     listener: Arc<Listener<A>>,
     slot: Slot,
+    config: RtmpConfig,
 ) {
     let span = tracing::info_span!(
         "rtmp_connection",
@@ -65,10 +67,10 @@ pub(crate) async fn run<A: Admission>(
     );
     async move {
         tracing::debug!("accepted");
-        let deadline = Instant::now() + listener.config.handshake_timeout;
+        let deadline = Instant::now() + config.handshake_timeout;
         let (result, summary) = match listener.tls.clone() {
             None => {
-                Connection::new(tcp, peer, &listener, slot)
+                Connection::new(tcp, peer, &listener, slot, config)
                     .run(deadline)
                     .await
             }
@@ -79,14 +81,14 @@ pub(crate) async fn run<A: Admission>(
                     _ = slot.closed().cancelled() => Err(ConnectionError::Evicted(slot.eviction())),
                     r = timeout_at(deadline, accept_tls(&acceptor, tcp)) => match r {
                         Err(_) => Err(ConnectionError::HandshakeTimeout(
-                            listener.config.handshake_timeout,
+                            config.handshake_timeout,
                         )),
                         Ok(accepted) => accepted,
                     },
                 };
                 match accepted {
                     Ok(stream) => {
-                        Connection::new(stream, peer, &listener, slot)
+                        Connection::new(stream, peer, &listener, slot, config)
                             .run(deadline)
                             .await
                     }
@@ -201,6 +203,8 @@ struct Connection<'a, S, A> {
     /// What [`Slot::set_pending`] was last told.
     reported_pending: usize,
     pacer: Pacer,
+    /// The listener's configuration when this connection was accepted.
+    config: RtmpConfig,
     established_at: Option<Instant>,
     events: u64,
     bytes: u64,
@@ -211,18 +215,25 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     A: Admission,
 {
-    fn new(stream: S, peer: SocketAddr, listener: &'a Listener<A>, slot: Slot) -> Self {
+    fn new(
+        stream: S,
+        peer: SocketAddr,
+        listener: &'a Listener<A>,
+        slot: Slot,
+        config: RtmpConfig,
+    ) -> Self {
         Connection {
             stream,
             peer,
             listener,
-            protocol: ServerProtocol::new(&listener.config),
+            protocol: ServerProtocol::new(&config),
             demuxer: FlvDemuxer::default(),
             grant: None,
             kick: CancellationToken::new(),
             slot,
             reported_pending: 0,
-            pacer: Pacer::new(listener.config.pacing),
+            pacer: Pacer::new(config.pacing),
+            config,
             established_at: None,
             events: 0,
             bytes: 0,
@@ -264,7 +275,7 @@ where
         handshake_deadline: Instant,
         last_input: Instant,
     ) -> (Instant, ConnectionError) {
-        let config = &self.listener.config;
+        let config = &self.config;
         match (self.established_at, &self.grant) {
             (None, _) => (
                 handshake_deadline,
@@ -393,7 +404,7 @@ where
     /// not read for the idle timeout.
     async fn flush(&mut self) -> Result<(), ConnectionError> {
         while let Some(bytes) = self.protocol.take_output() {
-            let idle = self.listener.config.idle_timeout;
+            let idle = self.config.idle_timeout;
             let stream = &mut self.stream;
             tokio::select! {
                 biased;
@@ -418,7 +429,7 @@ where
             protocol: self.listener.protocol,
             peer: self.peer,
         };
-        let limit = self.listener.config.admission_timeout;
+        let limit = self.config.admission_timeout;
         let decision = tokio::select! {
             biased;
             _ = self.listener.shutdown.cancelled() => return Err(ConnectionError::Shutdown),

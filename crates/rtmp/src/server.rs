@@ -10,7 +10,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::RtmpConfig;
+use crate::config::{RtmpConfig, SharedRtmpConfig};
 use crate::connection::{self, protocol_name, Listener};
 use crate::slots::{SlotLimits, Slots};
 
@@ -33,7 +33,7 @@ pub async fn serve<A: Admission>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     admission: A,
-    config: RtmpConfig,
+    config: impl Into<SharedRtmpConfig>,
     metrics: metrics::ListenerMetrics,
     shutdown: CancellationToken,
 ) {
@@ -47,12 +47,9 @@ pub async fn serve<A: Admission>(
         Ok(addr) => tracing::info!(%addr, protocol = name, "listening for publishers"),
         Err(e) => tracing::warn!(error = %e, protocol = name, "listening (address unknown)"),
     }
-    let slots = Slots::new(SlotLimits {
-        max_connections: config.max_connections,
-        max_unadmitted_per_address: config.max_unadmitted_per_address,
-        max_unadmitted_bytes: config.max_unadmitted_bytes,
-    });
-    let max_connections = config.max_connections;
+    let config: SharedRtmpConfig = config.into();
+    let mut limits = slot_limits(&config.get());
+    let slots = Slots::new(limits);
     let shared = Arc::new(Listener {
         admission,
         config,
@@ -78,6 +75,13 @@ pub async fn serve<A: Admission>(
                 }
             },
         };
+        // The configuration of this connection: a reload applies from the next accept on.
+        let config = shared.config.get();
+        if slot_limits(&config) != limits {
+            limits = slot_limits(&config);
+            slots.set_limits(limits);
+        }
+        let max_connections = limits.max_connections;
         let Some(slot) = slots.open(peer.ip()) else {
             metrics.refused("connection_limit");
             refused += 1;
@@ -99,7 +103,7 @@ pub async fn serve<A: Admission>(
         let shared = Arc::clone(&shared);
         let open = metrics.connection();
         tracker.spawn(async move {
-            connection::run(tcp, peer, shared, slot).await;
+            connection::run(tcp, peer, shared, slot, config).await;
             drop(open);
         });
     }
@@ -111,4 +115,12 @@ pub async fn serve<A: Admission>(
     }
     tracker.wait().await;
     tracing::info!(protocol = name, "listener stopped");
+}
+
+fn slot_limits(config: &RtmpConfig) -> SlotLimits {
+    SlotLimits {
+        max_connections: config.max_connections,
+        max_unadmitted_per_address: config.max_unadmitted_per_address,
+        max_unadmitted_bytes: config.max_unadmitted_bytes,
+    }
 }

@@ -52,7 +52,7 @@ impl std::fmt::Display for Eviction {
 }
 
 /// Limits of a listener's slots.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct SlotLimits {
     pub(crate) max_connections: usize,
     pub(crate) max_unadmitted_per_address: usize,
@@ -68,6 +68,8 @@ struct Unadmitted {
 
 #[derive(Default)]
 struct State {
+    /// Under the lock with the counts: a configuration reload changes them.
+    limits: SlotLimits,
     next_id: u64,
     /// All open connections, admitted or not.
     open: usize,
@@ -125,16 +127,23 @@ impl State {
 
 /// The slots of one listener.
 pub(crate) struct Slots {
-    limits: SlotLimits,
     state: Mutex<State>,
 }
 
 impl Slots {
     pub(crate) fn new(limits: SlotLimits) -> Arc<Self> {
         Arc::new(Slots {
-            limits,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                limits,
+                ..State::default()
+            }),
         })
+    }
+
+    /// New limits (a configuration reload), applied from the next connection on: nobody is
+    /// closed because of them until then.
+    pub(crate) fn set_limits(&self, limits: SlotLimits) {
+        self.lock().limits = limits;
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -148,13 +157,13 @@ impl Slots {
     pub(crate) fn open(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
         let mut state = self.lock();
         if state.per_address.get(&ip).copied().unwrap_or(0)
-            >= self.limits.max_unadmitted_per_address
+            >= state.limits.max_unadmitted_per_address
         {
             if let Some(id) = state.oldest(Some(ip)) {
                 state.evict(id, Eviction::AddressLimit);
             }
         }
-        if state.open >= self.limits.max_connections {
+        if state.open >= state.limits.max_connections {
             let id = state.oldest(None)?;
             state.evict(id, Eviction::ListenerFull);
         }
@@ -223,7 +232,7 @@ impl Slot {
         let before = entry.bytes;
         entry.bytes = bytes;
         state.unadmitted_bytes = state.unadmitted_bytes - before + bytes;
-        while state.unadmitted_bytes > self.slots.limits.max_unadmitted_bytes {
+        while state.unadmitted_bytes > state.limits.max_unadmitted_bytes {
             let Some(id) = state.oldest(None) else { break };
             state.evict(id, Eviction::MemoryBudget);
         }

@@ -13,6 +13,7 @@ pub mod live;
 pub mod manager;
 pub mod pacing;
 mod recording;
+pub mod reloadable;
 mod slate_cache;
 mod slate_control;
 mod slate_feed;
@@ -30,4 +31,5 @@ pub use ingest::{
 pub use live::LiveView;
 pub use manager::{PlaybackTarget, ResolvedPlayback, SessionConfig, SessionManager};
 pub use pacing::{Pacer, PacingConfig};
+pub use reloadable::Reloadable;
 pub use vod::RecordedView;

@@ -40,6 +40,8 @@ pub struct SrtServer {
     socket: Arc<UdpSocket>,
     local_addr: SocketAddr,
     config: SrtConfig,
+    /// [`SrtConfig::pacing`], replaceable while serving ([`SrtServer::pacing`]).
+    pacing: session::Reloadable<session::PacingConfig>,
     metrics: metrics::ListenerMetrics,
 }
 
@@ -62,6 +64,7 @@ impl SrtServer {
         Ok(SrtServer {
             socket: Arc::new(socket),
             local_addr,
+            pacing: session::Reloadable::new(config.pacing),
             config,
             metrics: metrics::Metrics::new().listener("srt"),
         })
@@ -71,6 +74,12 @@ impl SrtServer {
     pub fn with_metrics(mut self, metrics: metrics::ListenerMetrics) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// The pacing of publishers, to replace while serving (a configuration reload): each
+    /// publisher admitted afterwards is paced with the new values.
+    pub fn pacing(&self) -> session::Reloadable<session::PacingConfig> {
+        self.pacing.clone()
     }
 
     /// The bound address (with the real port when bound to port 0).
@@ -94,6 +103,7 @@ impl SrtServer {
             socket,
             local_addr,
             config,
+            pacing,
             metrics,
         } = self;
         tracing::info!(addr = %local_addr, protocol = "srt", "listening for publishers");
@@ -102,6 +112,7 @@ impl SrtServer {
             sinks,
             slots: Arc::new(Semaphore::new(config.max_connections)),
             config,
+            pacing,
             metrics,
             shutdown: shutdown.clone(),
         });
@@ -168,6 +179,7 @@ struct Shared<A, F> {
     admission: A,
     sinks: F,
     config: SrtConfig,
+    pacing: session::Reloadable<session::PacingConfig>,
     slots: Arc<Semaphore>,
     shutdown: CancellationToken,
     metrics: metrics::ListenerMetrics,
@@ -235,7 +247,7 @@ async fn handle_request<A: SrtAdmission, F: SinkFactory>(
                     socket,
                     grant,
                     sink,
-                    pacer: session::Pacer::new(shared.config.pacing),
+                    pacer: session::Pacer::new(shared.pacing.get()),
                     payloads: 0,
                     bytes: 0,
                 };
