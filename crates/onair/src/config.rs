@@ -65,6 +65,14 @@ pub struct FileConfig {
     webhooks: Vec<WebhookFileConfig>,
     environment: EnvironmentFileConfig,
     drain: DrainFileConfig,
+    log: LogFileConfig,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct LogFileConfig {
+    filter: Option<String>,
 }
 
 /// `[drain]`: what `SIGUSR1` does.
@@ -415,6 +423,8 @@ pub struct ServeSettings {
     pub http: HttpLimits,
     /// See [`DEFAULT_DRAIN_DEADLINE`].
     pub drain_deadline: Duration,
+    /// `log.filter`, validated (`RUST_LOG` wins over it).
+    pub log_filter: Option<String>,
 }
 
 fn listener(
@@ -575,6 +585,27 @@ impl FileConfig {
         Ok(limits)
     }
 
+    /// `log.filter` as written (validated by [`FileConfig::serve`]).
+    pub fn log_filter(&self) -> Option<&str> {
+        self.log.filter.as_deref()
+    }
+
+    /// `log.filter`, checked: a plain filter (`info`, `info,rtmp=debug`), the kind SIGHUP
+    /// can change.
+    fn checked_log_filter(&self) -> Result<Option<String>> {
+        let Some(filter) = &self.log.filter else {
+            return Ok(None);
+        };
+        filter
+            .parse::<tracing_subscriber::filter::Targets>()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "log.filter ({filter:?}) must be like \"info\" or \"info,rtmp=debug\": {e}"
+                )
+            })?;
+        Ok(Some(filter.trim().to_owned()))
+    }
+
     /// The data directory: flag, else file, else `./data`.
     pub fn data_dir(&self, flag: Option<&Path>) -> PathBuf {
         flag.map(Path::to_path_buf)
@@ -667,6 +698,7 @@ impl FileConfig {
                 "--drain-deadline-secs / drain.deadline_secs",
                 args.drain_deadline_secs.unwrap_or(self.drain.deadline_secs),
             )?,
+            log_filter: self.checked_log_filter()?,
         })
     }
 }

@@ -84,14 +84,14 @@ fn main() -> Result<()> {
     let file = FileConfig::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve(args) => {
-            serve::init_logging();
+            let log = serve::init_logging(file.log_filter());
             let settings = file.serve(&args, cli.data_dir.as_deref())?;
             let source = reload::ReloadSource {
                 config: cli.config.clone(),
                 args,
                 data_dir: cli.data_dir.clone(),
             };
-            serve::run(settings, source)
+            serve::run(settings, source, log)
         }
         Command::LiveStreams { api, command } => cli::run_live_streams(command, &api),
         Command::Assets { api, command } => cli::run_assets(command, &api),

@@ -15,6 +15,7 @@
 //!   that come next (rate-limit buckets start full again);
 //! - the RTMP/RTMPS listeners' limits (`[rtmp]`) and the pacing of publishers (`[ingest]`),
 //!   for the connections accepted (SRT: the publishers admitted) from then on;
+//! - the log filter (`[log] filter`), unless `RUST_LOG` is set (it wins, as at start);
 //! - the drain deadline (`[drain]`).
 //!
 //! Everything else (listener addresses, data directory, `[hls]`, `[timestamps]`,
@@ -122,6 +123,7 @@ pub struct Reloader {
     rtmp: Option<rtmp::SharedRtmpConfig>,
     /// The SRT listener's pacing, when it runs.
     srt_pacing: Option<session::Reloadable<session::PacingConfig>>,
+    log: crate::serve::LogFilter,
 }
 
 impl Reloader {
@@ -130,6 +132,7 @@ impl Reloader {
         current: ServeSettings,
         tls: Option<rtmp::RtmpsTls>,
         webhooks: Webhooks,
+        log: crate::serve::LogFilter,
     ) -> Self {
         Reloader {
             source,
@@ -139,6 +142,7 @@ impl Reloader {
             api: None,
             rtmp: None,
             srt_pacing: None,
+            log,
         }
     }
 
@@ -224,6 +228,14 @@ impl Reloader {
                 );
             }
             self.current.webhooks = new.webhooks;
+        }
+        if new.log_filter != self.current.log_filter {
+            let filter = new.log_filter.as_deref().unwrap_or("info");
+            match self.log.set(filter) {
+                Ok(()) => info!(filter, "log filter reloaded"),
+                Err(why) => warn!(filter, "log.filter not changed: {why}"),
+            }
+            self.current.log_filter = new.log_filter;
         }
         if new.api != self.current.api {
             if let Some(api) = &self.api {

@@ -30,50 +30,99 @@ const DRAIN_POLL: Duration = Duration::from_millis(250);
 /// How long shutdown waits for sessions to write their last segment.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Logs to stderr; `RUST_LOG` filters (default `info`).
+/// Logs to stderr; `RUST_LOG` filters, else the file's `log.filter` (default `info`).
 ///
-/// A plain `RUST_LOG` (`info`, `rtmp=debug,info`) becomes a [`Targets`] filter, decided once
+/// A plain filter (`info`, `rtmp=debug,info`) becomes a [`Targets`] filter, decided once
 /// per call site. Only directives that need more (span names or fields, regexes) get an
 /// `EnvFilter`, which takes a lock and a map lookup each time a span is entered: a publisher's
 /// connection span is entered dozens of times a second.
 ///
+/// The `Targets` filter sits behind a reload layer, so that SIGHUP can change `log.filter`:
+/// that layer answers per call site too (a reload rebuilds the call sites' interest), so it
+/// adds no lock on the hot path.
+///
 /// [`Targets`]: tracing_subscriber::filter::Targets
-pub fn init_logging() {
+pub fn init_logging(file_filter: Option<&str>) -> LogFilter {
     use tracing_subscriber::filter::{EnvFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let spec = std::env::var("RUST_LOG").unwrap_or_default();
-    let spec = match spec.trim() {
-        "" => "info",
-        s => s,
+    let env = std::env::var("RUST_LOG").unwrap_or_default();
+    let from_env = !env.trim().is_empty();
+    let spec = match (env.trim(), file_filter.map(str::trim)) {
+        ("", None | Some("")) => "info",
+        ("", Some(file)) => file,
+        (env, _) => env,
     };
     // Colours only for a terminal: a log redirected to a file or a collector stays plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     match spec.parse::<Targets>() {
-        Ok(targets) => tracing_subscriber::registry()
-            .with(targets)
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_ansi(ansi)
-                    .with_writer(std::io::stderr),
-            )
-            .init(),
-        Err(_) => tracing_subscriber::fmt()
-            .with_env_filter(EnvFilter::new(spec))
-            .with_ansi(ansi)
-            .with_writer(std::io::stderr)
-            .init(),
+        Ok(targets) => {
+            let (filter, handle) = tracing_subscriber::reload::Layer::new(targets);
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_ansi(ansi)
+                        .with_writer(std::io::stderr),
+                )
+                .init();
+            LogFilter {
+                handle: Some(handle),
+                from_env,
+            }
+        }
+        Err(_) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(EnvFilter::new(spec))
+                .with_ansi(ansi)
+                .with_writer(std::io::stderr)
+                .init();
+            LogFilter {
+                handle: None,
+                from_env,
+            }
+        }
+    }
+}
+
+/// Changes the log filter on SIGHUP (`log.filter`), unless `RUST_LOG` chose it.
+#[derive(Debug)]
+pub struct LogFilter {
+    handle: Option<
+        tracing_subscriber::reload::Handle<
+            tracing_subscriber::filter::Targets,
+            tracing_subscriber::Registry,
+        >,
+    >,
+    /// `RUST_LOG` was set: it wins over the file, as at start.
+    from_env: bool,
+}
+
+impl LogFilter {
+    /// Applies `filter` (already validated: [`crate::config::ServeSettings::log_filter`]);
+    /// `Err` says why it was not.
+    pub fn set(&self, filter: &str) -> std::result::Result<(), String> {
+        if self.from_env {
+            return Err("RUST_LOG is set, and wins over log.filter until a restart".to_owned());
+        }
+        let Some(handle) = &self.handle else {
+            return Err("the filter at start was an EnvFilter (spans, fields or regexes): restart to change it".to_owned());
+        };
+        let targets = filter
+            .parse::<tracing_subscriber::filter::Targets>()
+            .map_err(|e| e.to_string())?;
+        handle.reload(targets).map_err(|e| e.to_string())
     }
 }
 
 /// Runs the gateway until SIGINT or SIGTERM, or the end of a drain. `source` is where
 /// `settings` came from, read again on SIGHUP.
-pub fn run(settings: ServeSettings, source: ReloadSource) -> Result<()> {
+pub fn run(settings: ServeSettings, source: ReloadSource, log: LogFilter) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(settings, source))
+    runtime.block_on(serve(settings, source, log))
 }
 
 async fn bind(name: &str, addr: Option<SocketAddr>) -> Result<Option<TcpListener>> {
@@ -111,7 +160,7 @@ fn bind_http(
     Ok(Some(listener))
 }
 
-async fn serve(settings: ServeSettings, source: ReloadSource) -> Result<()> {
+async fn serve(settings: ServeSettings, source: ReloadSource, log: LogFilter) -> Result<()> {
     // Signals are caught from the start: a SIGHUP during start-up must not kill the process
     // (the default action), it is handled once serving.
     let mut signals = Signals::new()?;
@@ -185,7 +234,7 @@ async fn serve(settings: ServeSettings, source: ReloadSource) -> Result<()> {
         (Some(_), Some(tls)) => Some(tls.clone()),
         _ => None,
     };
-    let mut reloader = Reloader::new(source, settings.clone(), reload_tls, webhooks);
+    let mut reloader = Reloader::new(source, settings.clone(), reload_tls, webhooks, log);
     reloader
         .start_webhooks()
         .await

@@ -383,3 +383,34 @@ fn drain_refuses_new_publishers_keeps_the_live_one_and_exits_when_it_ends() {
     assert!(status.success(), "{status:?}\n{}", gw.log_tail(30));
     assert!(gw.log().contains("drained: the last broadcast has ended"));
 }
+
+#[test]
+fn sighup_changes_the_log_filter_of_the_file() {
+    let dir = testkit::scratch_dir("e2e_reload_log-config");
+    let config = dir.join("onair.toml");
+    std::fs::write(&config, "[log]\nfilter = \"warn\"\n").unwrap();
+    // No RUST_LOG: the file's filter decides (RUST_LOG would win over it).
+    let mut gw = Gateway::start_with_env(
+        binary(),
+        "e2e_reload_log",
+        &["--config", config.to_str().unwrap()],
+        &[("RUST_LOG", "")],
+    );
+    assert!(!gw.log().contains(" INFO "), "{}", gw.log_tail(20));
+    // Not a filter: refused (at ERROR, so it shows at `warn`).
+    std::fs::write(&config, "[log]\nfilter = \"info,rtmp=loud\"\n").unwrap();
+    gw.signal("HUP");
+    gw.wait_log("reload refused", Duration::from_secs(10));
+    assert!(gw.log().contains("log.filter"), "{}", gw.log_tail(20));
+    assert!(!gw.log().contains(" INFO "), "{}", gw.log_tail(20));
+    // `info`: applied, and the next SIGHUP's own line shows.
+    std::fs::write(&config, "[log]\nfilter = \"info\"\n").unwrap();
+    gw.signal("HUP");
+    gw.wait_log("log filter reloaded", Duration::from_secs(10));
+    gw.signal("HUP");
+    gw.wait_log(
+        "SIGHUP: reloading the configuration",
+        Duration::from_secs(10),
+    );
+    assert!(gw.stop().success());
+}

@@ -45,6 +45,7 @@ pub struct Gateway {
     pub stdout: mpsc::Receiver<String>,
     stderr_path: PathBuf,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 fn listening(line: &str, name: &str) -> Option<SocketAddr> {
@@ -59,10 +60,32 @@ impl Gateway {
     pub fn start(binary: &Path, name: &str, extra: &[&str]) -> Gateway {
         let data_dir = crate::scratch_dir(name);
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
-        Gateway::start_in(binary, data_dir, extra)
+        Gateway::start_in(binary, data_dir, extra, Vec::new())
     }
 
-    fn start_in(binary: &Path, data_dir: PathBuf, extra: Vec<String>) -> Gateway {
+    /// [`Gateway::start`] with environment variables set for the server (over the default
+    /// `RUST_LOG`; an empty `RUST_LOG` leaves the choice to the configuration file).
+    pub fn start_with_env(
+        binary: &Path,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Gateway {
+        let data_dir = crate::scratch_dir(name);
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Gateway::start_in(binary, data_dir, extra, env)
+    }
+
+    fn start_in(
+        binary: &Path,
+        data_dir: PathBuf,
+        extra: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Gateway {
         let stderr_path = data_dir.join("onair.log");
         // Appended to: a restarted gateway keeps the log of the run before it.
         let stderr = std::fs::OpenOptions::new()
@@ -91,6 +114,7 @@ impl Gateway {
             ])
             .args(&extra)
             .env("RUST_LOG", "info,rtmp=debug,session=debug")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
             .spawn()
@@ -108,6 +132,7 @@ impl Gateway {
             stdout: rx,
             stderr_path,
             extra,
+            env,
         };
         loop {
             let line = match gateway.stdout.recv_timeout(Duration::from_secs(30)) {
@@ -311,7 +336,12 @@ impl Gateway {
             self.child.try_wait().unwrap().is_some(),
             "restart: the server is still running"
         );
-        let next = Gateway::start_in(&self.binary, self.data_dir.clone(), self.extra.clone());
+        let next = Gateway::start_in(
+            &self.binary,
+            self.data_dir.clone(),
+            self.extra.clone(),
+            self.env.clone(),
+        );
         // The old one has exited: dropping it only closes its pipes.
         drop(std::mem::replace(self, next));
     }
