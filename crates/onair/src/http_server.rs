@@ -22,6 +22,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -32,7 +33,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -129,15 +129,18 @@ pub fn bind(addr: SocketAddr, limits: &HttpLimits) -> io::Result<TcpListener> {
 }
 
 /// Serves `app` on `listener` until `shutdown`, then lets responses in progress finish for a
-/// few seconds.
+/// few seconds. `limits` is read at each accept: a configuration reload changes them for the
+/// connections accepted afterwards (except [`HttpLimits::send_buffer`], a socket option of
+/// the listening socket, set by [`bind`]).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    limits: HttpLimits,
+    limits: session::Reloadable<HttpLimits>,
     metrics: metrics::ListenerMetrics,
     shutdown: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // Open connections; each one's task holds an `OpenConnection` that counts it.
+    let open = Arc::new(AtomicUsize::new(0));
     let tracker = TaskTracker::new();
     let mut refused = 0u64;
     let mut last_refusal_log: Option<Instant> = None;
@@ -157,7 +160,8 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+        let limits = limits.get();
+        if open.load(Ordering::Relaxed) >= limits.max_connections {
             metrics.refused("connection_limit");
             refused += 1;
             if last_refusal_log.is_none_or(|t| t.elapsed() >= LIMIT_LOG_INTERVAL) {
@@ -166,7 +170,8 @@ pub async fn serve(
             }
             drop(tcp);
             continue;
-        };
+        }
+        let permit = OpenConnection::new(&open);
         let app = app.clone();
         let shutdown = shutdown.clone();
         let open = metrics.connection();
@@ -179,6 +184,23 @@ pub async fn serve(
     tracker.close();
     tracker.wait().await;
     info!("http listener stopped");
+}
+
+/// Counts one open connection while it lives (only the accept loop creates them, so the
+/// check and the increment need no lock).
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl OpenConnection {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(Arc::clone(open))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 async fn serve_connection(

@@ -15,11 +15,13 @@
 //!   that come next (rate-limit buckets start full again);
 //! - the RTMP/RTMPS listeners' limits (`[rtmp]`) and the pacing of publishers (`[ingest]`),
 //!   for the connections accepted (SRT: the publishers admitted) from then on;
+//! - the HTTP and metrics listeners' limits (`[http]`, but `send_buffer`), for the
+//!   connections accepted from then on;
 //! - the log filter (`[log] filter`), unless `RUST_LOG` is set (it wins, as at start);
 //! - the drain deadline (`[drain]`).
 //!
 //! Everything else (listener addresses, data directory, `[hls]`, `[timestamps]`,
-//! `[broadcasts]`, `[http]`) is read by the listeners and
+//! `[broadcasts]`, `[http] send_buffer`) is read by the listeners and
 //! sessions when they start: a change is logged as needing a restart and not applied.
 
 use std::path::PathBuf;
@@ -124,6 +126,8 @@ pub struct Reloader {
     /// The SRT listener's pacing, when it runs.
     srt_pacing: Option<session::Reloadable<session::PacingConfig>>,
     log: crate::serve::LogFilter,
+    /// What the HTTP and metrics listeners read per connection.
+    http: Option<session::Reloadable<crate::http_server::HttpLimits>>,
 }
 
 impl Reloader {
@@ -143,7 +147,13 @@ impl Reloader {
             rtmp: None,
             srt_pacing: None,
             log,
+            http: None,
         }
+    }
+
+    /// The limits the HTTP and metrics listeners read per connection.
+    pub fn set_http(&mut self, http: session::Reloadable<crate::http_server::HttpLimits>) {
+        self.http = Some(http);
     }
 
     /// The configuration the RTMP/RTMPS listeners and the SRT listener read per connection.
@@ -261,6 +271,21 @@ impl Reloader {
             info!(pacing = ?new.srt.pacing, "[ingest] reloaded: SRT publishers admitted from now on are paced with it");
             self.current.srt = new.srt;
         }
+        if new.http != self.current.http {
+            // The send buffer is an option of the listening socket: it stays until a restart
+            // (`needs_restart` says so).
+            let applied = crate::http_server::HttpLimits {
+                send_buffer: self.current.http.send_buffer,
+                ..new.http
+            };
+            if applied != self.current.http {
+                if let Some(http) = &self.http {
+                    http.set(applied);
+                }
+                info!(http = ?applied, "[http] limits reloaded: connections accepted from now on use them");
+                self.current.http = applied;
+            }
+        }
         if new.drain_deadline != self.current.drain_deadline {
             info!(
                 deadline_secs = new.drain_deadline.as_secs_f64(),
@@ -298,7 +323,10 @@ impl Reloader {
                 "[hls]/[timestamps]/[broadcasts]",
                 format!("{:?}", old.pipeline) != format!("{:?}", new.pipeline),
             ),
-            ("[http]", old.http != new.http),
+            (
+                "[http] send_buffer",
+                old.http.send_buffer != new.http.send_buffer,
+            ),
         ] {
             if differs {
                 changed.push(name);

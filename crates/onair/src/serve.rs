@@ -242,6 +242,9 @@ async fn serve(settings: ServeSettings, source: ReloadSource, log: LogFilter) ->
     if webhook_count > 0 {
         println!("webhooks: delivering events to {webhook_count} endpoint(s)");
     }
+    // Read by the HTTP and metrics listeners per connection; SIGHUP replaces it.
+    let http_limits = session::Reloadable::new(settings.http);
+    reloader.set_http(http_limits.clone());
     // Read by the RTMP and RTMPS listeners per connection; SIGHUP replaces it.
     let rtmp_config = rtmp::SharedRtmpConfig::new(settings.rtmp.clone());
     reloader.set_ingest(
@@ -314,7 +317,7 @@ async fn serve(settings: ServeSettings, source: ReloadSource, log: LogFilter) ->
         tasks.spawn(crate::http_server::serve(
             listener,
             app,
-            settings.http,
+            http_limits.clone(),
             metrics.listener("http"),
             shutdown.clone(),
         ));
@@ -327,7 +330,7 @@ async fn serve(settings: ServeSettings, source: ReloadSource, log: LogFilter) ->
         tasks.spawn(crate::http_server::serve(
             listener,
             crate::metrics_listener::router(metrics.clone(), Arc::clone(&readiness)),
-            settings.http,
+            http_limits.clone(),
             metrics.listener("metrics"),
             shutdown.clone(),
         ));

@@ -267,7 +267,7 @@ fn invalid_reloads_are_refused_and_the_old_configuration_stays() {
         &config,
         tls_config(
             &dir,
-            "[http]\nmax_connections = 7\n\n[api]\nother_requests_per_second = 0.01\nother_burst = 2\n\n\
+            "[http]\nmax_connections = 7\nsend_buffer = 131072\n\n[api]\nother_requests_per_second = 0.01\nother_burst = 2\n\n\
              [rtmp]\nmax_unadmitted_per_address = 1\n\n\
              [[webhooks]]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"s\"\n",
         ),
@@ -282,7 +282,7 @@ fn invalid_reloads_are_refused_and_the_old_configuration_stays() {
         gw.log_tail(30)
     );
     assert!(
-        log.contains("only applied at the next restart") && log.contains("[http]"),
+        log.contains("only applied at the next restart") && log.contains("[http] send_buffer"),
         "{}",
         gw.log_tail(30)
     );
@@ -313,6 +313,25 @@ fn invalid_reloads_are_refused_and_the_old_configuration_stays() {
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
         other => panic!("the first connection was not closed: {other:?}"),
     }
+    // The HTTP listener's new connection cap: 7 open, the 8th is closed at once.
+    assert!(
+        log.contains("[http] limits reloaded"),
+        "{}",
+        gw.log_tail(30)
+    );
+    let http = gw.http.unwrap();
+    let held: Vec<TcpStream> = (0..7).map(|_| TcpStream::connect(http).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut eighth = TcpStream::connect(http).unwrap();
+    eighth
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    match eighth.read(&mut byte) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the 8th HTTP connection was not closed: {other:?}"),
+    }
+    drop(held);
     assert!(gw.stop().success());
 }
 
