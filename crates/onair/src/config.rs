@@ -66,6 +66,14 @@ pub struct FileConfig {
     environment: EnvironmentFileConfig,
     drain: DrainFileConfig,
     log: LogFileConfig,
+    reload: ReloadFileConfig,
+}
+
+/// `[reload]`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ReloadFileConfig {
+    on_change: bool,
 }
 
 /// `[log]`.
@@ -393,6 +401,10 @@ pub struct ServeArgs {
     /// this many seconds, whichever comes first [config: drain.deadline_secs; default: 3600].
     #[arg(long, env = "ONAIR_DRAIN_DEADLINE_SECS")]
     pub drain_deadline_secs: Option<f64>,
+    /// Reload (as on SIGHUP) when the configuration file or the certificate or key file
+    /// changes, checked every 2 s [config: reload.on_change; default: off].
+    #[arg(long, env = "ONAIR_RELOAD_ON_CHANGE")]
+    pub reload_on_change: bool,
 }
 
 /// Where RTMPS gets its certificate.
@@ -425,6 +437,8 @@ pub struct ServeSettings {
     pub drain_deadline: Duration,
     /// `log.filter`, validated (`RUST_LOG` wins over it).
     pub log_filter: Option<String>,
+    /// Reload when a watched file changes (`--reload-on-change`, `reload.on_change`).
+    pub reload_on_change: bool,
 }
 
 fn listener(
@@ -699,6 +713,7 @@ impl FileConfig {
                 args.drain_deadline_secs.unwrap_or(self.drain.deadline_secs),
             )?,
             log_filter: self.checked_log_filter()?,
+            reload_on_change: args.reload_on_change || self.reload.on_change,
         })
     }
 }

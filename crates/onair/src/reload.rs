@@ -25,7 +25,7 @@
 //! sessions when they start: a change is logged as needing a restart and not applied.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 use tokio::sync::watch;
@@ -128,6 +128,24 @@ pub struct Reloader {
     log: crate::serve::LogFilter,
     /// What the HTTP and metrics listeners read per connection.
     http: Option<session::Reloadable<crate::http_server::HttpLimits>>,
+    /// The watched files as last seen ([`Reloader::files_changed`]).
+    stamps: Option<Vec<FileStamp>>,
+}
+
+/// What tells that a file changed: `None` when it cannot be read (missing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp(Option<(u64, Option<SystemTime>, u64)>);
+
+impl FileStamp {
+    fn of(path: &std::path::Path) -> Self {
+        FileStamp(std::fs::metadata(path).ok().map(|m| {
+            #[cfg(unix)]
+            let inode = std::os::unix::fs::MetadataExt::ino(&m);
+            #[cfg(not(unix))]
+            let inode = 0;
+            (m.len(), m.modified().ok(), inode)
+        }))
+    }
 }
 
 impl Reloader {
@@ -148,6 +166,7 @@ impl Reloader {
             srt_pacing: None,
             log,
             http: None,
+            stamps: None,
         }
     }
 
@@ -176,6 +195,25 @@ impl Reloader {
         self.webhooks.start(&self.current.webhooks).await
     }
 
+    /// Whether to reload when a watched file changes ([`Reloader::files_changed`]).
+    pub fn watches_files(&self) -> bool {
+        self.current.reload_on_change
+    }
+
+    /// Whether the configuration file or the certificate or key file (when RTMPS reads
+    /// files) changed since the last call: size, modification time or inode (a file replaced
+    /// by a rename). The first call only takes note.
+    pub fn files_changed(&mut self) -> bool {
+        let mut files: Vec<PathBuf> = self.source.config.iter().cloned().collect();
+        if let (Some(_), Some(TlsSource::Files { cert, key })) = (&self.tls, &self.current.tls) {
+            files.extend([cert.clone(), key.clone()]);
+        }
+        let stamps: Vec<FileStamp> = files.iter().map(|f| FileStamp::of(f)).collect();
+        let changed = self.stamps.as_ref().is_some_and(|before| *before != stamps);
+        self.stamps = Some(stamps);
+        changed
+    }
+
     /// See [`crate::config::DEFAULT_DRAIN_DEADLINE`].
     pub fn drain_deadline(&self) -> Duration {
         self.current.drain_deadline
@@ -183,13 +221,13 @@ impl Reloader {
 
     /// Reads the configuration again and applies what can change (see the module's doc).
     /// Returns whether the new configuration was accepted.
-    pub async fn reload(&mut self) -> bool {
+    pub async fn reload(&mut self, why: &str) -> bool {
         let config = self
             .source
             .config
             .as_ref()
             .map_or_else(|| "no file".to_owned(), |p| p.display().to_string());
-        info!(config, "SIGHUP: reloading the configuration");
+        info!(config, "{why}: reloading the configuration");
         let new = match self.source.load() {
             Ok(new) => new,
             Err(e) => {
@@ -317,6 +355,10 @@ impl Reloader {
             ("listeners.http", old.http_addr != new.http_addr),
             ("listeners.metrics", old.metrics_addr != new.metrics_addr),
             ("data_dir", old.data_dir != new.data_dir),
+            (
+                "reload.on_change",
+                old.reload_on_change != new.reload_on_change,
+            ),
             // Turning RTMPS on or off, or from a development certificate to files.
             ("[tls] (RTMPS on or off)", tls_kind(old) != tls_kind(new)),
             (

@@ -24,6 +24,10 @@ use tracing::{info, warn};
 use crate::config::{ServeSettings, TlsSource};
 use crate::reload::{ReloadSource, Reloader, Webhooks};
 
+/// How often the watched files are checked (`--reload-on-change`): a stat of at most three
+/// files.
+const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
 /// How often a draining gateway checks whether its last broadcast has ended.
 const DRAIN_POLL: Duration = Duration::from_millis(250);
 
@@ -340,12 +344,22 @@ async fn serve(settings: ServeSettings, source: ReloadSource, log: LogFilter) ->
 
     let mut drain_until: Option<Instant> = None;
     let mut drain_poll = tokio::time::interval(DRAIN_POLL);
+    let mut watch = tokio::time::interval(WATCH_INTERVAL);
+    if reloader.watches_files() {
+        reloader.files_changed();
+        info!(
+            every_secs = WATCH_INTERVAL.as_secs(),
+            "reloading when the configuration, certificate or key file changes"
+        );
+    }
     loop {
         tokio::select! {
             signal = signals.recv() => match signal {
                 Signal::Stop => break,
                 Signal::Reload => {
-                    reloader.reload().await;
+                    reloader.reload("SIGHUP").await;
+                    // What SIGHUP just read does not count as a change for the watch.
+                    reloader.files_changed();
                 }
                 Signal::Drain => {
                     if drain_until.is_some() {
@@ -363,6 +377,11 @@ async fn serve(settings: ServeSettings, source: ReloadSource, log: LogFilter) ->
                     );
                 }
             },
+            _ = watch.tick(), if reloader.watches_files() => {
+                if reloader.files_changed() {
+                    reloader.reload("file changed").await;
+                }
+            }
             _ = drain_poll.tick(), if drain_until.is_some() => {
                 let running = manager.running();
                 if running == 0 {

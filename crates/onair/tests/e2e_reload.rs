@@ -54,6 +54,28 @@ fn install_certificate(dir: &Path, name: &str) {
     }
 }
 
+/// A directory with two certificates, `old.example` (installed) and `new.example`; their DER.
+fn certificates(name: &str) -> (PathBuf, Vec<u8>, Vec<u8>) {
+    let dir = testkit::scratch_dir(name);
+    let old = make_certificate(&dir, "old.example");
+    let new = make_certificate(&dir, "new.example");
+    install_certificate(&dir, "old.example");
+    (dir, old, new)
+}
+
+/// Asserts that the server closes `stream` (without sending anything) within 5 s.
+fn assert_closed(mut stream: TcpStream, what: &str) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("{what} was not closed: {other:?}"),
+    }
+}
+
 /// Accepts any server certificate and keeps the one it was shown: the test compares it with
 /// the files it wrote. Signatures are still checked, so the server proved it holds the key.
 #[derive(Debug)]
@@ -174,12 +196,8 @@ fn next_segment(gw: &Gateway, playback_id: &str, after: Option<&str>) -> String 
 
 #[test]
 fn sighup_replaces_the_rtmps_certificate_without_dropping_a_publisher() {
-    let dir = testkit::scratch_dir("e2e_reload_cert-files");
-    let old = make_certificate(&dir, "old.example");
-    let new = make_certificate(&dir, "new.example");
-    install_certificate(&dir, "old.example");
-    let (gw, config_dir) = start_with_config("e2e_reload_cert", &tls_config(&dir, ""));
-    let _ = config_dir;
+    let (dir, old, new) = certificates("e2e_reload_cert-files");
+    let (gw, _config_dir) = start_with_config("e2e_reload_cert", &tls_config(&dir, ""));
     let rtmps = gw.rtmps.expect("RTMPS is on");
     assert_eq!(presented_certificate(rtmps), old);
 
@@ -215,10 +233,7 @@ fn sighup_replaces_the_rtmps_certificate_without_dropping_a_publisher() {
 
 #[test]
 fn invalid_reloads_are_refused_and_the_old_configuration_stays() {
-    let dir = testkit::scratch_dir("e2e_reload_invalid-files");
-    let old = make_certificate(&dir, "old.example");
-    let new = make_certificate(&dir, "new.example");
-    install_certificate(&dir, "old.example");
+    let (dir, old, new) = certificates("e2e_reload_invalid-files");
     let (mut gw, config_dir) = start_with_config("e2e_reload_invalid", &tls_config(&dir, ""));
     let config = config_dir.join("onair.toml");
     let rtmps = gw.rtmps.unwrap();
@@ -301,18 +316,10 @@ fn invalid_reloads_are_refused_and_the_old_configuration_stays() {
         gw.log_tail(30)
     );
     let rtmp = gw.rtmp.unwrap();
-    let mut first = TcpStream::connect(rtmp).unwrap();
-    first
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    let first = TcpStream::connect(rtmp).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let _second = TcpStream::connect(rtmp).unwrap();
-    let mut byte = [0u8; 1];
-    match first.read(&mut byte) {
-        Ok(0) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        other => panic!("the first connection was not closed: {other:?}"),
-    }
+    assert_closed(first, "the first RTMP connection");
     // The HTTP listener's new connection cap: 7 open, the 8th is closed at once.
     assert!(
         log.contains("[http] limits reloaded"),
@@ -322,15 +329,7 @@ fn invalid_reloads_are_refused_and_the_old_configuration_stays() {
     let http = gw.http.unwrap();
     let held: Vec<TcpStream> = (0..7).map(|_| TcpStream::connect(http).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(200));
-    let mut eighth = TcpStream::connect(http).unwrap();
-    eighth
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    match eighth.read(&mut byte) {
-        Ok(0) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        other => panic!("the 8th HTTP connection was not closed: {other:?}"),
-    }
+    assert_closed(TcpStream::connect(http).unwrap(), "the 8th HTTP connection");
     drop(held);
     assert!(gw.stop().success());
 }
@@ -431,5 +430,25 @@ fn sighup_changes_the_log_filter_of_the_file() {
         "SIGHUP: reloading the configuration",
         Duration::from_secs(10),
     );
+    assert!(gw.stop().success());
+}
+
+#[test]
+fn with_reload_on_change_a_renewed_certificate_is_picked_up_without_a_signal() {
+    let (dir, old, new) = certificates("e2e_reload_watch-files");
+    let config = tls_config(&dir, "[reload]\non_change = true\n");
+    let (mut gw, _config_dir) = start_with_config("e2e_reload_watch", &config);
+    let rtmps = gw.rtmps.unwrap();
+    assert_eq!(presented_certificate(rtmps), old);
+    // A renewal that writes the certificate, then the key: the first check may see a
+    // mismatched pair (refused), the next one the whole pair.
+    install_certificate(&dir, "new.example");
+    gw.wait_log("RTMPS certificate replaced", Duration::from_secs(15));
+    assert!(
+        gw.log().contains("file changed: reloading"),
+        "{}",
+        gw.log_tail(20)
+    );
+    assert_eq!(presented_certificate(rtmps), new);
     assert!(gw.stop().success());
 }
