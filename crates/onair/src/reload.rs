@@ -238,8 +238,8 @@ impl Reloader {
                 return false;
             }
         };
-        // The certificate first: it is the last thing that can fail, and a failure must leave
-        // everything as it was.
+        // `load` validated everything but the certificate and key, which are only read now:
+        // try them before applying anything, so that a bad pair leaves everything as it was.
         if let (Some(tls), Some(TlsSource::Files { cert, key })) = (&self.tls, &new.tls) {
             let before = tls.fingerprint();
             if let Err(e) = tls.reload_files(cert, key) {

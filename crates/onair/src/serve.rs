@@ -357,9 +357,10 @@ async fn serve(settings: ServeSettings, source: ReloadSource, log: LogFilter) ->
             signal = signals.recv() => match signal {
                 Signal::Stop => break,
                 Signal::Reload => {
-                    reloader.reload("SIGHUP").await;
-                    // What SIGHUP just read does not count as a change for the watch.
+                    // What SIGHUP reads does not count as a change for the watch (noted
+                    // before reading: a write during the reload is seen at the next check).
                     reloader.files_changed();
+                    reloader.reload("SIGHUP").await;
                 }
                 Signal::Drain => {
                     if drain_until.is_some() {
