@@ -31,7 +31,13 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`serve`] returns after `shutdown` is cancelled and every connection has closed. Encoders
+//! [`serve`] returns after `shutdown` is cancelled and every connection has closed.
+//!
+//! Both can change while serving, without touching established connections (the binary does
+//! it on SIGHUP): give [`serve`] a [`SharedRtmpConfig`] and `set` a new [`RtmpConfig`] on
+//! it (each accepted connection takes the current one), and build the acceptor from an
+//! [`RtmpsTls`], whose `reload_files` swaps the certificate for the next handshakes (a key
+//! that does not match is refused and the old pair stays). Encoders
 //! may use the full URL (`rtmp://HOST:PORT/app/KEY`, as ffmpeg does) or a server URL and a
 //! stream key (`rtmp://HOST:PORT/app` + `KEY`, as OBS and Wirecast do): both arrive as a
 //! `connect` to an application and a `publish` whose name is the key. The key is the publish
