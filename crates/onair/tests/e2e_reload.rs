@@ -9,7 +9,10 @@
 //!   reloads (webhook endpoints, an API rate limit and an RTMP limit, each seen working).
 //! - `SIGUSR1` (drain) with one ffmpeg publisher live: `/readyz` says draining, a second
 //!   publisher (RTMP and SRT) is refused, the first keeps streaming and its playback works,
-//!   and when it stops (reconnect window 0) the process exits with status 0.
+//!   and when it stops (reconnect window 0) the process exits with status 0; with a drain
+//!   deadline, it exits (0) at the deadline with the broadcast still running.
+//! - `--reload-on-change`: a renewed certificate is picked up without a signal.
+//! - `[log] filter` changes on SIGHUP when `RUST_LOG` is not set.
 #![allow(clippy::unwrap_used)]
 
 use std::io::Read as _;
@@ -451,4 +454,39 @@ fn with_reload_on_change_a_renewed_certificate_is_picked_up_without_a_signal() {
     );
     assert_eq!(presented_certificate(rtmps), new);
     assert!(gw.stop().success());
+}
+
+#[test]
+fn a_drain_stops_at_its_deadline_with_a_broadcast_still_running() {
+    require_tool("ffmpeg");
+    let mut gw = Gateway::start(
+        binary(),
+        "e2e_drain_deadline",
+        &["--drain-deadline-secs", "2"],
+    );
+    let rtmp = gw.rtmp.unwrap();
+    let live = gw.create_stream(&[]);
+    let mut encoder = Encoder::ffmpeg_720p(&format!("rtmp://{rtmp}/app/{}", live.key), None);
+    gw.wait_status(&live.id, "active", Duration::from_secs(20));
+    let started = Instant::now();
+    gw.signal("USR1");
+    let status = gw
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("still running after the deadline\n{}", gw.log_tail(30)));
+    assert!(status.success(), "{status:?}\n{}", gw.log_tail(30));
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        gw.log().contains("drain deadline reached"),
+        "{}",
+        gw.log_tail(30)
+    );
+    // Stopped as on SIGTERM: the encoder was disconnected.
+    assert!(
+        encoder.wait_timeout(Duration::from_secs(10)).is_some(),
+        "ffmpeg still connected"
+    );
 }
