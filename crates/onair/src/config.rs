@@ -297,7 +297,7 @@ impl FileConfig {
         let mode = latency_flag.unwrap_or(self.hls.latency_mode);
         let mut segmenter = SegmenterConfig::for_latency(mode.into());
         if self.hls.live_window == 0 {
-            bail!("hls.live_window must be at least 1");
+            bail!("[hls] live_window must be at least 1");
         }
         let segments_in_memory = self
             .hls
@@ -306,29 +306,29 @@ impl FileConfig {
             .max(1);
         if segments_in_memory > self.hls.live_window {
             bail!(
-                "hls.segments_in_memory ({segments_in_memory}) must not exceed hls.live_window ({})",
+                "[hls] segments_in_memory ({segments_in_memory}) must not exceed [hls] live_window ({})",
                 self.hls.live_window
             );
         }
         segmenter.max_segment_duration = Duration::from_secs(self.hls.max_segment_duration_secs);
         if segmenter.max_segment_duration < segmenter.target_duration {
             bail!(
-                "hls.max_segment_duration_secs ({}) must not be below the target duration ({} s)",
+                "[hls] max_segment_duration_secs ({}) must not be below the target duration ({} s)",
                 self.hls.max_segment_duration_secs,
                 segmenter.target_duration.as_secs()
             );
         }
         let t = &self.timestamps;
         if t.max_forward_jump_ms < 1 || t.max_backward_jump_ms < 1 {
-            bail!("timestamps.max_forward_jump_ms and max_backward_jump_ms must be positive");
+            bail!("[timestamps] max_forward_jump_ms and max_backward_jump_ms must be positive");
         }
         let stale = self.broadcasts.stale_publisher_after_secs;
         if !(0.5..=3600.0).contains(&stale) {
-            bail!("broadcasts.stale_publisher_after_secs ({stale}) must be between 0.5 and 3600");
+            bail!("[broadcasts] stale_publisher_after_secs ({stale}) must be between 0.5 and 3600");
         }
         let stall = self.broadcasts.slate_after_stall_secs;
         if !(stall == 0.0 || (0.5..=600.0).contains(&stall)) {
-            bail!("broadcasts.slate_after_stall_secs ({stall}) must be 0 (two target durations) or between 0.5 and 600");
+            bail!("[broadcasts] slate_after_stall_secs ({stall}) must be 0 (two target durations) or between 0.5 and 600");
         }
         Ok(PipelineSettings {
             stale_publisher_after: Duration::from_secs_f64(stale),
@@ -631,9 +631,9 @@ impl FileConfig {
     fn pacing(&self) -> Result<session::PacingConfig> {
         let i = &self.ingest;
         let pacing = session::PacingConfig {
-            max_lead: seconds("ingest.max_lead_secs", i.max_lead_secs)?,
+            max_lead: seconds("[ingest] max_lead_secs", i.max_lead_secs)?,
             max_bitrate: i.max_bitrate,
-            burst: seconds("ingest.burst_secs", i.burst_secs)?,
+            burst: seconds("[ingest] burst_secs", i.burst_secs)?,
         };
         pacing
             .validate()
@@ -663,7 +663,7 @@ impl FileConfig {
         let h = &self.http;
         let limits = HttpLimits {
             header_read_timeout: seconds(
-                "http.header_read_timeout_secs",
+                "[http] header_read_timeout_secs",
                 h.header_read_timeout_secs,
             )?,
             max_connections: h.max_connections,
@@ -777,11 +777,15 @@ impl FileConfig {
         let access_token = match &args.access_token {
             None => None,
             Some(value) => {
+                let setting = match args.origin("access_token") {
+                    Origin::Env => "ONAIR_ACCESS_TOKEN",
+                    _ => "--access-token",
+                };
                 let Some((id, secret)) = value.split_once(':') else {
-                    bail!("--access-token / ONAIR_ACCESS_TOKEN must be ID:SECRET");
+                    bail!("{setting} must be ID:SECRET");
                 };
                 if id.is_empty() || secret.len() < 16 {
-                    bail!("--access-token / ONAIR_ACCESS_TOKEN: the ID must not be empty and the secret must have at least 16 characters");
+                    bail!("{setting}: the ID must not be empty and the secret must have at least 16 characters");
                 }
                 Some((id.to_owned(), secret.to_owned()))
             }
@@ -1035,6 +1039,31 @@ mod tests {
                 .unwrap_err()
         );
         assert!(e.starts_with("[tls] cert is given without a key"), "{e}");
+        let token = |from_env: bool| {
+            let args = ServeArgs {
+                access_token: Some("id:short".to_owned()),
+                from_env: if from_env {
+                    vec!["access_token".to_owned()]
+                } else {
+                    Vec::new()
+                },
+                ..ServeArgs::default()
+            };
+            format!(
+                "{:#}",
+                FileConfig::default().serve(&args, None).unwrap_err()
+            )
+        };
+        assert!(
+            token(true).starts_with("ONAIR_ACCESS_TOKEN: "),
+            "{}",
+            token(true)
+        );
+        assert!(
+            token(false).starts_with("--access-token: "),
+            "{}",
+            token(false)
+        );
     }
 
     #[test]

@@ -73,7 +73,7 @@ enum Command {
         input: PathBuf,
         /// The directory to write; created if missing.
         output: PathBuf,
-        /// Segment target duration: `standard` (4 s) or `reduced` (2 s) [config: hls.latency_mode;
+        /// Segment target duration: `standard` (4 s) or `reduced` (2 s) [config: `[hls] latency_mode`;
         /// default: standard].
         #[arg(long, value_enum, env = "ONAIR_LATENCY_MODE")]
         latency_mode: Option<Latency>,
