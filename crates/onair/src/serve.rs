@@ -46,6 +46,7 @@ pub fn init_logging(format: LogFormat) {
         // Span fields (`live_stream_id`, `peer`, `protocol`) ride along: `span` is the
         // innermost span, `spans` every open one, outermost first.
         LogFormat::Json => layer
+            .with_ansi(false)
             .json()
             .with_current_span(true)
             .with_span_list(true)
