@@ -293,6 +293,14 @@ impl FileConfig {
         })
     }
 
+    /// `[timestamps]` (validated by [`FileConfig::pipeline`]).
+    fn timestamps(&self) -> TimestampConfig {
+        TimestampConfig {
+            max_forward_jump_ms: self.timestamps.max_forward_jump_ms,
+            max_backward_jump_ms: self.timestamps.max_backward_jump_ms,
+        }
+    }
+
     pub fn pipeline(&self, latency_flag: Option<Latency>) -> Result<PipelineSettings> {
         let mode = latency_flag.unwrap_or(self.hls.latency_mode);
         let mut segmenter = SegmenterConfig::for_latency(mode.into());
@@ -336,10 +344,7 @@ impl FileConfig {
             segmenter,
             window: self.hls.live_window,
             segments_in_memory,
-            timestamps: TimestampConfig {
-                max_forward_jump_ms: t.max_forward_jump_ms,
-                max_backward_jump_ms: t.max_backward_jump_ms,
-            },
+            timestamps: self.timestamps(),
         })
     }
 }
@@ -650,6 +655,7 @@ impl FileConfig {
             max_pending_bytes_before_publish: r.max_pending_bytes_before_publish,
             max_unadmitted_bytes: r.max_unadmitted_bytes,
             pacing: self.pacing()?,
+            timestamps: self.timestamps(),
             ..rtmp::RtmpConfig::default()
         };
         config
@@ -979,6 +985,9 @@ mod tests {
         assert_eq!(rtmp.max_pending_bytes_before_publish, 8192);
         assert_eq!(rtmp.pacing.max_lead, Duration::from_millis(3500));
         assert_eq!(rtmp.pacing.max_bitrate, 0);
+        // RTMP ingest uses `[timestamps]` like SRT does.
+        let jumps = FileConfig::parse("[timestamps]\nmax_forward_jump_ms = 500\n").unwrap();
+        assert_eq!(jumps.rtmp().unwrap().timestamps.max_forward_jump_ms, 500);
         let http = file.http().unwrap();
         assert_eq!(http.header_read_timeout, Duration::from_millis(2500));
         assert_eq!(http.max_connections, 10);
