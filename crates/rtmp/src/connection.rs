@@ -217,7 +217,7 @@ where
             peer,
             listener,
             protocol: ServerProtocol::new(&listener.config),
-            demuxer: FlvDemuxer::default(),
+            demuxer: FlvDemuxer::new(listener.config.timestamps),
             grant: None,
             kick: CancellationToken::new(),
             slot,
