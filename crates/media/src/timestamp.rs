@@ -26,7 +26,7 @@ const WRAP: i64 = 1 << 32;
 const TICKS_PER_MS: i64 = (TIMESCALE / 1000) as i64;
 
 /// Limits of the timestamp mapper.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimestampConfig {
     /// See [`DEFAULT_MAX_FORWARD_JUMP_MS`].
     pub max_forward_jump_ms: i64,

@@ -21,12 +21,90 @@ use crate::api_client::ApiClient;
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
     /// Base URL of the OnAir server's HTTP listener.
-    #[arg(long, env = "ONAIR_API_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "ONAIR_API_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub api_url: String,
     /// Access token as ID:SECRET (printed by the server's first start, or set there with
     /// ONAIR_ACCESS_TOKEN).
-    #[arg(long, env = "ONAIR_ACCESS_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "ONAIR_ACCESS_TOKEN",
+        hide_env_values = true
+    )]
     pub access_token: Option<String>,
+}
+
+/// The live stream settings that `create` and `update` share.
+#[derive(Debug, Clone, Args)]
+pub struct LiveStreamSettings {
+    /// `standard`, `reduced` or `low`.
+    #[arg(long)]
+    latency_mode: Option<String>,
+    /// Seconds to wait for a reconnecting encoder (0 to 1800, fractions allowed).
+    #[arg(long)]
+    reconnect_window: Option<f64>,
+    /// Seconds a broadcast may last (60..=43200).
+    #[arg(long)]
+    max_continuous_duration: Option<i64>,
+    /// Arbitrary metadata (at most 255 characters).
+    #[arg(long)]
+    passthrough: Option<String>,
+}
+
+impl LiveStreamSettings {
+    /// Sets the given settings in `body`.
+    fn apply(self, body: &mut Value) {
+        if let Some(v) = self.latency_mode {
+            body["latency_mode"] = json!(v);
+        }
+        if let Some(v) = self.reconnect_window {
+            body["reconnect_window"] = json!(v);
+        }
+        if let Some(v) = self.max_continuous_duration {
+            body["max_continuous_duration"] = json!(v);
+        }
+        if let Some(v) = self.passthrough {
+            body["passthrough"] = json!(v);
+        }
+    }
+}
+
+/// `meta` fields; on an update the ones given replace the whole `meta`.
+#[derive(Debug, Clone, Args)]
+pub struct MetaArgs {
+    /// `meta.title`.
+    #[arg(long)]
+    title: Option<String>,
+    /// `meta.creator_id`.
+    #[arg(long)]
+    creator_id: Option<String>,
+    /// `meta.external_id`.
+    #[arg(long)]
+    external_id: Option<String>,
+}
+
+impl MetaArgs {
+    /// Sets `body["meta"]` to the given fields, if any was given.
+    fn apply(self, body: &mut Value) {
+        let mut meta = serde_json::Map::new();
+        for (name, value) in [
+            ("title", self.title),
+            ("creator_id", self.creator_id),
+            ("external_id", self.external_id),
+        ] {
+            if let Some(value) = value {
+                meta.insert(name.to_owned(), json!(value));
+            }
+        }
+        if !meta.is_empty() {
+            body["meta"] = Value::Object(meta);
+        }
+    }
 }
 
 /// The live-streams commands.
@@ -34,27 +112,19 @@ pub struct ApiArgs {
 pub enum LiveStreamsCommand {
     /// Create a live stream (one public playback ID unless --playback-policy says otherwise).
     Create {
-        /// `standard`, `reduced` or `low`.
-        #[arg(long)]
-        latency_mode: Option<String>,
-        /// Seconds to wait for a reconnecting encoder (0 to 1800, fractions allowed).
-        #[arg(long)]
-        reconnect_window: Option<f64>,
-        /// Seconds a broadcast may last (60..=43200).
-        #[arg(long)]
-        max_continuous_duration: Option<i64>,
+        #[command(flatten)]
+        settings: LiveStreamSettings,
         /// Playback policy of each playback ID to create (`public`, `signed`); repeatable.
         #[arg(long = "playback-policy")]
         playback_policies: Vec<String>,
-        /// Arbitrary metadata (at most 255 characters).
-        #[arg(long)]
-        passthrough: Option<String>,
         /// Process only the audio track.
         #[arg(long)]
         audio_only: bool,
         /// A test stream.
         #[arg(long)]
         test: bool,
+        #[command(flatten)]
+        meta: MetaArgs,
     },
     /// List live streams, newest first.
     List {
@@ -72,6 +142,16 @@ pub enum LiveStreamsCommand {
     Get {
         /// The live stream ID.
         id: String,
+    },
+    /// Change a live stream's settings (they apply to its next broadcast); prints the live
+    /// stream. The given meta fields replace the old meta.
+    Update {
+        /// The live stream ID.
+        id: String,
+        #[command(flatten)]
+        settings: LiveStreamSettings,
+        #[command(flatten)]
+        meta: MetaArgs,
     },
     /// Delete a live stream.
     Delete {
@@ -148,15 +228,8 @@ pub enum AssetsCommand {
         /// Arbitrary metadata (at most 255 characters; empty clears it).
         #[arg(long)]
         passthrough: Option<String>,
-        /// `meta.title`.
-        #[arg(long)]
-        title: Option<String>,
-        /// `meta.creator_id`.
-        #[arg(long)]
-        creator_id: Option<String>,
-        /// `meta.external_id`.
-        #[arg(long)]
-        external_id: Option<String>,
+        #[command(flatten)]
+        meta: MetaArgs,
     },
     /// Delete an asset and its recording (refused while its broadcast goes on).
     Delete {
@@ -192,27 +265,13 @@ pub fn run_assets(command: AssetsCommand, api: &ApiArgs) -> Result<()> {
         AssetsCommand::Update {
             id,
             passthrough,
-            title,
-            creator_id,
-            external_id,
+            meta,
         } => {
             let mut body = json!({});
             if let Some(p) = passthrough {
                 body["passthrough"] = json!(p);
             }
-            let mut meta = serde_json::Map::new();
-            for (name, value) in [
-                ("title", title),
-                ("creator_id", creator_id),
-                ("external_id", external_id),
-            ] {
-                if let Some(value) = value {
-                    meta.insert(name.to_owned(), json!(value));
-                }
-            }
-            if !meta.is_empty() {
-                body["meta"] = Value::Object(meta);
-            }
+            meta.apply(&mut body);
             client.call("PATCH", &path(&id), Some(&body))?["data"].take()
         }
         AssetsCommand::Delete { id } => {
@@ -243,31 +302,19 @@ fn execute(client: &ApiClient, command: LiveStreamsCommand) -> Result<Value> {
     let path = |id: &str| format!("/live-streams/{id}");
     Ok(match command {
         LiveStreamsCommand::Create {
-            latency_mode,
-            reconnect_window,
-            max_continuous_duration,
+            settings,
             playback_policies,
-            passthrough,
             audio_only,
             test,
+            meta,
         } => {
             let mut body = json!({
                 "playback_policies": if playback_policies.is_empty() { vec!["public".to_owned()] } else { playback_policies },
                 "audio_only": audio_only,
                 "test": test,
             });
-            if let Some(v) = latency_mode {
-                body["latency_mode"] = json!(v);
-            }
-            if let Some(v) = reconnect_window {
-                body["reconnect_window"] = json!(v);
-            }
-            if let Some(v) = max_continuous_duration {
-                body["max_continuous_duration"] = json!(v);
-            }
-            if let Some(v) = passthrough {
-                body["passthrough"] = json!(v);
-            }
+            settings.apply(&mut body);
+            meta.apply(&mut body);
             data(client.call("POST", "/live-streams", Some(&body))?)
         }
         LiveStreamsCommand::List {
@@ -285,6 +332,12 @@ fn execute(client: &ApiClient, command: LiveStreamsCommand) -> Result<Value> {
             data(client.call("GET", &format!("/live-streams{query}"), None)?)
         }
         LiveStreamsCommand::Get { id } => data(client.call("GET", &path(&id), None)?),
+        LiveStreamsCommand::Update { id, settings, meta } => {
+            let mut body = json!({});
+            settings.apply(&mut body);
+            meta.apply(&mut body);
+            data(client.call("PATCH", &path(&id), Some(&body))?)
+        }
         LiveStreamsCommand::Delete { id } => {
             client.call("DELETE", &path(&id), None)?;
             json!({ "deleted": id })

@@ -1,7 +1,7 @@
 //! Configuration: the TOML file (`config/onair.toml` documents every key), merged under the
 //! command-line flags and `ONAIR_*` environment variables, validated once before anything binds.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -52,6 +52,7 @@ impl From<Latency> for LatencyMode {
 #[serde(default, deny_unknown_fields)]
 pub struct FileConfig {
     data_dir: Option<PathBuf>,
+    log: LogFileConfig,
     listeners: ListenersFileConfig,
     tls: TlsFileConfig,
     api: ApiFileConfig,
@@ -65,7 +66,6 @@ pub struct FileConfig {
     webhooks: Vec<WebhookFileConfig>,
     environment: EnvironmentFileConfig,
     drain: DrainFileConfig,
-    log: LogFileConfig,
     reload: ReloadFileConfig,
 }
 
@@ -74,13 +74,6 @@ pub struct FileConfig {
 #[serde(default, deny_unknown_fields)]
 struct ReloadFileConfig {
     on_change: bool,
-}
-
-/// `[log]`.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct LogFileConfig {
-    filter: Option<String>,
 }
 
 /// `[drain]`: what `SIGUSR1` does.
@@ -96,6 +89,26 @@ impl Default for DrainFileConfig {
             deadline_secs: DEFAULT_DRAIN_DEADLINE.as_secs_f64(),
         }
     }
+}
+
+/// How log lines are written on standard error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event (coloured only on a terminal, and not with `NO_COLOR`).
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`),
+    /// `span` (the innermost span's name and fields) and `spans` (every open span).
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct LogFileConfig {
+    format: Option<LogFormat>,
+    filter: Option<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -308,11 +321,19 @@ impl FileConfig {
         })
     }
 
+    /// `[timestamps]` (validated by [`FileConfig::pipeline`]).
+    fn timestamps(&self) -> TimestampConfig {
+        TimestampConfig {
+            max_forward_jump_ms: self.timestamps.max_forward_jump_ms,
+            max_backward_jump_ms: self.timestamps.max_backward_jump_ms,
+        }
+    }
+
     pub fn pipeline(&self, latency_flag: Option<Latency>) -> Result<PipelineSettings> {
         let mode = latency_flag.unwrap_or(self.hls.latency_mode);
         let mut segmenter = SegmenterConfig::for_latency(mode.into());
         if self.hls.live_window == 0 {
-            bail!("hls.live_window must be at least 1");
+            bail!("[hls] live_window must be at least 1");
         }
         let segments_in_memory = self
             .hls
@@ -321,29 +342,29 @@ impl FileConfig {
             .max(1);
         if segments_in_memory > self.hls.live_window {
             bail!(
-                "hls.segments_in_memory ({segments_in_memory}) must not exceed hls.live_window ({})",
+                "[hls] segments_in_memory ({segments_in_memory}) must not exceed [hls] live_window ({})",
                 self.hls.live_window
             );
         }
         segmenter.max_segment_duration = Duration::from_secs(self.hls.max_segment_duration_secs);
         if segmenter.max_segment_duration < segmenter.target_duration {
             bail!(
-                "hls.max_segment_duration_secs ({}) must not be below the target duration ({} s)",
+                "[hls] max_segment_duration_secs ({}) must not be below the target duration ({} s)",
                 self.hls.max_segment_duration_secs,
                 segmenter.target_duration.as_secs()
             );
         }
         let t = &self.timestamps;
         if t.max_forward_jump_ms < 1 || t.max_backward_jump_ms < 1 {
-            bail!("timestamps.max_forward_jump_ms and max_backward_jump_ms must be positive");
+            bail!("[timestamps] max_forward_jump_ms and max_backward_jump_ms must be positive");
         }
         let stale = self.broadcasts.stale_publisher_after_secs;
         if !(0.5..=3600.0).contains(&stale) {
-            bail!("broadcasts.stale_publisher_after_secs ({stale}) must be between 0.5 and 3600");
+            bail!("[broadcasts] stale_publisher_after_secs ({stale}) must be between 0.5 and 3600");
         }
         let stall = self.broadcasts.slate_after_stall_secs;
         if !(stall == 0.0 || (0.5..=600.0).contains(&stall)) {
-            bail!("broadcasts.slate_after_stall_secs ({stall}) must be 0 (two target durations) or between 0.5 and 600");
+            bail!("[broadcasts] slate_after_stall_secs ({stall}) must be 0 (two target durations) or between 0.5 and 600");
         }
         Ok(PipelineSettings {
             stale_publisher_after: Duration::from_secs_f64(stale),
@@ -351,10 +372,7 @@ impl FileConfig {
             segmenter,
             window: self.hls.live_window,
             segments_in_memory,
-            timestamps: TimestampConfig {
-                max_forward_jump_ms: t.max_forward_jump_ms,
-                max_backward_jump_ms: t.max_backward_jump_ms,
-            },
+            timestamps: self.timestamps(),
         })
     }
 }
@@ -362,7 +380,12 @@ impl FileConfig {
 /// Flags of `onair serve` (each also an environment variable).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
-    /// RTMP listener address, or `off` [default: 0.0.0.0:5222].
+    /// Log format on standard error: `text` for people, `json` (one object per line) for
+    /// machines [config: `[log] format`; default: text].
+    #[arg(long, value_enum, env = "ONAIR_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// RTMP listener address (`HOST:PORT`; a host name is resolved), or `off`
+    /// [default: 0.0.0.0:5222].
     #[arg(long, env = "ONAIR_RTMP_ADDR")]
     pub rtmp_addr: Option<String>,
     /// RTMPS listener address, or `off` [default: 0.0.0.0:443; needs --tls-cert/--tls-key or --dev-tls].
@@ -398,13 +421,18 @@ pub struct ServeArgs {
     #[arg(long, env = "ONAIR_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
     /// After SIGUSR1 (drain: no new broadcasts), stop when the last broadcast ends or after
-    /// this many seconds, whichever comes first [config: drain.deadline_secs; default: 3600].
+    /// this many seconds, whichever comes first [config: `[drain] deadline_secs`; default: 3600].
     #[arg(long, env = "ONAIR_DRAIN_DEADLINE_SECS")]
     pub drain_deadline_secs: Option<f64>,
     /// Reload (as on SIGHUP) when the configuration file or the certificate or key file
-    /// changes, checked every 2 s [config: reload.on_change; default: off].
+    /// changes, checked every 2 s [config: `[reload] on_change`; default: off].
     #[arg(long, env = "ONAIR_RELOAD_ON_CHANGE")]
     pub reload_on_change: bool,
+    /// The ids of the arguments above whose value came from their environment variable
+    /// rather than a flag (filled in from clap's matches), so that an error names the
+    /// variable the operator actually set.
+    #[arg(skip)]
+    pub from_env: Vec<String>,
 }
 
 /// Where RTMPS gets its certificate.
@@ -420,11 +448,11 @@ pub enum TlsSource {
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
     pub data_dir: PathBuf,
-    pub rtmp_addr: Option<SocketAddr>,
-    pub rtmps_addr: Option<SocketAddr>,
-    pub srt_addr: Option<SocketAddr>,
-    pub http_addr: Option<SocketAddr>,
-    pub metrics_addr: Option<SocketAddr>,
+    pub rtmp_addr: Option<ListenAddr>,
+    pub rtmps_addr: Option<ListenAddr>,
+    pub srt_addr: Option<ListenAddr>,
+    pub http_addr: Option<ListenAddr>,
+    pub metrics_addr: Option<ListenAddr>,
     pub tls: Option<TlsSource>,
     pub access_token: Option<(String, String)>,
     pub pipeline: PipelineSettings,
@@ -435,28 +463,127 @@ pub struct ServeSettings {
     pub http: HttpLimits,
     /// See [`DEFAULT_DRAIN_DEADLINE`].
     pub drain_deadline: Duration,
-    /// `log.filter`, validated (`RUST_LOG` wins over it).
+    /// `--log-format`, else `[log] format` (read at start only).
+    pub log_format: LogFormat,
+    /// `[log] filter`, validated (`RUST_LOG` wins over it).
     pub log_filter: Option<String>,
-    /// Reload when a watched file changes (`--reload-on-change`, `reload.on_change`).
+    /// Reload when a watched file changes (`--reload-on-change`, `[reload] on_change`).
     pub reload_on_change: bool,
 }
 
+/// A listener's address, resolved, and the setting it came from (for a bind error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenAddr {
+    pub addr: SocketAddr,
+    /// How to name the setting: the flag, the variable or the TOML key that gave the value,
+    /// or all three for the default (so the operator knows what to change).
+    pub setting: String,
+}
+
+/// Where a value came from: a flag, its environment variable, the file or the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Flag,
+    Env,
+    File,
+    Default,
+}
+
+/// One setting's three names: `--rtmp-addr`, `ONAIR_RTMP_ADDR`, `[listeners] rtmp`.
+struct SettingNames<'a> {
+    flag: &'a str,
+    env: &'a str,
+    toml: &'a str,
+}
+
+impl SettingNames<'_> {
+    /// The name of the setting as the operator gave it (all three for the default).
+    fn name(&self, origin: Origin) -> String {
+        match origin {
+            Origin::Flag => self.flag.to_owned(),
+            Origin::Env => self.env.to_owned(),
+            Origin::File => self.toml.to_owned(),
+            Origin::Default => format!(
+                "the default; set {}, {} or {}",
+                self.flag, self.env, self.toml
+            ),
+        }
+    }
+}
+
+impl ServeArgs {
+    /// Where the value of argument `id` (a field name) came from, given that it is set.
+    fn origin(&self, id: &str) -> Origin {
+        if self.from_env.iter().any(|e| e == id) {
+            Origin::Env
+        } else {
+            Origin::Flag
+        }
+    }
+
+    /// The value of a setting and its origin: the flag (or its variable), else the file.
+    fn pick<'a>(
+        &self,
+        id: &str,
+        arg: Option<&'a str>,
+        file: Option<&'a str>,
+    ) -> Option<(&'a str, Origin)> {
+        arg.map(|v| (v, self.origin(id)))
+            .or(file.map(|v| (v, Origin::File)))
+    }
+}
+
+/// A listener setting (`HOST:PORT` or `off`): `None` when off, else the first address the
+/// host resolves to. An error names the flag, variable or TOML key the value came from.
 fn listener(
     name: &str,
-    flag: Option<&str>,
+    args: &ServeArgs,
+    arg: Option<&str>,
     file: Option<&str>,
     default: &str,
-) -> Result<Option<SocketAddr>> {
-    let value = flag.or(file).unwrap_or(default).trim();
+) -> Result<Option<ListenAddr>> {
+    let flag = format!("--{name}-addr");
+    let env = format!("ONAIR_{}_ADDR", name.to_ascii_uppercase());
+    let toml = format!("[listeners] {name}");
+    let names = SettingNames {
+        flag: &flag,
+        env: &env,
+        toml: &toml,
+    };
+    let (value, origin) = args
+        .pick(&format!("{name}_addr"), arg, file)
+        .unwrap_or((default, Origin::Default));
+    let value = value.trim();
     if value.is_empty()
         || value.eq_ignore_ascii_case("off")
         || value.eq_ignore_ascii_case("disabled")
     {
         return Ok(None);
     }
-    value.parse().map(Some).with_context(|| {
-        format!("--{name}-addr: {value:?} is not an address like 0.0.0.0:5222 (or `off`)")
-    })
+    let setting = names.name(origin);
+    let addr = resolve(value).with_context(|| {
+        format!(
+            "{setting}: {value:?} is not an address like 0.0.0.0:5222 or localhost:5222 (or `off`)"
+        )
+    })?;
+    Ok(Some(ListenAddr { addr, setting }))
+}
+
+/// `HOST:PORT` (an IP address or a host name, `[::1]:PORT` for IPv6) as the first socket
+/// address it resolves to.
+fn resolve(value: &str) -> Result<SocketAddr> {
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    if !value.contains(':') {
+        bail!("no port");
+    }
+    let mut addrs = value
+        .to_socket_addrs()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    addrs
+        .next()
+        .with_context(|| format!("{value} resolves to no address"))
 }
 
 impl FileConfig {
@@ -553,9 +680,9 @@ impl FileConfig {
     fn pacing(&self) -> Result<session::PacingConfig> {
         let i = &self.ingest;
         let pacing = session::PacingConfig {
-            max_lead: seconds("ingest.max_lead_secs", i.max_lead_secs)?,
+            max_lead: seconds("[ingest] max_lead_secs", i.max_lead_secs)?,
             max_bitrate: i.max_bitrate,
-            burst: seconds("ingest.burst_secs", i.burst_secs)?,
+            burst: seconds("[ingest] burst_secs", i.burst_secs)?,
         };
         pacing
             .validate()
@@ -572,6 +699,7 @@ impl FileConfig {
             max_pending_bytes_before_publish: r.max_pending_bytes_before_publish,
             max_unadmitted_bytes: r.max_unadmitted_bytes,
             pacing: self.pacing()?,
+            timestamps: self.timestamps(),
             ..rtmp::RtmpConfig::default()
         };
         config
@@ -585,7 +713,7 @@ impl FileConfig {
         let h = &self.http;
         let limits = HttpLimits {
             header_read_timeout: seconds(
-                "http.header_read_timeout_secs",
+                "[http] header_read_timeout_secs",
                 h.header_read_timeout_secs,
             )?,
             max_connections: h.max_connections,
@@ -599,12 +727,28 @@ impl FileConfig {
         Ok(limits)
     }
 
-    /// `log.filter` as written (validated by [`FileConfig::serve`]).
+    /// `--drain-deadline-secs` (or its variable), else `[drain] deadline_secs`; an error
+    /// names the one given.
+    fn drain_deadline(&self, args: &ServeArgs) -> Result<Duration> {
+        let (value, setting) = match args.drain_deadline_secs {
+            Some(value) => {
+                let setting = match args.origin("drain_deadline_secs") {
+                    Origin::Env => "ONAIR_DRAIN_DEADLINE_SECS",
+                    _ => "--drain-deadline-secs",
+                };
+                (value, setting)
+            }
+            None => (self.drain.deadline_secs, "[drain] deadline_secs"),
+        };
+        seconds(setting, value)
+    }
+
+    /// `[log] filter` as written (validated by [`FileConfig::serve`]).
     pub fn log_filter(&self) -> Option<&str> {
         self.log.filter.as_deref()
     }
 
-    /// `log.filter`, checked: a plain filter (`info`, `info,rtmp=debug`), the kind SIGHUP
+    /// `[log] filter`, checked: a plain filter (`info`, `info,rtmp=debug`), the kind SIGHUP
     /// can change.
     fn checked_log_filter(&self) -> Result<Option<String>> {
         let Some(filter) = &self.log.filter else {
@@ -614,10 +758,39 @@ impl FileConfig {
             .parse::<tracing_subscriber::filter::Targets>()
             .map_err(|e| {
                 anyhow::anyhow!(
-                    "log.filter ({filter:?}) must be like \"info\" or \"info,rtmp=debug\": {e}"
+                    "[log] filter ({filter:?}) must be like \"info\" or \"info,rtmp=debug\": {e}"
                 )
             })?;
         Ok(Some(filter.trim().to_owned()))
+    }
+
+    /// The name of `[tls] cert` or `key` as the operator gave it.
+    fn tls_setting(&self, args: &ServeArgs, key: &str) -> String {
+        let flag = format!("--tls-{key}");
+        let env = format!("ONAIR_TLS_{}", key.to_ascii_uppercase());
+        let toml = format!("[tls] {key}");
+        let id = format!("tls_{key}");
+        let given = if key == "cert" {
+            args.tls_cert.is_some()
+        } else {
+            args.tls_key.is_some()
+        };
+        let origin = if given {
+            args.origin(&id)
+        } else {
+            Origin::File
+        };
+        SettingNames {
+            flag: &flag,
+            env: &env,
+            toml: &toml,
+        }
+        .name(origin)
+    }
+
+    /// The log format: flag (or `ONAIR_LOG_FORMAT`), else `[log] format`, else text.
+    pub fn log_format(&self, flag: Option<LogFormat>) -> LogFormat {
+        flag.or(self.log.format).unwrap_or_default()
     }
 
     /// The data directory: flag, else file, else `./data`.
@@ -632,30 +805,35 @@ impl FileConfig {
         let l = &self.listeners;
         let rtmp_addr = listener(
             "rtmp",
+            args,
             args.rtmp_addr.as_deref(),
             l.rtmp.as_deref(),
             DEFAULT_RTMP_ADDR,
         )?;
         let mut rtmps_addr = listener(
             "rtmps",
+            args,
             args.rtmps_addr.as_deref(),
             l.rtmps.as_deref(),
             DEFAULT_RTMPS_ADDR,
         )?;
         let srt_addr = listener(
             "srt",
+            args,
             args.srt_addr.as_deref(),
             l.srt.as_deref(),
             DEFAULT_SRT_ADDR,
         )?;
         let http_addr = listener(
             "http",
+            args,
             args.http_addr.as_deref(),
             l.http.as_deref(),
             DEFAULT_HTTP_ADDR,
         )?;
         let metrics_addr = listener(
             "metrics",
+            args,
             args.metrics_addr.as_deref(),
             l.metrics.as_deref(),
             DEFAULT_METRICS_ADDR,
@@ -665,9 +843,14 @@ impl FileConfig {
         let dev = args.dev_tls || self.tls.dev_tls.unwrap_or(false);
         let tls = match (cert, key, dev) {
             (Some(cert), Some(key), _) => Some(TlsSource::Files { cert, key }),
-            (Some(_), None, _) | (None, Some(_), _) => {
-                bail!("--tls-cert and --tls-key go together")
-            }
+            (Some(_), None, _) => bail!(
+                "{} is given without a key: --tls-cert and --tls-key ([tls] cert and key) go together",
+                self.tls_setting(args, "cert")
+            ),
+            (None, Some(_), _) => bail!(
+                "{} is given without a certificate: --tls-cert and --tls-key ([tls] cert and key) go together",
+                self.tls_setting(args, "key")
+            ),
             (None, None, true) => Some(TlsSource::Dev),
             (None, None, false) => None,
         };
@@ -681,11 +864,15 @@ impl FileConfig {
         let access_token = match &args.access_token {
             None => None,
             Some(value) => {
+                let setting = match args.origin("access_token") {
+                    Origin::Env => "ONAIR_ACCESS_TOKEN",
+                    _ => "--access-token",
+                };
                 let Some((id, secret)) = value.split_once(':') else {
-                    bail!("--access-token / ONAIR_ACCESS_TOKEN must be ID:SECRET");
+                    bail!("{setting} must be ID:SECRET");
                 };
                 if id.is_empty() || secret.len() < 16 {
-                    bail!("--access-token / ONAIR_ACCESS_TOKEN: the ID must not be empty and the secret must have at least 16 characters");
+                    bail!("{setting}: the ID must not be empty and the secret must have at least 16 characters");
                 }
                 Some((id.to_owned(), secret.to_owned()))
             }
@@ -708,10 +895,8 @@ impl FileConfig {
                 ..srt::SrtConfig::default()
             },
             http: self.http()?,
-            drain_deadline: seconds(
-                "--drain-deadline-secs / drain.deadline_secs",
-                args.drain_deadline_secs.unwrap_or(self.drain.deadline_secs),
-            )?,
+            drain_deadline: self.drain_deadline(args)?,
+            log_format: self.log_format(args.log_format),
             log_filter: self.checked_log_filter()?,
             reload_on_change: args.reload_on_change || self.reload.on_change,
         })
@@ -721,6 +906,12 @@ impl FileConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The error `serve` gives for this file and these flags, with its causes.
+    fn serve_error(toml_text: &str, args: &ServeArgs) -> String {
+        let file = FileConfig::parse(toml_text).unwrap();
+        format!("{:#}", file.serve(args, None).unwrap_err())
+    }
 
     fn webhooks(
         toml_text: &str,
@@ -849,7 +1040,7 @@ mod tests {
             FileConfig::parse(file)
                 .unwrap()
                 .serve(&args, None)
-                .map(|s| s.metrics_addr)
+                .map(|s| s.metrics_addr.map(|l| l.addr))
         };
         let loopback: SocketAddr = DEFAULT_METRICS_ADDR.parse().unwrap();
         assert!(loopback.ip().is_loopback());
@@ -892,7 +1083,16 @@ mod tests {
             "{:#}",
             deadline("[drain]\ndeadline_secs = -1\n", None).unwrap_err()
         );
-        assert!(e.contains("drain.deadline_secs"), "{e}");
+        assert!(e.starts_with("[drain] deadline_secs (-1)"), "{e}");
+        let from_env = ServeArgs {
+            drain_deadline_secs: Some(-2.0),
+            from_env: vec!["drain_deadline_secs".to_owned()],
+            ..ServeArgs::default()
+        };
+        let e = serve_error("", &from_env);
+        assert!(e.starts_with("ONAIR_DRAIN_DEADLINE_SECS (-2)"), "{e}");
+        let e = format!("{:#}", deadline("", Some(f64::NAN)).unwrap_err());
+        assert!(e.starts_with("--drain-deadline-secs (NaN)"), "{e}");
         let shipped = FileConfig::parse(include_str!("../../../config/onair.toml")).unwrap();
         assert_eq!(
             shipped.drain.deadline_secs,
@@ -913,6 +1113,9 @@ mod tests {
         assert_eq!(rtmp.max_pending_bytes_before_publish, 8192);
         assert_eq!(rtmp.pacing.max_lead, Duration::from_millis(3500));
         assert_eq!(rtmp.pacing.max_bitrate, 0);
+        // RTMP ingest uses `[timestamps]` like SRT does.
+        let jumps = FileConfig::parse("[timestamps]\nmax_forward_jump_ms = 500\n").unwrap();
+        assert_eq!(jumps.rtmp().unwrap().timestamps.max_forward_jump_ms, 500);
         let http = file.http().unwrap();
         assert_eq!(http.header_read_timeout, Duration::from_millis(2500));
         assert_eq!(http.max_connections, 10);
@@ -934,5 +1137,100 @@ mod tests {
             let file = FileConfig::parse(bad).unwrap();
             assert!(file.rtmp().is_err() || file.http().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn listener_errors_name_the_setting_as_given() {
+        let rtmp = |file: &str, flag: Option<&str>, from_env: bool| {
+            let args = ServeArgs {
+                rtmp_addr: flag.map(str::to_owned),
+                from_env: if from_env {
+                    vec!["rtmp_addr".to_owned()]
+                } else {
+                    Vec::new()
+                },
+                ..ServeArgs::default()
+            };
+            FileConfig::parse(file).unwrap().serve(&args, None)
+        };
+        let error = |r: Result<ServeSettings>| format!("{:#}", r.unwrap_err());
+        let e = error(rtmp("[listeners]\nrtmp = \"x\"\n", None, false));
+        assert!(e.starts_with("[listeners] rtmp: \"x\""), "{e}");
+        let e = error(rtmp("", Some("x"), false));
+        assert!(e.starts_with("--rtmp-addr: \"x\""), "{e}");
+        let e = error(rtmp("[listeners]\nrtmp = \"off\"\n", Some("x"), true));
+        assert!(e.starts_with("ONAIR_RTMP_ADDR: \"x\""), "{e}");
+        // The setting is kept for a bind error: the default names all three.
+        let settings = rtmp("", None, false).unwrap();
+        let listen = settings.rtmp_addr.unwrap();
+        assert_eq!(listen.addr, DEFAULT_RTMP_ADDR.parse().unwrap());
+        assert_eq!(
+            listen.setting,
+            "the default; set --rtmp-addr, ONAIR_RTMP_ADDR or [listeners] rtmp"
+        );
+        let e = serve_error("[tls]\ncert = \"c.pem\"\n", &ServeArgs::default());
+        assert!(e.starts_with("[tls] cert is given without a key"), "{e}");
+        let token = |from_env: bool| {
+            let args = ServeArgs {
+                access_token: Some("id:short".to_owned()),
+                from_env: if from_env {
+                    vec!["access_token".to_owned()]
+                } else {
+                    Vec::new()
+                },
+                ..ServeArgs::default()
+            };
+            format!(
+                "{:#}",
+                FileConfig::default().serve(&args, None).unwrap_err()
+            )
+        };
+        assert!(
+            token(true).starts_with("ONAIR_ACCESS_TOKEN: "),
+            "{}",
+            token(true)
+        );
+        assert!(
+            token(false).starts_with("--access-token: "),
+            "{}",
+            token(false)
+        );
+    }
+
+    #[test]
+    fn listener_addresses_resolve_host_names() {
+        assert!(resolve("localhost:8080").unwrap().ip().is_loopback());
+        assert_eq!(resolve("localhost:8080").unwrap().port(), 8080);
+        assert_eq!(
+            resolve("[::1]:5222").unwrap(),
+            "[::1]:5222".parse::<SocketAddr>().unwrap()
+        );
+        assert!(resolve("localhost").is_err());
+        assert!(resolve("no-such-host.invalid:80").is_err());
+    }
+
+    #[test]
+    fn log_format_from_flag_file_and_default() {
+        let file = FileConfig::parse("[log]\nformat = \"json\"\n").unwrap();
+        assert_eq!(file.log_format(None), LogFormat::Json);
+        assert_eq!(file.log_format(Some(LogFormat::Text)), LogFormat::Text);
+        assert_eq!(FileConfig::default().log_format(None), LogFormat::Text);
+        assert!(FileConfig::parse("[log]\nformat = \"xml\"\n").is_err());
+        let shipped = FileConfig::parse(include_str!("../../../config/onair.toml")).unwrap();
+        assert_eq!(shipped.log.format, Some(LogFormat::Text));
+        // One `[log]` table holds both keys: the format (read at start) and the filter
+        // (reloaded on SIGHUP).
+        assert_eq!(shipped.log_filter(), Some("info"));
+        let both = FileConfig::parse("[log]\nformat = \"json\"\nfilter = \"warn,rtmp=debug\"\n")
+            .unwrap()
+            .serve(&ServeArgs::default(), None)
+            .unwrap();
+        assert_eq!(both.log_format, LogFormat::Json);
+        assert_eq!(both.log_filter.as_deref(), Some("warn,rtmp=debug"));
+        let e = serve_error(
+            "[log]\nfilter = \"info,rtmp=loud\"\n",
+            &ServeArgs::default(),
+        );
+        assert!(e.starts_with("[log] filter (\"info,rtmp=loud\")"), "{e}");
     }
 }

@@ -281,7 +281,7 @@ impl Reloader {
             let filter = new.log_filter.as_deref().unwrap_or("info");
             match self.log.set(filter) {
                 Ok(()) => info!(filter, "log filter reloaded"),
-                Err(why) => warn!(filter, "log.filter not changed: {why}"),
+                Err(why) => warn!(filter, "[log] filter not changed: {why}"),
             }
             self.current.log_filter = new.log_filter;
         }
@@ -349,16 +349,17 @@ impl Reloader {
         };
         let mut changed = Vec::new();
         for (name, differs) in [
-            ("listeners.rtmp", old.rtmp_addr != new.rtmp_addr),
-            ("listeners.rtmps", old.rtmps_addr != new.rtmps_addr),
-            ("listeners.srt", old.srt_addr != new.srt_addr),
-            ("listeners.http", old.http_addr != new.http_addr),
-            ("listeners.metrics", old.metrics_addr != new.metrics_addr),
+            ("[listeners] rtmp", old.rtmp_addr != new.rtmp_addr),
+            ("[listeners] rtmps", old.rtmps_addr != new.rtmps_addr),
+            ("[listeners] srt", old.srt_addr != new.srt_addr),
+            ("[listeners] http", old.http_addr != new.http_addr),
+            ("[listeners] metrics", old.metrics_addr != new.metrics_addr),
             ("data_dir", old.data_dir != new.data_dir),
             (
-                "reload.on_change",
+                "[reload] on_change",
                 old.reload_on_change != new.reload_on_change,
             ),
+            ("[log] format", old.log_format != new.log_format),
             // Turning RTMPS on or off, or from a development certificate to files.
             ("[tls] (RTMPS on or off)", tls_kind(old) != tls_kind(new)),
             (

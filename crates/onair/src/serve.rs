@@ -8,7 +8,6 @@
 //!   `/readyz` says not ready), running broadcasts, playback and the API go on, and the
 //!   gateway stops (exit status 0) when the last broadcast ends or at the drain deadline.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::config::{ServeSettings, TlsSource};
+use crate::config::{ListenAddr, LogFormat, ServeSettings, TlsSource};
 use crate::reload::{ReloadSource, Reloader, Webhooks};
 
 /// How often the watched files are checked (`--reload-on-change`): a stat of at most three
@@ -34,19 +33,20 @@ const DRAIN_POLL: Duration = Duration::from_millis(250);
 /// How long shutdown waits for sessions to write their last segment.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Logs to stderr; `RUST_LOG` filters, else the file's `log.filter` (default `info`).
+/// Logs to stderr in `format`; `RUST_LOG` filters, else the file's `[log] filter` (default
+/// `info`).
 ///
 /// A plain filter (`info`, `rtmp=debug,info`) becomes a [`Targets`] filter, decided once
 /// per call site. Only directives that need more (span names or fields, regexes) get an
 /// `EnvFilter`, which takes a lock and a map lookup each time a span is entered: a publisher's
 /// connection span is entered dozens of times a second.
 ///
-/// The `Targets` filter sits behind a reload layer, so that SIGHUP can change `log.filter`:
+/// The `Targets` filter sits behind a reload layer, so that SIGHUP can change `[log] filter`:
 /// that layer answers per call site too (a reload rebuilds the call sites' interest), so it
 /// adds no lock on the hot path.
 ///
 /// [`Targets`]: tracing_subscriber::filter::Targets
-pub fn init_logging(file_filter: Option<&str>) -> LogFilter {
+pub fn init_logging(format: LogFormat, file_filter: Option<&str>) -> LogFilter {
     use tracing_subscriber::filter::{EnvFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
@@ -57,18 +57,16 @@ pub fn init_logging(file_filter: Option<&str>) -> LogFilter {
         ("", Some(file)) => file,
         (env, _) => env,
     };
-    // Colours only for a terminal: a log redirected to a file or a collector stays plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let ansi = colour(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     match spec.parse::<Targets>() {
         Ok(targets) => {
             let (filter, handle) = tracing_subscriber::reload::Layer::new(targets);
             tracing_subscriber::registry()
                 .with(filter)
-                .with(
-                    tracing_subscriber::fmt::layer()
-                        .with_ansi(ansi)
-                        .with_writer(std::io::stderr),
-                )
+                .with(fmt_layer(format, ansi))
                 .init();
             LogFilter {
                 handle: Some(handle),
@@ -76,10 +74,9 @@ pub fn init_logging(file_filter: Option<&str>) -> LogFilter {
             }
         }
         Err(_) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(EnvFilter::new(spec))
-                .with_ansi(ansi)
-                .with_writer(std::io::stderr)
+            tracing_subscriber::registry()
+                .with(EnvFilter::new(spec))
+                .with(fmt_layer(format, ansi))
                 .init();
             LogFilter {
                 handle: None,
@@ -89,7 +86,37 @@ pub fn init_logging(file_filter: Option<&str>) -> LogFilter {
     }
 }
 
-/// Changes the log filter on SIGHUP (`log.filter`), unless `RUST_LOG` chose it.
+/// The layer that writes log lines on stderr in `format` (`ansi`: colours, text only).
+fn fmt_layer<S>(
+    format: LogFormat,
+    ansi: bool,
+) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use tracing_subscriber::Layer as _;
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => layer.with_ansi(ansi).boxed(),
+        // Span fields (`live_stream_id`, `peer`, `protocol`) ride along: `span` is the
+        // innermost span, `spans` every open one, outermost first.
+        LogFormat::Json => layer
+            .with_ansi(false)
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .boxed(),
+    }
+}
+
+/// Whether text logs are coloured: only on a terminal (a log redirected to a file or a
+/// collector stays plain text), and never when `NO_COLOR` is set to anything but the empty
+/// string (<https://no-color.org>).
+fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Changes the log filter on SIGHUP (`[log] filter`), unless `RUST_LOG` chose it.
 #[derive(Debug)]
 pub struct LogFilter {
     handle: Option<
@@ -107,7 +134,7 @@ impl LogFilter {
     /// `Err` says why it was not.
     pub fn set(&self, filter: &str) -> std::result::Result<(), String> {
         if self.from_env {
-            return Err("RUST_LOG is set, and wins over log.filter until a restart".to_owned());
+            return Err("RUST_LOG is set, and wins over [log] filter until a restart".to_owned());
         }
         let Some(handle) = &self.handle else {
             return Err("the filter at start was an EnvFilter (spans, fields or regexes): restart to change it".to_owned());
@@ -129,38 +156,37 @@ pub fn run(settings: ServeSettings, source: ReloadSource, log: LogFilter) -> Res
     runtime.block_on(serve(settings, source, log))
 }
 
-async fn bind(name: &str, addr: Option<SocketAddr>) -> Result<Option<TcpListener>> {
-    let Some(addr) = addr else {
-        println!("{name} off");
+/// Binds a TCP listener (RTMP, RTMPS); `None` when it is off.
+async fn bind(name: &str, listen: Option<&ListenAddr>) -> Result<Option<TcpListener>> {
+    let Some(listen) = listen else {
         return Ok(None);
     };
-    let listener = TcpListener::bind(addr)
+    let listener = TcpListener::bind(listen.addr)
         .await
-        .with_context(|| cannot_listen(name, addr))?;
+        .with_context(|| cannot_listen(name, listen))?;
     Ok(Some(listener))
 }
 
-/// The error of a listener that cannot bind: names the flag, its environment variable and
-/// the address, so that whoever reads a supervisor's log knows what to change.
-fn cannot_listen(name: &str, addr: SocketAddr) -> String {
+/// The error of a listener that cannot bind: names the listener, the address and the
+/// setting it came from, so that whoever reads a supervisor's log knows what to change.
+fn cannot_listen(name: &str, listen: &ListenAddr) -> String {
     format!(
-        "{name}: cannot listen on {addr} (--{name}-addr / ONAIR_{}_ADDR; `off` disables it)",
-        name.to_ascii_uppercase()
+        "{name}: cannot listen on {} ({}; `off` disables it)",
+        listen.addr, listen.setting
     )
 }
 
 /// Binds an HTTP-style listener (HTTP, metrics) with the HTTP listener's socket options.
 fn bind_http(
     name: &str,
-    addr: Option<SocketAddr>,
+    listen: Option<&ListenAddr>,
     limits: &crate::http_server::HttpLimits,
 ) -> Result<Option<TcpListener>> {
-    let Some(addr) = addr else {
-        println!("{name} off");
+    let Some(listen) = listen else {
         return Ok(None);
     };
-    let listener =
-        crate::http_server::bind(addr, limits).with_context(|| cannot_listen(name, addr))?;
+    let listener = crate::http_server::bind(listen.addr, limits)
+        .with_context(|| cannot_listen(name, listen))?;
     Ok(Some(listener))
 }
 
@@ -175,7 +201,6 @@ async fn serve(settings: ServeSettings, source: ReloadSource, log: LogFilter) ->
     let store = store::SqliteStore::open(&settings.data_dir)
         .await
         .with_context(|| format!("opening the database in {}", settings.data_dir.display()))?;
-    ensure_access_token(&store, settings.access_token.as_ref()).await?;
 
     let tls = match &settings.tls {
         None => None,
@@ -187,19 +212,21 @@ async fn serve(settings: ServeSettings, source: ReloadSource, log: LogFilter) ->
                 .context("generating a development certificate")?,
         ),
     };
-    let rtmp_listener = bind("rtmp", settings.rtmp_addr).await?;
-    let rtmps_listener = bind("rtmps", settings.rtmps_addr).await?;
-    let srt_server = match settings.srt_addr {
-        Some(addr) => Some(
-            srt::SrtServer::bind(addr, settings.srt.clone())
+    // Every listener is bound before anything is printed or written (the one-time access
+    // token above all): a start that fails on a busy port leaves nothing behind.
+    let rtmp_listener = bind("rtmp", settings.rtmp_addr.as_ref()).await?;
+    let rtmps_listener = bind("rtmps", settings.rtmps_addr.as_ref()).await?;
+    let srt_server = match &settings.srt_addr {
+        Some(listen) => Some(
+            srt::SrtServer::bind(listen.addr, settings.srt.clone())
                 .await
-                .with_context(|| cannot_listen("srt", addr))?
+                .with_context(|| cannot_listen("srt", listen))?
                 .with_metrics(metrics.listener("srt")),
         ),
         None => None,
     };
-    let http_listener = bind_http("http", settings.http_addr, &settings.http)?;
-    let metrics_listener = bind_http("metrics", settings.metrics_addr, &settings.http)?;
+    let http_listener = bind_http("http", settings.http_addr.as_ref(), &settings.http)?;
+    let metrics_listener = bind_http("metrics", settings.metrics_addr.as_ref(), &settings.http)?;
 
     let shutdown = CancellationToken::new();
     let mut session_config = SessionConfig::new(&settings.data_dir);
@@ -222,6 +249,31 @@ async fn serve(settings: ServeSettings, source: ReloadSource, log: LogFilter) ->
             "unfinished broadcasts restored: idle after their reconnect window"
         );
     }
+    // The API's state, and the signing keys that signed playback IDs are verified with (the
+    // API adds and removes keys in the same set).
+    let api_state = match &http_listener {
+        Some(_) => {
+            // The webhook event stream (`mux webhooks listen`) names the webhooks'
+            // environment and its open streams end on shutdown.
+            let event_streams = api::EventStreams {
+                environment: settings.webhooks.environment.clone(),
+                shutdown: shutdown.clone(),
+                heartbeat: api::HEARTBEAT_INTERVAL,
+            };
+            let state = api::ApiState::with_event_streams(
+                manager.clone(),
+                settings.api.clone(),
+                event_streams,
+            );
+            let keys = state
+                .load_signing_keys()
+                .await
+                .context("loading the signing keys")?;
+            info!(signing_keys = keys, "signing keys loaded");
+            Some(state)
+        }
+        None => None,
+    };
     let tasks = TaskTracker::new();
     // Webhooks read the event log in their own tasks: a slow or dead endpoint never holds up
     // ingest or the API. Stopped by `shutdown`; what was not delivered is sent at the next
@@ -243,8 +295,8 @@ async fn serve(settings: ServeSettings, source: ReloadSource, log: LogFilter) ->
         .start_webhooks()
         .await
         .context("starting webhook delivery")?;
-    if webhook_count > 0 {
-        println!("webhooks: delivering events to {webhook_count} endpoint(s)");
+    if let Some(state) = &api_state {
+        reloader.set_api(state.clone());
     }
     // Read by the HTTP and metrics listeners per connection; SIGHUP replaces it.
     let http_limits = session::Reloadable::new(settings.http);
@@ -256,88 +308,94 @@ async fn serve(settings: ServeSettings, source: ReloadSource, log: LogFilter) ->
         srt_server.as_ref().map(srt::SrtServer::pacing),
     );
 
+    // The last step that can fail: from here on the start succeeds, so a token created now
+    // is never lost to a failed start.
     println!("data directory {}", settings.data_dir.display());
-    if let Some(listener) = rtmp_listener {
-        let addr = listener.local_addr()?;
-        println!("rtmp listening on {addr} (publish to rtmp://{addr}/app with the stream key)");
-        tasks.spawn(rtmp::serve(
-            listener,
-            None,
-            manager.clone(),
-            rtmp_config.clone(),
-            metrics.listener("rtmp"),
-            shutdown.clone(),
-        ));
+    ensure_access_token(manager.store(), settings.access_token.as_ref()).await?;
+    if webhook_count > 0 {
+        println!("webhooks: delivering events to {webhook_count} endpoint(s)");
     }
-    if let (Some(listener), Some(tls)) = (rtmps_listener, tls) {
-        let addr = listener.local_addr()?;
-        println!("rtmps listening on {addr} (publish to rtmps://{addr}/app with the stream key)");
-        tasks.spawn(rtmp::serve(
-            listener,
-            Some(tls.acceptor()),
-            manager.clone(),
-            rtmp_config.clone(),
-            metrics.listener("rtmps"),
-            shutdown.clone(),
-        ));
+    match rtmp_listener {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            println!("rtmp listening on {addr} (publish to rtmp://{addr}/app with the stream key)");
+            tasks.spawn(rtmp::serve(
+                listener,
+                None,
+                manager.clone(),
+                rtmp_config.clone(),
+                metrics.listener("rtmp"),
+                shutdown.clone(),
+            ));
+        }
+        None => println!("rtmp off"),
     }
-    if let Some(server) = srt_server {
-        let addr = server.local_addr();
-        println!("srt listening on {addr} (publish to srt://{addr}?streamid=STREAM_KEY&passphrase=SRT_PASSPHRASE)");
-        let timestamps = settings.pipeline.timestamps;
-        tasks.spawn(server.serve(
-            manager.clone(),
-            move |_: &str| media::TsDemuxer::new(timestamps),
-            shutdown.clone(),
-        ));
+    match (rtmps_listener, tls) {
+        (Some(listener), Some(tls)) => {
+            let addr = listener.local_addr()?;
+            println!(
+                "rtmps listening on {addr} (publish to rtmps://{addr}/app with the stream key)"
+            );
+            tasks.spawn(rtmp::serve(
+                listener,
+                Some(tls.acceptor()),
+                manager.clone(),
+                rtmp_config.clone(),
+                metrics.listener("rtmps"),
+                shutdown.clone(),
+            ));
+        }
+        _ => println!("rtmps off"),
     }
-    if let Some(listener) = http_listener {
-        let addr = listener.local_addr()?;
-        println!("http listening on {addr} (API http://{addr}/video/v1, play http://{addr}/PLAYBACK_ID.m3u8)");
-        // The webhook event stream (`mux webhooks listen`) names the webhooks' environment
-        // and its open streams end on shutdown.
-        let event_streams = api::EventStreams {
-            environment: settings.webhooks.environment.clone(),
-            shutdown: shutdown.clone(),
-            heartbeat: api::HEARTBEAT_INTERVAL,
-        };
-        let state =
-            api::ApiState::with_event_streams(manager.clone(), settings.api.clone(), event_streams);
-        reloader.set_api(state.clone());
-        // Signed playback IDs verify tokens with the stored signing keys; the API adds and
-        // removes keys in the same set.
-        let keys = state
-            .load_signing_keys()
-            .await
-            .context("loading the signing keys")?;
-        info!(signing_keys = keys, "signing keys loaded");
-        let signing_keys = state.signing_keys().clone();
-        let app = crate::http_metrics::api(api::router(state), metrics.clone()).merge(
-            crate::http_metrics::playback(
-                playback::router(manager.clone(), signing_keys),
-                metrics.clone(),
-            ),
-        );
-        tasks.spawn(crate::http_server::serve(
-            listener,
-            app,
-            http_limits.clone(),
-            metrics.listener("http"),
-            shutdown.clone(),
-        ));
+    match srt_server {
+        Some(server) => {
+            let addr = server.local_addr();
+            println!("srt listening on {addr} (publish to srt://{addr}?streamid=STREAM_KEY&passphrase=SRT_PASSPHRASE)");
+            let timestamps = settings.pipeline.timestamps;
+            tasks.spawn(server.serve(
+                manager.clone(),
+                move |_: &str| media::TsDemuxer::new(timestamps),
+                shutdown.clone(),
+            ));
+        }
+        None => println!("srt off"),
+    }
+    match (http_listener, api_state) {
+        (Some(listener), Some(state)) => {
+            let addr = listener.local_addr()?;
+            println!("http listening on {addr} (API http://{addr}/video/v1, play http://{addr}/PLAYBACK_ID.m3u8)");
+            let signing_keys = state.signing_keys().clone();
+            let app = crate::http_metrics::api(api::router(state), metrics.clone()).merge(
+                crate::http_metrics::playback(
+                    playback::router(manager.clone(), signing_keys),
+                    metrics.clone(),
+                ),
+            );
+            tasks.spawn(crate::http_server::serve(
+                listener,
+                app,
+                http_limits.clone(),
+                metrics.listener("http"),
+                shutdown.clone(),
+            ));
+        }
+        _ => println!("http off"),
     }
     let readiness =
         crate::metrics_listener::Readiness::new(&settings.data_dir, manager.store().clone());
-    if let Some(listener) = metrics_listener {
-        let addr = listener.local_addr()?;
-        println!("metrics listening on {addr} (http://{addr}/metrics, /healthz, /readyz)");
-        tasks.spawn(crate::http_server::serve(
-            listener,
-            crate::metrics_listener::router(metrics.clone(), Arc::clone(&readiness)),
-            http_limits.clone(),
-            metrics.listener("metrics"),
-            shutdown.clone(),
-        ));
+    match metrics_listener {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            println!("metrics listening on {addr} (http://{addr}/metrics, /healthz, /readyz)");
+            tasks.spawn(crate::http_server::serve(
+                listener,
+                crate::metrics_listener::router(metrics.clone(), Arc::clone(&readiness)),
+                http_limits.clone(),
+                metrics.listener("metrics"),
+                shutdown.clone(),
+            ));
+        }
+        None => println!("metrics off"),
     }
     readiness.set_listening(true);
     println!("ready");
@@ -522,4 +580,19 @@ async fn ensure_access_token(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some(OsStr::new(""))));
+        assert!(!colour(true, Some(OsStr::new("1"))));
+        assert!(!colour(false, None));
+    }
 }

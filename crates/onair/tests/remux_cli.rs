@@ -146,7 +146,7 @@ fn config_file_sets_the_latency_mode_and_refuses_unknown_keys() {
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("hls.segments_in_memory (4) must not exceed hls.live_window (3)"),
+        stderr.contains("[hls] segments_in_memory (4) must not exceed [hls] live_window (3)"),
         "{stderr}"
     );
 }

@@ -530,4 +530,93 @@ mod tests {
         assert_eq!(pkcs1_of_pkcs8(&[0x30, 0x82, 0xff]), None);
         assert_eq!(pkcs1_of_pkcs8(&[0x30, 0x03, 0x02, 0x01, 0x00]), None);
     }
+
+    /// A random JSON value of the kinds a claim might hold.
+    fn random_value(rng: &mut impl rand::Rng) -> Value {
+        match rng.gen_range(0..9) {
+            0 => Value::Null,
+            1 => json!(rng.gen_bool(0.5)),
+            2 => json!(NOW + rng.gen_range(-100..100)),
+            3 => json!((NOW + rng.gen_range(-100..100)) as f64 + 0.5),
+            4 => json!(["v", "t", "PID", "K1", "x"][rng.gen_range(0..5)]),
+            5 => [json!(["v"]), json!(["t"]), json!([]), json!(["t", "v"])][rng.gen_range(0..4)]
+                .clone(),
+            6 => json!({"v": 1}),
+            7 => json!(f64::MAX),
+            _ => json!(i64::MIN),
+        }
+    }
+
+    /// What [`verify`] must decide for signed claims, written independently of it.
+    fn expected(c: &serde_json::Map<String, Value>) -> bool {
+        let aud_ok = match c.get("aud") {
+            Some(Value::String(a)) => a == "v",
+            Some(Value::Array(a)) => a.iter().any(|v| v == "v"),
+            _ => false,
+        };
+        let date = |v: &Value| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64));
+        let exp_ok = c.get("exp").and_then(date).is_some_and(|e| NOW < e);
+        let nbf_ok = match c.get("nbf") {
+            None => true,
+            Some(v) => date(v).is_some_and(|n| n <= NOW),
+        };
+        let sub_ok = c.get("sub").is_some_and(|s| s == "PID");
+        let kid_ok = c.get("kid").is_some_and(|k| k == "K1");
+        aud_ok && exp_ok && nbf_ok && sub_ok && kid_ok
+    }
+
+    #[test]
+    fn property_signed_claims_play_exactly_when_every_check_holds() {
+        use rand::{Rng, SeedableRng};
+        let s = signer();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(20261126);
+        let (mut played, mut refused) = (0, 0);
+        for _ in 0..600 {
+            let mut c = serde_json::Map::new();
+            for name in ["kid", "sub", "aud", "exp", "nbf", "extra"] {
+                // Each claim: absent, a plausible good value (most often), or anything.
+                match rng.gen_range(0..8) {
+                    0 => {}
+                    1..=5 => {
+                        let good = match name {
+                            "kid" => json!("K1"),
+                            "sub" => json!("PID"),
+                            "aud" => json!("v"),
+                            "exp" => json!(NOW + 30),
+                            "nbf" => json!(NOW - 30),
+                            _ => json!("x"),
+                        };
+                        c.insert(name.to_owned(), good);
+                    }
+                    _ => {
+                        c.insert(name.to_owned(), random_value(&mut rng));
+                    }
+                }
+            }
+            let token = s.sign(Value::Object(c.clone()));
+            let got = verify(&token, "PID", NOW, &s.keys);
+            assert_eq!(got.is_ok(), expected(&c), "{c:?}: {got:?}");
+            if got.is_ok() {
+                played += 1;
+            } else {
+                refused += 1;
+            }
+            // Any single byte changed in a good token breaks it.
+            if got.is_ok() {
+                let mut bytes = token.into_bytes();
+                let i = rng.gen_range(0..bytes.len());
+                bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+                let tampered = String::from_utf8_lossy(&bytes).into_owned();
+                assert!(
+                    verify(&tampered, "PID", NOW, &s.keys).is_err(),
+                    "{tampered}"
+                );
+            }
+        }
+        // Both outcomes were exercised.
+        assert!(
+            played > 20 && refused > 20,
+            "{played} played, {refused} refused"
+        );
+    }
 }

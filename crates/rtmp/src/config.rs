@@ -89,6 +89,8 @@ pub struct RtmpConfig {
     pub max_unadmitted_per_address: usize,
     /// Real-time pacing of admitted publishers.
     pub pacing: PacingConfig,
+    /// How far FLV timestamps may leap or step back before they are rebased.
+    pub timestamps: media::timestamp::TimestampConfig,
     /// See [`DEFAULT_MAX_CHUNK_SIZE`].
     pub max_chunk_size: u32,
     /// See [`DEFAULT_MAX_CHUNK_STREAMS`].
@@ -113,6 +115,7 @@ impl Default for RtmpConfig {
             max_unadmitted_bytes: DEFAULT_MAX_UNADMITTED_BYTES,
             max_unadmitted_per_address: DEFAULT_MAX_UNADMITTED_PER_ADDRESS,
             pacing: PacingConfig::default(),
+            timestamps: media::timestamp::TimestampConfig::default(),
             max_chunk_size: DEFAULT_MAX_CHUNK_SIZE,
             max_chunk_streams: DEFAULT_MAX_CHUNK_STREAMS,
             outgoing_chunk_size: DEFAULT_OUTGOING_CHUNK_SIZE,

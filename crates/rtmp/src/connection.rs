@@ -227,7 +227,7 @@ where
             peer,
             listener,
             protocol: ServerProtocol::new(&config),
-            demuxer: FlvDemuxer::default(),
+            demuxer: FlvDemuxer::new(config.timestamps),
             grant: None,
             kick: CancellationToken::new(),
             slot,

@@ -7,10 +7,13 @@ use media::MediaError;
 use session::PublishRejection;
 
 /// Why a TLS acceptor could not be built (at startup, from the operator's files).
+///
+/// The messages do not repeat their cause: it is the error's `source()`, and an error
+/// report (`anyhow`'s `{:#}`) prints the chain, so `: {source}` here would print it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A certificate or key file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: String,
@@ -38,10 +41,10 @@ pub enum TlsError {
         key: String,
     },
     /// rustls refused the certificate or key.
-    #[error("TLS configuration: {0}")]
+    #[error("TLS configuration refused")]
     Rustls(#[from] rustls::Error),
     /// The self-signed development certificate could not be generated.
-    #[error("generating the development certificate: {0}")]
+    #[error("generating the development certificate")]
     Generate(#[from] rcgen::Error),
 }
 
