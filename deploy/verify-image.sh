@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Build and check the OnAir container image on a machine with no image registry and no Docker
+# engine, only Debian's archive and crates.io (docs/OPERATIONS.md, "Container").
+#
+#   deploy/verify-image.sh            # from the repository root, as root
+#
+# What it does:
+#   1. installs podman, buildah and debootstrap from Debian if missing;
+#   2. makes the two base images the Dockerfile names, locally:
+#      localhost/debian:bookworm-slim  from `debootstrap --variant=minbase bookworm` (apt lists,
+#                                      caches and docs removed, as Debian's slim image does);
+#      localhost/onair-rust:bookworm   that image + gcc and libc6-dev from Debian + this
+#                                      machine's Rust toolchain copied in (rustup cannot
+#                                      download here), laid out like the official rust image
+#                                      (CARGO_HOME=/usr/local/cargo, PATH);
+#   3. builds the Dockerfile with those images as --build-args (crates come from crates.io,
+#      packages from Debian, inside the build);
+#   4. runs the image and checks: the process runs as the non-root user, `ldd` of the binary,
+#      /healthz, /readyz and /metrics on the published metrics port, the HEALTHCHECK command
+#      (healthy, then failing on purpose with /data made read-only), an ffmpeg RTMP publish
+#      that goes live and plays over HLS, and a clean stop (exit 0 on SIGTERM).
+#
+# Everything large lives under $SCRATCH (podman's storage too, through CONTAINERS_STORAGE_CONF);
+# the debootstrap root file systems are deleted at the end, the images stay.
+# Heavy steps run under `nice -n 19`. KEEP_ROOTFS=1 keeps the root file systems.
+set -euo pipefail
+
+SCRATCH=${SCRATCH:-/work/docker-scratch}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+TOOLCHAIN=${TOOLCHAIN:-$(rustc --print sysroot)}
+IMAGE=${IMAGE:-localhost/onair:dev}
+SLIM=localhost/debian:bookworm-slim
+RUST=localhost/onair-rust:bookworm
+NAME=onair-verify
+TOKEN=verify-id:verify-secret-0123456789
+# Host ports the container's listeners are published on (any free ones).
+RTMP_PORT=${RTMP_PORT:-15222}
+HTTP_PORT=${HTTP_PORT:-18080}
+METRICS_PORT=${METRICS_PORT:-19090}
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$SCRATCH"
+step() { printf '\n== %s\n' "$*"; }
+fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+
+# Keep podman's and buildah's storage under $SCRATCH, not /var/lib/containers.
+cat > "$SCRATCH/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$SCRATCH/storage"
+runroot = "$SCRATCH/run"
+EOF
+export CONTAINERS_STORAGE_CONF=$SCRATCH/storage.conf
+
+if ! command -v podman >/dev/null || ! command -v debootstrap >/dev/null; then
+  step "install podman, buildah, debootstrap (Debian)"
+  apt-get install -y podman buildah debootstrap
+fi
+podman --version
+
+# --- 2. base images ------------------------------------------------------------------------
+if ! podman image exists "$SLIM"; then
+  step "debootstrap bookworm (minbase) from $MIRROR"
+  rm -rf "$SCRATCH/rootfs-slim"
+  nice -n 19 debootstrap --variant=minbase bookworm "$SCRATCH/rootfs-slim" "$MIRROR"
+  # What Debian's slim images leave out: package lists, caches, documentation.
+  rm -rf "$SCRATCH"/rootfs-slim/var/lib/apt/lists/* "$SCRATCH"/rootfs-slim/var/cache/apt/*.bin \
+    "$SCRATCH"/rootfs-slim/var/cache/apt/archives/*.deb "$SCRATCH"/rootfs-slim/usr/share/doc/* \
+    "$SCRATCH"/rootfs-slim/usr/share/man/* "$SCRATCH"/rootfs-slim/usr/share/info/*
+  step "import $SLIM"
+  tar -C "$SCRATCH/rootfs-slim" -c . \
+    | podman import --change 'CMD ["bash"]' - "$SLIM"
+fi
+
+if ! podman image exists "$RUST"; then
+  step "build $RUST from $SLIM and the toolchain at $TOOLCHAIN"
+  ctx=$SCRATCH/rust-ctx
+  rm -rf "$ctx" && mkdir -p "$ctx/rust"
+  # bin, lib, libexec, etc: the toolchain without its documentation (share/, ~800 MB).
+  for d in bin lib libexec etc; do cp -al "$TOOLCHAIN/$d" "$ctx/rust/" 2>/dev/null \
+    || cp -a "$TOOLCHAIN/$d" "$ctx/rust/"; done
+  cat > "$ctx/Containerfile" <<'EOF'
+ARG BASE
+FROM ${BASE}
+# As the official rust:1-slim-bookworm image: ca-certificates, gcc, libc6-dev.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+COPY rust /usr/local/rust
+ENV RUSTUP_HOME=/usr/local/rustup \
+    CARGO_HOME=/usr/local/cargo \
+    PATH=/usr/local/cargo/bin:/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+RUN mkdir -p /usr/local/cargo/bin && cargo --version && rustc --version
+EOF
+  nice -n 19 podman build --build-arg BASE="$SLIM" -t "$RUST" "$ctx"
+  rm -rf "$ctx"
+fi
+
+# --- 3. the image ----------------------------------------------------------------------------
+step "build $IMAGE from $REPO/Dockerfile"
+# --format docker: the OCI format has no HEALTHCHECK (podman would drop it with a warning).
+nice -n 19 podman build --format docker \
+  --build-arg RUST_IMAGE="$RUST" --build-arg RUNTIME_IMAGE="$SLIM" \
+  -t "$IMAGE" "$REPO"
+podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E 'onair|debian'
+podman image inspect "$IMAGE" --format \
+  'user={{.Config.User}} entrypoint={{.Config.Entrypoint}} cmd={{.Config.Cmd}} volumes={{.Config.Volumes}} ports={{.Config.ExposedPorts}} env={{.Config.Env}}'
+# The HEALTHCHECK as stored in the image (docker format).
+podman image inspect "$IMAGE" --format 'healthcheck={{.HealthCheck}}' 2>/dev/null || true
+
+step "ldd of the binary inside the image"
+podman run --rm --entrypoint ldd "$IMAGE" /usr/local/bin/onair
+podman run --rm --entrypoint ldd "$IMAGE" /usr/local/bin/onair | grep -q 'not found' \
+  && fail "a library is missing"
+
+# --- 4. run it ---------------------------------------------------------------------------------
+step "run $IMAGE"
+podman rm -f "$NAME" >/dev/null 2>&1 || true
+podman volume rm -f onair-verify-data >/dev/null 2>&1 || true
+podman run -d --name "$NAME" \
+  -p "$RTMP_PORT:5222" -p "$HTTP_PORT:8080" -p "127.0.0.1:$METRICS_PORT:9090" \
+  -v onair-verify-data:/data -e ONAIR_ACCESS_TOKEN="$TOKEN" "$IMAGE"
+for _ in $(seq 60); do
+  podman logs "$NAME" 2>/dev/null | grep -qx ready && break
+  sleep 0.5
+done
+podman logs "$NAME"
+podman logs "$NAME" 2>/dev/null | grep -qx ready || fail "no 'ready' line"
+
+step "user of the gateway process"
+podman top "$NAME" user group pid args
+podman exec "$NAME" id
+[ "$(podman exec "$NAME" id -u)" = 10001 ] || fail "not running as uid 10001"
+podman exec "$NAME" ls -ld /data
+
+step "health endpoints on 127.0.0.1:$METRICS_PORT"
+curl -fsS "http://127.0.0.1:$METRICS_PORT/healthz"; echo
+curl -fsS "http://127.0.0.1:$METRICS_PORT/readyz"; echo
+curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" | grep '^onair_build_info'
+
+step "HEALTHCHECK command (podman healthcheck run)"
+podman healthcheck run "$NAME" && echo "healthcheck: healthy (exit 0)"
+podman inspect "$NAME" --format 'health={{.State.Health.Status}}' 2>/dev/null \
+  || podman inspect "$NAME" --format 'health={{.State.Healthcheck.Status}}'
+
+step "HEALTHCHECK fails when /data does not take writes"
+podman exec --user root "$NAME" chmod 0500 /data
+curl -sS "http://127.0.0.1:$METRICS_PORT/readyz"; echo
+if podman healthcheck run "$NAME"; then fail "healthcheck passed with /data read-only"; fi
+echo "healthcheck: failed as it should (exit non-zero)"
+podman exec --user root "$NAME" chmod 0700 /data
+podman healthcheck run "$NAME" && echo "healthcheck: healthy again"
+
+step "RTMP publish into the container with ffmpeg"
+created=$(podman exec "$NAME" onair live-streams create)
+echo "$created" | head -c 400; echo
+id=$(echo "$created" | jq -r .id)
+key=$(echo "$created" | jq -r .stream_key)
+playback=$(echo "$created" | jq -r '.playback_ids[0].id')
+timeout 20 ffmpeg -hide_banner -loglevel error -re \
+  -f lavfi -i testsrc2=size=640x360:rate=30 -f lavfi -i sine \
+  -c:v libx264 -preset veryfast -g 30 -c:a aac -f flv \
+  "rtmp://127.0.0.1:$RTMP_PORT/app/$key" || true
+status=$(podman exec "$NAME" onair live-streams get "$id" | jq -r .status)
+echo "live stream status after publishing: $status"
+[ "$status" = active ] || fail "the stream did not go active"
+curl -fsS "http://127.0.0.1:$HTTP_PORT/$playback.m3u8" | head -5
+curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" | grep '^onair_live_stream_segments_written_total' || true
+podman exec "$NAME" sh -c 'ls -R /data | head -20'
+
+step "stop (SIGTERM) and exit code"
+podman stop -t 15 "$NAME"
+podman inspect "$NAME" --format 'exit code {{.State.ExitCode}}'
+[ "$(podman inspect "$NAME" --format '{{.State.ExitCode}}')" = 0 ] || fail "exit code not 0"
+podman logs "$NAME" 2>&1 | tail -3
+podman rm "$NAME" >/dev/null
+podman volume rm onair-verify-data >/dev/null
+
+if [ "${KEEP_ROOTFS:-0}" != 1 ]; then rm -rf "$SCRATCH/rootfs-slim" "$SCRATCH/rust-ctx"; fi
+step "all checks passed"
