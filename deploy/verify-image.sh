@@ -52,9 +52,24 @@ runroot = "$SCRATCH/run"
 EOF
 export CONTAINERS_STORAGE_CONF=$SCRATCH/storage.conf
 
-if ! command -v podman >/dev/null || ! command -v debootstrap >/dev/null; then
-  step "install podman, buildah, debootstrap (Debian)"
-  apt-get install -y podman buildah debootstrap
+# This machine's quirks (a VM, root without CAP_SYS_RESOURCE, cgroup v1 with a cgroup2 mount):
+# - crun refuses the hybrid cgroup layout ("cgroups in hybrid mode not supported"): use runc;
+# - podman's default ulimits (nofile 1048576, nproc max) are above the hard limits here and
+#   cannot be raised (setrlimit: operation not permitted): use the shell's hard nofile limit and
+#   nproc 4096 (the hard nproc limit itself was refused by the runtime too).
+# Both go into a containers.conf of our own, for `podman build` and `podman run` alike.
+cat > "$SCRATCH/containers.conf" <<EOF
+[containers]
+default_ulimits = ["nofile=$(ulimit -Hn):$(ulimit -Hn)", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+EOF
+export CONTAINERS_CONF=$SCRATCH/containers.conf
+
+if ! command -v podman >/dev/null || ! command -v debootstrap >/dev/null \
+  || ! command -v runc >/dev/null; then
+  step "install podman, buildah, runc, debootstrap (Debian)"
+  apt-get install -y podman buildah runc debootstrap
 fi
 podman --version
 
@@ -79,6 +94,12 @@ if ! podman image exists "$RUST"; then
   # bin, lib, libexec, etc: the toolchain without its documentation (share/, ~800 MB).
   for d in bin lib libexec etc; do cp -al "$TOOLCHAIN/$d" "$ctx/rust/" 2>/dev/null \
     || cp -a "$TOOLCHAIN/$d" "$ctx/rust/"; done
+  # This machine reaches crates.io through an egress proxy whose CA the host trusts (local
+  # certificates in /usr/local/share/ca-certificates); the build image must trust it too, or
+  # cargo fails with "SSL certificate problem: self-signed certificate in certificate chain".
+  # Only this local build image gets them, never the OnAir image.
+  mkdir -p "$ctx/extra-ca"
+  cp /usr/local/share/ca-certificates/*.crt "$ctx/extra-ca/" 2>/dev/null || true
   cat > "$ctx/Containerfile" <<'EOF'
 ARG BASE
 FROM ${BASE}
@@ -86,6 +107,8 @@ FROM ${BASE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
+COPY extra-ca/ /usr/local/share/ca-certificates/
+RUN update-ca-certificates
 COPY rust /usr/local/rust
 ENV RUSTUP_HOME=/usr/local/rustup \
     CARGO_HOME=/usr/local/cargo \
