@@ -65,6 +65,10 @@ default_ulimits = ["nofile=$(ulimit -Hn):$(ulimit -Hn)", "nproc=4096:4096"]
 runtime = "runc"
 EOF
 export CONTAINERS_CONF=$SCRATCH/containers.conf
+# buildah keeps RUN --mount=type=cache directories (the cargo registry and target directory,
+# ~2 GB) under $TMPDIR/buildah-cache (default /var/tmp): keep them under $SCRATCH too.
+export TMPDIR=$SCRATCH/tmp
+mkdir -p "$TMPDIR"
 
 if ! command -v podman >/dev/null || ! command -v debootstrap >/dev/null \
   || ! command -v runc >/dev/null; then
@@ -216,6 +220,37 @@ curl -fsS "http://127.0.0.1:$HTTP_PORT/$playback.m3u8" | head -5
 curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" | grep '^onair_live_stream_segments_written_total' || true
 podman exec "$NAME" sh -c 'ls -R /data | head -20'
 
+step "RTMPS on 443 as uid 10001 (--dev-tls)"
+# Docker lets unprivileged processes in a container bind low ports by default
+# (net.ipv4.ip_unprivileged_port_start=0); podman 4.3 does not: without the sysctl the start
+# fails with "rtmps: cannot listen on 0.0.0.0:443 ... Permission denied".
+podman rm -f onair-verify-443 >/dev/null 2>&1 || true
+podman run -d --name onair-verify-443 --sysctl net.ipv4.ip_unprivileged_port_start=0 \
+  -e ONAIR_DEV_TLS=true "$IMAGE" >/dev/null
+for _ in $(seq 30); do
+  podman logs onair-verify-443 2>/dev/null | grep -qx ready && break
+  sleep 0.5
+done
+podman logs onair-verify-443 2>/dev/null | grep '^rtmps' || true
+podman logs onair-verify-443 2>/dev/null | grep -q '^rtmps listening on 0.0.0.0:443' \
+  || fail "rtmps did not listen on 443"
+podman rm -f onair-verify-443 >/dev/null
+
+step "a bind-mounted data directory must belong to uid 10001"
+bind=$SCRATCH/bind-data
+rm -rf "$bind" && mkdir -p "$bind"
+if podman run --rm -v "$bind:/data" "$IMAGE" 2>&1 | grep -E "^Error|^ +[A-Z].*os error"; then :; fi
+chown 10001:10001 "$bind"
+podman run -d --name onair-verify-bind -v "$bind:/data" "$IMAGE" >/dev/null
+for _ in $(seq 30); do
+  podman logs onair-verify-bind 2>/dev/null | grep -qx ready && break
+  sleep 0.5
+done
+podman logs onair-verify-bind 2>/dev/null | grep -qx ready || fail "not ready on a chowned bind mount"
+echo "owned by 10001: ready"
+podman stop -t 15 onair-verify-bind >/dev/null && podman rm onair-verify-bind >/dev/null
+rm -rf "$bind"
+
 step "stop (SIGTERM) and exit code"
 podman stop -t 15 "$NAME"
 podman inspect "$NAME" --format 'exit code {{.State.ExitCode}}'
@@ -224,5 +259,7 @@ podman logs "$NAME" 2>&1 | tail -3
 podman rm "$NAME" >/dev/null
 podman volume rm onair-verify-data >/dev/null
 
-if [ "${KEEP_ROOTFS:-0}" != 1 ]; then rm -rf "$SCRATCH/rootfs-slim" "$SCRATCH/rust-ctx"; fi
+if [ "${KEEP_ROOTFS:-0}" != 1 ]; then
+  rm -rf "$SCRATCH/rootfs-slim" "$SCRATCH/rootfs-slim.done" "$SCRATCH/rust-ctx"
+fi
 step "all checks passed"
