@@ -206,22 +206,35 @@ echo "healthcheck: failed as it should (exit non-zero)"
 podman exec --user root "$NAME" chmod 0700 /data
 podman healthcheck run "$NAME" && echo "healthcheck: healthy again"
 
+# A new live stream through the CLI inside the container; sets id, key, passphrase, playback.
+create_stream() {
+  local created
+  created=$(podman exec "$NAME" onair live-streams create)
+  echo "$created" | jq '{id, status, playback_ids}'   # not the stream key nor the passphrase
+  id=$(echo "$created" | jq -r .id)
+  key=$(echo "$created" | jq -r .stream_key)
+  passphrase=$(echo "$created" | jq -r .srt_passphrase)
+  playback=$(echo "$created" | jq -r '.playback_ids[0].id')
+}
+
+# 15 s of test pattern to URL in FORMAT, then the stream must be active and its playlist served.
+# `-t` ends ffmpeg by itself (killed, it prints its URL in the error); whatever it prints has
+# the stream key and passphrase masked.
+publish_and_check() {
+  local format=$1 url=$2 status
+  timeout 60 ffmpeg -hide_banner -loglevel error -re -t 15 \
+    -f lavfi -i testsrc2=size=640x360:rate=30 -f lavfi -i sine \
+    -c:v libx264 -preset veryfast -g 30 -c:a aac -f "$format" "$url" 2>&1 \
+    | sed "s/$key/STREAM_KEY/g; s/$passphrase/SRT_PASSPHRASE/g" || true
+  status=$(podman exec "$NAME" onair live-streams get "$id" | jq -r .status)
+  echo "live stream status after publishing: $status"
+  [ "$status" = active ] || fail "the stream did not go active"
+  curl -fsS "http://127.0.0.1:$HTTP_PORT/$playback.m3u8" | head -5
+}
+
 step "RTMP publish into the container with ffmpeg"
-# 15 s of test pattern: `-t` ends ffmpeg by itself (killed, it prints its URL, stream key
-# included, in the error).
-created=$(podman exec "$NAME" onair live-streams create)
-echo "$created" | jq '{id, status, playback_ids}'   # not the stream key nor the passphrase
-id=$(echo "$created" | jq -r .id)
-key=$(echo "$created" | jq -r .stream_key)
-playback=$(echo "$created" | jq -r '.playback_ids[0].id')
-timeout 60 ffmpeg -hide_banner -loglevel error -re -t 15 \
-  -f lavfi -i testsrc2=size=640x360:rate=30 -f lavfi -i sine \
-  -c:v libx264 -preset veryfast -g 30 -c:a aac -f flv \
-  "rtmp://127.0.0.1:$RTMP_PORT/app/$key" 2>&1 | sed "s/$key/STREAM_KEY/g" || true
-status=$(podman exec "$NAME" onair live-streams get "$id" | jq -r .status)
-echo "live stream status after publishing: $status"
-[ "$status" = active ] || fail "the stream did not go active"
-curl -fsS "http://127.0.0.1:$HTTP_PORT/$playback.m3u8" | head -5
+create_stream
+publish_and_check flv "rtmp://127.0.0.1:$RTMP_PORT/app/$key"
 curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" | grep '^onair_live_stream_segments_written_total' || true
 podman exec "$NAME" sh -c 'ls -R /data | head -20'
 
@@ -229,20 +242,8 @@ step "SRT publish into the container with ffmpeg (6001/udp)"
 # ffmpeg 5.1 ends this publish with "av_interleaved_write_frame(): Input/output error" (20
 # times) and errors on the trailer and close: the same seen with this image's binary run on
 # the host without a container, so not the container's doing; the stream goes active.
-created=$(podman exec "$NAME" onair live-streams create)
-id=$(echo "$created" | jq -r .id)
-key=$(echo "$created" | jq -r .stream_key)
-passphrase=$(echo "$created" | jq -r .srt_passphrase)
-playback=$(echo "$created" | jq -r '.playback_ids[0].id')
-timeout 60 ffmpeg -hide_banner -loglevel error -re -t 15 \
-  -f lavfi -i testsrc2=size=640x360:rate=30 -f lavfi -i sine \
-  -c:v libx264 -preset veryfast -g 30 -c:a aac -f mpegts \
-  "srt://127.0.0.1:$SRT_PORT?streamid=$key&passphrase=$passphrase" 2>&1 \
-  | sed "s/$key/STREAM_KEY/g; s/$passphrase/SRT_PASSPHRASE/g" || true
-status=$(podman exec "$NAME" onair live-streams get "$id" | jq -r .status)
-echo "live stream status after publishing over SRT: $status"
-[ "$status" = active ] || fail "the SRT stream did not go active"
-curl -fsS "http://127.0.0.1:$HTTP_PORT/$playback.m3u8" | head -3
+create_stream
+publish_and_check mpegts "srt://127.0.0.1:$SRT_PORT?streamid=$key&passphrase=$passphrase"
 
 step "RTMPS on 443 as uid 10001 (--dev-tls)"
 # Docker lets unprivileged processes in a container bind low ports by default
