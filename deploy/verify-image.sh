@@ -163,9 +163,9 @@ podman image inspect "$IMAGE" --format \
 podman image inspect "$IMAGE" --format 'healthcheck={{.HealthCheck}}' 2>/dev/null || true
 
 step "ldd of the binary inside the image"
-podman run --rm --entrypoint ldd "$IMAGE" /usr/local/bin/onair
-podman run --rm --entrypoint ldd "$IMAGE" /usr/local/bin/onair | grep -q 'not found' \
-  && fail "a library is missing"
+libs=$(podman run --rm --entrypoint ldd "$IMAGE" /usr/local/bin/onair)
+echo "$libs"
+if grep -q 'not found' <<<"$libs"; then fail "a library is missing"; fi
 
 # --- 4. run it ---------------------------------------------------------------------------------
 step "run $IMAGE"
@@ -176,11 +176,11 @@ podman run -d --name "$NAME" \
   -p "127.0.0.1:$METRICS_PORT:9090" \
   -v onair-verify-data:/data -e ONAIR_ACCESS_TOKEN="$TOKEN" "$IMAGE"
 for _ in $(seq 60); do
-  podman logs "$NAME" 2>/dev/null | grep -qx ready && break
+  grep -qx ready <<<"$(podman logs "$NAME" 2>/dev/null)" && break
   sleep 0.5
 done
 podman logs "$NAME"
-podman logs "$NAME" 2>/dev/null | grep -qx ready || fail "no 'ready' line"
+grep -qx ready <<<"$(podman logs "$NAME" 2>/dev/null)" || fail "no 'ready' line"
 
 step "user of the gateway process"
 podman top "$NAME" user group pid args
@@ -253,27 +253,28 @@ podman rm -f onair-verify-443 >/dev/null 2>&1 || true
 podman run -d --name onair-verify-443 --sysctl net.ipv4.ip_unprivileged_port_start=0 \
   -e ONAIR_DEV_TLS=true "$IMAGE" >/dev/null
 for _ in $(seq 30); do
-  podman logs onair-verify-443 2>/dev/null | grep -qx ready && break
+  grep -qx ready <<<"$(podman logs onair-verify-443 2>/dev/null)" && break
   sleep 0.5
 done
 podman logs onair-verify-443 2>/dev/null | grep '^rtmps' || true
-podman logs onair-verify-443 2>/dev/null | grep -q '^rtmps listening on 0.0.0.0:443' \
+grep -q '^rtmps listening on 0.0.0.0:443' <<<"$(podman logs onair-verify-443 2>/dev/null)" \
   || fail "rtmps did not listen on 443"
-podman rm -f onair-verify-443 >/dev/null
+podman rm -f -v onair-verify-443 >/dev/null
 
 step "a bind-mounted data directory must belong to uid 10001"
 bind=$SCRATCH/bind-data
 rm -rf "$bind" && mkdir -p "$bind"
+podman rm -f onair-verify-bind >/dev/null 2>&1 || true
 if podman run --rm -v "$bind:/data" "$IMAGE" 2>&1 | grep -E "^Error|^ +[A-Z].*os error"; then :; fi
 chown 10001:10001 "$bind"
 podman run -d --name onair-verify-bind -v "$bind:/data" "$IMAGE" >/dev/null
 for _ in $(seq 30); do
-  podman logs onair-verify-bind 2>/dev/null | grep -qx ready && break
+  grep -qx ready <<<"$(podman logs onair-verify-bind 2>/dev/null)" && break
   sleep 0.5
 done
-podman logs onair-verify-bind 2>/dev/null | grep -qx ready || fail "not ready on a chowned bind mount"
+grep -qx ready <<<"$(podman logs onair-verify-bind 2>/dev/null)" || fail "not ready on a chowned bind mount"
 echo "owned by 10001: ready"
-podman stop -t 15 onair-verify-bind >/dev/null && podman rm onair-verify-bind >/dev/null
+podman stop -t 15 onair-verify-bind >/dev/null && podman rm -v onair-verify-bind >/dev/null
 rm -rf "$bind"
 
 step "stop (SIGTERM) and exit code"
@@ -281,7 +282,7 @@ podman stop -t 15 "$NAME"
 podman inspect "$NAME" --format 'exit code {{.State.ExitCode}}'
 [ "$(podman inspect "$NAME" --format '{{.State.ExitCode}}')" = 0 ] || fail "exit code not 0"
 podman logs "$NAME" 2>&1 | tail -3
-podman rm "$NAME" >/dev/null
+podman rm -v "$NAME" >/dev/null
 podman volume rm onair-verify-data >/dev/null
 
 if [ "${KEEP_ROOTFS:-0}" != 1 ]; then
