@@ -21,12 +21,13 @@
 //! use tokio_util::sync::CancellationToken;
 //!
 //! let shutdown = CancellationToken::new();
+//! let metrics = metrics::Metrics::new(); // scraped at /metrics by the binary
 //! let plain = tokio::net::TcpListener::bind("0.0.0.0:5222").await?;
 //! let tls = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
 //! let acceptor = dev_tls_acceptor(["localhost"]).expect("certificate");
 //! tokio::join!(
-//!     serve(plain, None, admission.clone(), RtmpConfig::default(), shutdown.clone()),
-//!     serve(tls, Some(acceptor), admission, RtmpConfig::default(), shutdown.clone()),
+//!     serve(plain, None, admission.clone(), RtmpConfig::default(), metrics.listener("rtmp"), shutdown.clone()),
+//!     serve(tls, Some(acceptor), admission, RtmpConfig::default(), metrics.listener("rtmps"), shutdown.clone()),
 //! );
 //! # Ok(()) }
 //! ```
