@@ -118,8 +118,14 @@ else
   elif [ "$protocol" = srt ]; then
     echo "$onair has no SRT listener (--srt-addr)" >&2; exit 1
   fi
+  # Binaries from before the metrics listener have no --metrics-addr (metrics are counted
+  # either way; only the listener is off, so that a Prometheus on :9090 cannot stop a run).
+  metrics_args=()
+  if "$onair" serve --help | grep -- --metrics-addr > /dev/null; then
+    metrics_args=(--metrics-addr off)
+  fi
   "$onair" --config "$work/onair.toml" --data-dir "$work/data" serve --rtmp-addr "127.0.0.1:$rtmp_port" \
-    --rtmps-addr off "${srt_args[@]}" --http-addr "127.0.0.1:$http_port" --metrics-addr off --access-token "$token" \
+    --rtmps-addr off "${srt_args[@]}" --http-addr "127.0.0.1:$http_port" "${metrics_args[@]}" --access-token "$token" \
     > "$work/stdout" 2> "$work/stderr" &
   pid=$!
   for _ in $(seq 100); do grep -q '^ready$' "$work/stdout" 2>/dev/null && break; sleep 0.1; done
