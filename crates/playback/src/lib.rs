@@ -118,10 +118,10 @@ impl Access {
     }
 
     /// A playlist as this request should get it: a signed ID's URLs carry the token.
-    fn playlist(&self, text: &str) -> Bytes {
+    fn playlist(&self, text: String) -> Bytes {
         match self {
-            Access::Open => Bytes::copy_from_slice(text.as_bytes()),
-            Access::Signed(token) => Bytes::from(with_token(text, token)),
+            Access::Open => Bytes::from(text),
+            Access::Signed(token) => Bytes::from(with_token(&text, token)),
         }
     }
 }
@@ -281,7 +281,7 @@ async fn recorded_playlist(view: &RecordedView, access: &Access) -> Response {
         Ok(Some(text)) => body(
             PLAYLIST_CONTENT_TYPE,
             access.playlist_cache(recorded_cache_control(view)),
-            access.playlist(&text),
+            access.playlist(text),
         ),
         Ok(None) => not_active(),
         Err(e) => {
@@ -305,7 +305,7 @@ async fn multivariant(
             return body(
                 PLAYLIST_CONTENT_TYPE,
                 access.playlist_cache(recorded_cache_control(&v)),
-                access.playlist(&v.multivariant(playback_id)),
+                access.playlist(v.multivariant(playback_id)),
             )
         }
         Err(r) => return r,
@@ -314,7 +314,7 @@ async fn multivariant(
         Some(text) => body(
             PLAYLIST_CONTENT_TYPE,
             access.playlist_cache(PLAYLIST_CACHE_CONTROL),
-            access.playlist(&text),
+            access.playlist(text),
         ),
         None => not_active(),
     }
@@ -340,7 +340,7 @@ async fn media(
                 Access::Signed(_) => body(
                     PLAYLIST_CONTENT_TYPE,
                     SIGNED_PLAYLIST_CACHE_CONTROL,
-                    access.playlist(&String::from_utf8_lossy(&p)),
+                    access.playlist(String::from_utf8_lossy(&p).into_owned()),
                 ),
             },
             None => not_active(),
