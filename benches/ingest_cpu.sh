@@ -27,12 +27,16 @@
 # (default 120, libsrt's). The gateway runs with the same listeners either way (RTMP and, when
 # the binary has one, SRT on 127.0.0.1), so the two figures compare the ingest paths only.
 #
+# INGEST_THREADS=N sets OnAir's `[ingest] threads` (default: one per CPU; 0 runs RTMP
+# connections on the shared multi-threaded runtime, as before that setting existed).
+#
 # PORT_BASE (default 29000) moves the ports used (PORT_BASE+222 RTMP, +1 SRT, +80 HTTP), so
 # two runs never meet.
 #
 # Prints one line: server, protocol, publisher, streams, cpu_s, window_s, cpu_per_stream_s (and
-# its user and system parts), publisher errors. Everything listens on 127.0.0.1 only; the data directory is a fresh
-# temporary one.
+# its user and system parts), the server's context switches per stream-second (how often its
+# threads sleep and wake), publisher errors. Everything listens on 127.0.0.1 only; the data
+# directory is a fresh temporary one.
 set -euo pipefail
 server=$1
 loadgen=$2
@@ -111,6 +115,7 @@ else
   # All publishers come from 127.0.0.1: the per-address limit on connections still in
   # handshake (16 by default) is lifted so that a slow ramp-up is not cut short.
   printf '[api]\npost_requests_per_second = 0\nother_requests_per_second = 0\n[rtmp]\nmax_unadmitted_per_address = 10000\n' > "$work/onair.toml"
+  if [ -n "${INGEST_THREADS:-}" ]; then printf '[ingest]\nthreads = %s\n' "$INGEST_THREADS" >> "$work/onair.toml"; fi
   # Binaries from before SRT ingest have no --srt-addr (and no SRT listener to move off 0.0.0.0).
   srt_args=()
   if "$onair" serve --help | grep -- --srt-addr > /dev/null; then
@@ -158,6 +163,18 @@ cpu() {
   done
   echo "$u $s"
 }
+# Context switches of the server's threads (voluntary and not): each is a thread going to
+# sleep or being preempted, so this shows how often the server wakes up. Threads that exit
+# within the window take their counts with them (tokio's blocking pool does that).
+switches() {
+  local n=0
+  for p in $(tree "$pid"); do
+    for f in /proc/"$p"/task/*/status; do
+      [ -r "$f" ] && n=$((n + $(awk '/ctxt_switches/ { s += $2 } END { print s + 0 }' "$f" 2>/dev/null || echo 0)))
+    done
+  done
+  echo "$n"
+}
 hz=$(getconf CLK_TCK)
 if [ "$publisher" = ffmpeg ]; then
   while read -r key; do
@@ -173,9 +190,9 @@ else
   publishers+=($!)
 fi
 sleep "$warmup"
-start=$(cpu)
+start=$(cpu); start_switches=$(switches)
 sleep "$window"
-end=$(cpu)
+end=$(cpu); end_switches=$(switches)
 if [ "$publisher" = ffmpeg ]; then
   errors=0
   for p in "${publishers[@]}"; do kill -0 "$p" 2>/dev/null || errors=$((errors + 1)); done
@@ -183,13 +200,15 @@ else
   wait "${publishers[0]}" || true
   errors=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sum(1 for p in r["publishers"] if p.get("error")))' "$work/report.json" 2>/dev/null || echo "?")
 fi
-python3 - "$server" "$protocol" "$publisher" "$streams" "$start" "$end" "$hz" "$window" "$errors" <<'EOF'
+python3 - "$server" "$protocol" "$publisher" "$streams" "$start" "$end" "$hz" "$window" "$errors" \
+  "$((end_switches - start_switches))" <<'EOF'
 import sys
-server, protocol, publisher, streams, start, end, hz, window, errors = sys.argv[1:]
+server, protocol, publisher, streams, start, end, hz, window, errors, switches = sys.argv[1:]
 (u0, s0), (u1, s1) = (map(float, start.split()), map(float, end.split()))
 user, system = (u1 - u0) / float(hz), (s1 - s0) / float(hz)
 stream_s = int(streams) * float(window)
 print(f"{server}\tprotocol={protocol}\tpublisher={publisher}\tstreams={streams}\tcpu_s={user + system:.2f}"
       f"\twindow_s={window}\tcpu_per_stream_s={(user + system) / stream_s:.5f}"
-      f"\tuser={user / stream_s:.5f}\tsystem={system / stream_s:.5f}\tpublisher_errors={errors}")
+      f"\tuser={user / stream_s:.5f}\tsystem={system / stream_s:.5f}"
+      f"\tswitches_per_stream_s={int(switches) / stream_s:.0f}\tpublisher_errors={errors}")
 EOF

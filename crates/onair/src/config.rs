@@ -164,13 +164,19 @@ impl Default for RtmpFileConfig {
     }
 }
 
-/// `[ingest]`: real-time pacing of every publisher (RTMP, RTMPS, SRT).
+/// The most `[ingest] threads` accepted.
+const MAX_INGEST_THREADS: usize = 256;
+
+/// `[ingest]`: real-time pacing of every publisher (RTMP, RTMPS, SRT), and the threads of RTMP
+/// ingest.
 #[derive(Debug, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct IngestFileConfig {
     max_lead_secs: f64,
     max_bitrate: u64,
     burst_secs: f64,
+    /// Single-threaded runtimes for RTMP/RTMPS connections; unset: one per CPU.
+    threads: Option<usize>,
 }
 
 impl Default for IngestFileConfig {
@@ -180,6 +186,7 @@ impl Default for IngestFileConfig {
             max_lead_secs: d.max_lead.as_secs_f64(),
             max_bitrate: d.max_bitrate,
             burst_secs: d.burst.as_secs_f64(),
+            threads: None,
         }
     }
 }
@@ -469,6 +476,9 @@ pub struct ServeSettings {
     pub log_filter: Option<String>,
     /// Reload when a watched file changes (`--reload-on-change`, `[reload] on_change`).
     pub reload_on_change: bool,
+    /// `[ingest] threads`: the single-threaded runtimes RTMP and RTMPS connections run on (0:
+    /// the shared runtime). Read at start only.
+    pub ingest_threads: usize,
 }
 
 /// A listener's address, resolved, and the setting it came from (for a bind error).
@@ -690,6 +700,17 @@ impl FileConfig {
         Ok(pacing)
     }
 
+    /// `[ingest] threads`, by default one per CPU the process may use.
+    fn ingest_threads(&self) -> Result<usize> {
+        match self.ingest.threads {
+            Some(n) if n > MAX_INGEST_THREADS => anyhow::bail!(
+                "invalid [ingest] threads: {n} (at most {MAX_INGEST_THREADS}; 0 runs ingest on the shared runtime)"
+            ),
+            Some(n) => Ok(n),
+            None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        }
+    }
+
     /// The RTMP/RTMPS listeners' configuration (`[rtmp]`, `[ingest]`).
     fn rtmp(&self) -> Result<rtmp::RtmpConfig> {
         let r = &self.rtmp;
@@ -896,6 +917,7 @@ impl FileConfig {
             },
             http: self.http()?,
             drain_deadline: self.drain_deadline(args)?,
+            ingest_threads: self.ingest_threads()?,
             log_format: self.log_format(args.log_format),
             log_filter: self.checked_log_filter()?,
             reload_on_change: args.reload_on_change || self.reload.on_change,
@@ -1137,6 +1159,20 @@ mod tests {
             let file = FileConfig::parse(bad).unwrap();
             assert!(file.rtmp().is_err() || file.http().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ingest_threads_default_to_one_per_cpu() {
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(FileConfig::default().ingest_threads().unwrap(), cpus);
+        let shipped = FileConfig::parse(include_str!("../../../config/onair.toml")).unwrap();
+        assert_eq!(shipped.ingest_threads().unwrap(), cpus);
+        let file = |text: &str| FileConfig::parse(text).unwrap().ingest_threads();
+        assert_eq!(file("[ingest]\nthreads = 0\n").unwrap(), 0);
+        assert_eq!(file("[ingest]\nthreads = 3\n").unwrap(), 3);
+        let e = format!("{:#}", file("[ingest]\nthreads = 100000\n").unwrap_err());
+        assert!(e.starts_with("invalid [ingest] threads: 100000"), "{e}");
+        assert!(FileConfig::parse("[ingest]\nthreads = -1\n").is_err());
     }
 
     #[test]

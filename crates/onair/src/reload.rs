@@ -370,6 +370,7 @@ impl Reloader {
                 "[http] send_buffer",
                 old.http.send_buffer != new.http.send_buffer,
             ),
+            ("[ingest] threads", old.ingest_threads != new.ingest_threads),
         ] {
             if differs {
                 changed.push(name);

@@ -315,6 +315,11 @@ async fn serve(settings: ServeSettings, source: ReloadSource, log: LogFilter) ->
     if webhook_count > 0 {
         println!("webhooks: delivering events to {webhook_count} endpoint(s)");
     }
+    // RTMP and RTMPS connections run on single-threaded runtimes of their own (see
+    // `session::runtimes`); the listeners' accept loops stay here.
+    let (ingest_runtimes, ingest_threads) = session::IngestRuntimes::start(settings.ingest_threads)
+        .context("starting the ingest threads")?;
+    info!(threads = ingest_runtimes.threads(), "RTMP ingest threads");
     match rtmp_listener {
         Some(listener) => {
             let addr = listener.local_addr()?;
@@ -325,6 +330,7 @@ async fn serve(settings: ServeSettings, source: ReloadSource, log: LogFilter) ->
                 manager.clone(),
                 rtmp_config.clone(),
                 metrics.listener("rtmp"),
+                ingest_runtimes.clone(),
                 shutdown.clone(),
             ));
         }
@@ -342,6 +348,7 @@ async fn serve(settings: ServeSettings, source: ReloadSource, log: LogFilter) ->
                 manager.clone(),
                 rtmp_config.clone(),
                 metrics.listener("rtmps"),
+                ingest_runtimes.clone(),
                 shutdown.clone(),
             ));
         }
@@ -465,6 +472,9 @@ async fn serve(settings: ServeSettings, source: ReloadSource, log: LogFilter) ->
     .await;
     if drained.is_err() {
         warn!("shutdown grace period of {SHUTDOWN_GRACE:?} elapsed; exiting anyway");
+    }
+    if let Some(threads) = ingest_threads {
+        let _ = tokio::task::spawn_blocking(move || threads.stop()).await;
     }
     info!("stopped");
     Ok(())

@@ -11,11 +11,12 @@ use media::flv::TagKind;
 use media::DemuxEvent;
 use media::FlvDemuxer;
 use session::{
-    redact_stream_key as redact, Admission, IngestEvent, IngestProtocol, Pacer, PublishGrant,
-    PublishRejection, PublishRequest,
+    redact_stream_key as redact, Admission, IngestEvent, IngestProtocol, MediaBatcher, Pacer,
+    PublishGrant, PublishRejection, PublishRequest,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -203,6 +204,8 @@ struct Connection<'a, S, A> {
     /// What [`Slot::set_pending`] was last told.
     reported_pending: usize,
     pacer: Pacer,
+    /// Media on its way to the session.
+    batcher: MediaBatcher,
     /// The listener's configuration when this connection was accepted.
     config: RtmpConfig,
     established_at: Option<Instant>,
@@ -233,6 +236,7 @@ where
             slot,
             reported_pending: 0,
             pacer: Pacer::new(config.pacing),
+            batcher: MediaBatcher::new(),
             config,
             established_at: None,
             events: 0,
@@ -246,6 +250,13 @@ where
     ) -> (Result<End, ConnectionError>, Option<Summary>) {
         let started = Instant::now();
         let result = self.run_inner(handshake_deadline).await;
+        // What the connection received is recorded, however it ended (unless the session
+        // let it go: then nobody takes it).
+        if let (Some(message), Some(grant)) = (self.batcher.take(), &self.grant) {
+            if let Ok(Some(message)) = grant.media.try_send(message) {
+                let _ = timeout(CLOSE_GRACE, grant.media.send(message)).await;
+            }
+        }
         if !matches!(result, Err(ConnectionError::Io(_))) {
             // Best effort: the last replies (an error status) and a clean close (TLS
             // close_notify, TCP FIN).
@@ -294,20 +305,21 @@ where
 
     async fn run_inner(&mut self, handshake_deadline: Instant) -> Result<End, ConnectionError> {
         let mut buf = vec![0u8; READ_BUFFER_BEFORE_PUBLISH];
-        let evicted_token = self.slot.closed().clone();
-        let evicted = evicted_token.cancelled();
-        tokio::pin!(evicted);
-        // The shutdown and kick futures and the timer live across reads: a publisher sends
-        // dozens of messages a second, and registering with two cancellation tokens and the
-        // timer wheel for every read showed up in profiles. The timer is moved later only when
-        // it fires, and earlier when the connection's state brings its deadline forward (the
-        // publish deadline can come before the handshake's).
-        // A child token of its own: polling the listener's token itself would take the one
-        // mutex that every connection shares.
-        let shutdown_token = self.listener.shutdown.child_token();
-        let shutdown = shutdown_token.cancelled();
-        tokio::pin!(shutdown);
-        let mut kicked = Box::pin(self.kick.clone().cancelled_owned());
+        // Shutdown, eviction and the kick are watched by a task of their own that answers on
+        // one oneshot channel: a publisher sends dozens of messages a second, and polling three
+        // cancellation tokens (a mutex and a waiter list each) on every read showed up in
+        // profiles, where a pending oneshot receiver is one atomic load.
+        let (kick_tx, kick_rx) = oneshot::channel();
+        let mut kick_tx = Some(kick_tx);
+        let mut stop = session::ingest::watch_cancellation(
+            self.listener.shutdown.child_token(),
+            self.slot.closed().clone(),
+            kick_rx,
+        );
+        // The timer lives across reads too (registering with the timer wheel on every read
+        // showed up as well). It is moved later only when it fires, and earlier when the
+        // connection's state brings its deadline forward (the publish deadline can come
+        // before the handshake's, a held media batch before both).
         let mut last_input = Instant::now();
         let mut timer_deadline = self.deadline(handshake_deadline, last_input).0;
         let timer = tokio::time::sleep_until(timer_deadline);
@@ -315,16 +327,20 @@ where
         loop {
             let n = tokio::select! {
                 biased;
-                _ = &mut shutdown => return Err(ConnectionError::Shutdown),
-                _ = &mut evicted => return Err(ConnectionError::Evicted(self.slot.eviction())),
-                _ = &mut kicked => return Err(ConnectionError::Kicked),
+                _ = &mut stop => return Err(self.stop_reason()),
                 () = &mut timer => {
+                    let now = Instant::now();
+                    if self.batcher.deadline().is_some_and(|d| d <= now) {
+                        if let Some(message) = self.batcher.take() {
+                            self.send(message).await?;
+                        }
+                    }
                     let (deadline, on_timeout) = self.deadline(handshake_deadline, last_input);
-                    if deadline <= Instant::now() {
+                    if deadline <= now {
                         return Err(on_timeout);
                     }
-                    timer_deadline = deadline;
-                    timer.as_mut().reset(deadline);
+                    timer_deadline = self.batcher.deadline().map_or(deadline, |d| d.min(deadline));
+                    timer.as_mut().reset(timer_deadline);
                     continue;
                 }
                 r = self.stream.read(&mut buf) => match r {
@@ -348,14 +364,16 @@ where
                 match event {
                     ProtocolEvent::PublishRequested { stream_key, app } => {
                         self.admit(stream_key, app).await?;
-                        kicked = Box::pin(self.kick.clone().cancelled_owned());
+                        if let Some(tx) = kick_tx.take() {
+                            let _ = tx.send(self.kick.clone());
+                        }
                         buf.resize(READ_BUFFER, 0);
                     }
                     ProtocolEvent::Media {
                         kind,
                         timestamp,
                         body,
-                    } => self.forward(kind, timestamp, body).await?,
+                    } => self.forward(kind, timestamp, body, last_input).await?,
                     ProtocolEvent::PublishFinished => {
                         self.flush().await?;
                         return Ok(End::PublishFinished);
@@ -375,10 +393,25 @@ where
                 last_input = Instant::now();
             }
             let deadline = self.deadline(handshake_deadline, last_input).0;
+            let deadline = self
+                .batcher
+                .deadline()
+                .map_or(deadline, |d| d.min(deadline));
             if deadline < timer_deadline {
                 timer_deadline = deadline;
                 timer.as_mut().reset(deadline);
             }
+        }
+    }
+
+    /// Why the stop signal came.
+    fn stop_reason(&self) -> ConnectionError {
+        if self.listener.shutdown.is_cancelled() {
+            ConnectionError::Shutdown
+        } else if self.slot.closed().is_cancelled() {
+            ConnectionError::Evicted(self.slot.eviction())
+        } else {
+            ConnectionError::Kicked
         }
     }
 
@@ -467,6 +500,7 @@ where
         kind: TagKind,
         timestamp: u32,
         body: Bytes,
+        now: Instant,
     ) -> Result<(), ConnectionError> {
         let event = match self.demuxer.handle_tag(kind, timestamp, body) {
             Ok(Some(event)) => event,
@@ -477,17 +511,28 @@ where
             }
             Err(e) => return Err(ConnectionError::Media(e)),
         };
+        if self.grant.is_none() {
+            return Ok(());
+        }
+        if let DemuxEvent::Frame(frame) = &event {
+            self.pacer.handle_frame(frame, now);
+        }
+        self.events += 1;
+        match self.batcher.push(event, now) {
+            Some(message) => self.send(message).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Sends media to the session (a publishing connection only).
+    async fn send(&mut self, message: IngestEvent) -> Result<(), ConnectionError> {
         let Some(grant) = &self.grant else {
             return Ok(());
         };
-        if let DemuxEvent::Frame(frame) = &event {
-            self.pacer.handle_frame(frame, Instant::now());
-        }
-        self.events += 1;
         // Usually the channel has room; only a full one needs the waiting below.
-        let Some(event) = grant
+        let Some(message) = grant
             .media
-            .try_send(IngestEvent::Media(event))
+            .try_send(message)
             .map_err(|_| ConnectionError::SessionGone)?
         else {
             return Ok(());
@@ -498,7 +543,7 @@ where
             biased;
             _ = self.listener.shutdown.cancelled() => Err(ConnectionError::Shutdown),
             _ = self.kick.cancelled() => Err(ConnectionError::Kicked),
-            sent = grant.media.send(event) => sent.map_err(|_| ConnectionError::SessionGone),
+            sent = grant.media.send(message) => sent.map_err(|_| ConnectionError::SessionGone),
         }
     }
 }

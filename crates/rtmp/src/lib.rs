@@ -9,8 +9,8 @@
 //! ```text
 //! TCP (TLS) ─▶ connection task ─▶ ServerProtocol (sans-IO) ─▶ PublishRequested ─▶ Admission::publish
 //!                 select! over          │                                  ◀── grant / rejection
-//!                 socket, kick,         └─▶ Media { kind, ts, body } ─▶ FlvDemuxer ─▶ IngestSender
-//!                 shutdown                                                    (bounded: backpressure)
+//!                 socket, stop          └─▶ Media { kind, ts, body } ─▶ FlvDemuxer ─▶ MediaBatcher
+//!                 signal, timer                                ─▶ IngestSender (bounded: backpressure)
 //! ```
 //!
 //! ## Driving it
@@ -18,17 +18,26 @@
 //! ```no_run
 //! # async fn example<A: session::Admission>(admission: A) -> std::io::Result<()> {
 //! use rtmp::{dev_tls_acceptor, serve, RtmpConfig};
+//! use session::IngestRuntimes;
 //! use tokio_util::sync::CancellationToken;
 //!
 //! let shutdown = CancellationToken::new();
 //! let metrics = metrics::Metrics::new(); // scraped at /metrics by the binary
+//! // Connections on two single-threaded runtimes of their own (`IngestRuntimes::shared()`
+//! // runs them on this runtime).
+//! let (runtimes, threads) = IngestRuntimes::start(2)?;
 //! let plain = tokio::net::TcpListener::bind("0.0.0.0:5222").await?;
 //! let tls = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
 //! let acceptor = dev_tls_acceptor(["localhost"]).expect("certificate");
 //! tokio::join!(
-//!     serve(plain, None, admission.clone(), RtmpConfig::default(), metrics.listener("rtmp"), shutdown.clone()),
-//!     serve(tls, Some(acceptor), admission, RtmpConfig::default(), metrics.listener("rtmps"), shutdown.clone()),
+//!     serve(plain, None, admission.clone(), RtmpConfig::default(), metrics.listener("rtmp"),
+//!         runtimes.clone(), shutdown.clone()),
+//!     serve(tls, Some(acceptor), admission, RtmpConfig::default(), metrics.listener("rtmps"),
+//!         runtimes, shutdown.clone()),
 //! );
+//! if let Some(threads) = threads {
+//!     tokio::task::spawn_blocking(move || threads.stop()).await?;
+//! }
 //! # Ok(()) }
 //! ```
 //!

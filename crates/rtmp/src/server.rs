@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use session::{Admission, IngestProtocol};
-use tokio::net::TcpListener;
+use session::{Admission, IngestProtocol, IngestRuntimes};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -28,13 +28,15 @@ const LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// error, timeout or panic ends only that connection. When [`RtmpConfig::max_connections`]
 /// are open, a new connection closes the oldest one that is not admitted yet, and is itself
 /// closed at once only when every connection is an admitted publisher (see `slots`).
-/// `metrics` counts accepted, open and refused connections (`connection_limit`).
+/// `metrics` counts accepted, open and refused connections (`connection_limit`). Connections
+/// run on `runtimes` (the accept loop itself runs where it is spawned).
 pub async fn serve<A: Admission>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     admission: A,
     config: impl Into<SharedRtmpConfig>,
     metrics: metrics::ListenerMetrics,
+    runtimes: IngestRuntimes,
     shutdown: CancellationToken,
 ) {
     let protocol = if tls.is_some() {
@@ -102,9 +104,31 @@ pub async fn serve<A: Admission>(
         let _ = tcp.set_nodelay(true);
         let shared = Arc::clone(&shared);
         let open = metrics.connection();
-        tracker.spawn(async move {
-            connection::run(tcp, peer, shared, slot, config).await;
+        if runtimes.threads() == 0 {
+            tracker.spawn(async move {
+                connection::run(tcp, peer, shared, slot, config).await;
+                drop(open);
+            });
+            continue;
+        }
+        // To another runtime: the socket leaves this runtime's reactor and joins that one's.
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, protocol = name, "cannot hand the connection over");
+                continue;
+            }
+        };
+        let tracked = tracker.token();
+        runtimes.spawn(move || async move {
+            match TcpStream::from_std(tcp) {
+                Ok(tcp) => connection::run(tcp, peer, shared, slot, config).await,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "cannot register the connection");
+                }
+            }
             drop(open);
+            drop(tracked);
         });
     }
     drop(listener);

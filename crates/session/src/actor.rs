@@ -3,8 +3,9 @@
 //!
 //! It `select!`s over the current publisher's channel (absent while disconnected), a bounded
 //! control channel (a reconnecting encoder attaching, API commands), the lifecycle's next
-//! timeout and shutdown. The per-frame path is one channel receive, one packager call and a
-//! relaxed atomic store (the publisher's last-media time, read by admission to spot a stale
+//! timeout and shutdown. Media arrives in batches (see [`crate::ingest::MediaBatcher`]: about
+//! ten wake-ups a second per publisher); the per-frame path is one packager call and a relaxed
+//! atomic store (the publisher's last-media time, read by admission to spot a stale
 //! publisher); the timer is re-armed only when the lifecycle's deadline changes.
 
 use std::net::SocketAddr;
@@ -36,7 +37,8 @@ use crate::writer::TransitionWriter;
 /// live stream sees).
 pub(crate) const CONTROL_CHANNEL_CAPACITY: usize = 16;
 
-/// Media events handled per wake-up of the actor before it looks at its other inputs.
+/// Media events handled per wake-up of the actor before it looks at its other inputs (a
+/// batch that crosses it is finished first).
 const MEDIA_BATCH: usize = 64;
 
 /// An admitted encoder's end of the session.
@@ -175,18 +177,25 @@ impl Actor {
             }
             tokio::select! {
                 event = next_event(&mut self.publisher) => match event {
-                    Some(IngestEvent::Media(event)) => {
-                        self.handle_media(event).await;
-                        // Take what else is queued without going back through `select!`
-                        // (one wake-up per batch, not per frame); bounded so that control
-                        // messages and timers wait at most this many frames.
-                        for _ in 0..MEDIA_BATCH {
-                            let Some(Ok(IngestEvent::Media(event))) =
+                    Some(message) => {
+                        let mut handled = 0;
+                        for event in message.into_events() {
+                            self.handle_media(event).await;
+                            handled += 1;
+                        }
+                        // Take what else is queued without going back through `select!`;
+                        // bounded so that control messages and timers wait at most about
+                        // this many frames.
+                        while handled < MEDIA_BATCH {
+                            let Some(Ok(message)) =
                                 self.publisher.as_mut().map(|p| p.rx.try_recv())
                             else {
                                 break;
                             };
-                            self.handle_media(event).await;
+                            for event in message.into_events() {
+                                self.handle_media(event).await;
+                                handled += 1;
+                            }
                         }
                     }
                     None if shutdown.is_cancelled() => {
@@ -413,16 +422,18 @@ impl Actor {
             .publisher_left(&self.stream.id, self.generation, &publisher.last_media);
         // What it sent before it was let go is recorded (bounded by the channel's capacity).
         publisher.rx.close();
-        while let Ok(IngestEvent::Media(event)) = publisher.rx.try_recv() {
-            let event = if self.slate.control.is_running() {
-                match self.slate_intercept(event).await {
-                    Some(event) => event,
-                    None => continue,
-                }
-            } else {
-                event
-            };
-            self.package(event, SystemTime::now()).await;
+        while let Ok(message) = publisher.rx.try_recv() {
+            for event in message.into_events() {
+                let event = if self.slate.control.is_running() {
+                    match self.slate_intercept(event).await {
+                        Some(event) => event,
+                        None => continue,
+                    }
+                } else {
+                    event
+                };
+                self.package(event, SystemTime::now()).await;
+            }
         }
         drop(publisher);
         // Slate that is running (the encoder had stalled) goes on without a cut: none of the

@@ -8,15 +8,32 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use media::DemuxEvent;
-use tokio::sync::mpsc;
+use media::{DemuxEvent, Track};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Events buffered between one publisher and its session. When the session falls this far
-/// behind, the publisher's connection waits (backpressure reaches the encoder through TCP)
-/// instead of memory growing.
-pub const INGEST_CHANNEL_CAPACITY: usize = 1024;
+/// Messages buffered between one publisher and its session: each is one demuxer event or a
+/// [`MediaBatcher`] batch of at most [`MAX_BATCH_EVENTS`] (typically a tenth of a second of
+/// media, so the channel holds seconds of it). When the session falls this far behind, the
+/// publisher's connection waits (backpressure reaches the encoder through TCP) instead of
+/// memory growing.
+pub const INGEST_CHANNEL_CAPACITY: usize = 128;
+
+/// The most events a [`MediaBatcher`] holds before it hands them over.
+pub const MAX_BATCH_EVENTS: usize = 32;
+
+/// While media flows, a [`MediaBatcher`] batch is handed over with the first event that
+/// arrives this long after the batch's first (wall time).
+pub const MAX_BATCH_HOLD: Duration = Duration::from_millis(100);
+
+/// When media stops, what a [`MediaBatcher`] holds is handed over this long after the
+/// batch's first event ([`MediaBatcher::deadline`]): far below the stall and stale-publisher
+/// thresholds (seconds), and long enough that the connection's timer, moved only when this
+/// deadline is earlier than its own, rarely fires while media flows.
+pub const MAX_BATCH_HOLD_QUIET: Duration = Duration::from_millis(500);
 
 /// The ingest protocols. `as_str` gives the seeds' `active_ingest_protocol` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -111,6 +128,88 @@ impl PublishRejection {
 pub enum IngestEvent {
     /// Output of the connection's demuxer.
     Media(DemuxEvent),
+    /// Several outputs of the demuxer, in order (see [`MediaBatcher`]).
+    Batch(Vec<DemuxEvent>),
+}
+
+impl IngestEvent {
+    /// The demuxer events it carries, in order.
+    pub fn into_events(self) -> impl Iterator<Item = DemuxEvent> {
+        let (one, many) = match self {
+            IngestEvent::Media(event) => (Some(event), Vec::new()),
+            IngestEvent::Batch(events) => (None, events),
+        };
+        one.into_iter().chain(many)
+    }
+}
+
+/// Groups a publisher's demuxer events so that its session wakes up about ten times a second
+/// instead of once per frame (a 30 fps stream with AAC audio makes about 77 events a second,
+/// and a wake-up of the session's task, often on the other worker thread, costs more than
+/// what the session does with a frame).
+///
+/// Nothing that can change what is playable waits: a batch is handed over at once when it
+/// takes a video keyframe (which may close a segment: the segment is published as early as
+/// without batching), a configuration or metadata event, any frame of a publisher without
+/// video (audio-only segments close on audio frames), its [`MAX_BATCH_EVENTS`]th event, or
+/// an event that arrives [`MAX_BATCH_HOLD`] after its first. A connection that goes quiet
+/// hands over what it holds at [`MediaBatcher::deadline`] ([`MAX_BATCH_HOLD_QUIET`]), and
+/// what it holds when it ends ([`MediaBatcher::take`]).
+#[derive(Debug, Default)]
+pub struct MediaBatcher {
+    events: Vec<DemuxEvent>,
+    /// When the first held event arrived.
+    held_since: Option<Instant>,
+    /// The last configuration had a video track.
+    video: bool,
+}
+
+impl MediaBatcher {
+    /// An empty batcher.
+    pub fn new() -> Self {
+        MediaBatcher::default()
+    }
+
+    /// Adds `event` (arrived at `now`); returns what must be sent now, if anything.
+    pub fn push(&mut self, event: DemuxEvent, now: Instant) -> Option<IngestEvent> {
+        let urgent = match &event {
+            DemuxEvent::Frame(frame) => {
+                !self.video || (frame.track == Track::Video && frame.keyframe)
+            }
+            DemuxEvent::Config(config) => {
+                self.video = config.video.is_some();
+                true
+            }
+            DemuxEvent::Metadata(_) => true,
+        };
+        if self.events.is_empty() {
+            if urgent {
+                return Some(IngestEvent::Media(event));
+            }
+            self.held_since = Some(now);
+            self.events.reserve(MAX_BATCH_EVENTS);
+        }
+        self.events.push(event);
+        let due = self.held_since.is_some_and(|t| now >= t + MAX_BATCH_HOLD);
+        (urgent || due || self.events.len() >= MAX_BATCH_EVENTS)
+            .then(|| self.take())
+            .flatten()
+    }
+
+    /// When what is held must be sent even if nothing else arrives.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.held_since.map(|t| t + MAX_BATCH_HOLD_QUIET)
+    }
+
+    /// Everything held, to send now (`None` when nothing is).
+    pub fn take(&mut self) -> Option<IngestEvent> {
+        self.held_since = None;
+        match self.events.len() {
+            0 => None,
+            1 => self.events.pop().map(IngestEvent::Media),
+            _ => Some(IngestEvent::Batch(std::mem::take(&mut self.events))),
+        }
+    }
 }
 
 /// The sending half of a publisher's channel to its session. Dropping it tells the session
@@ -143,6 +242,38 @@ impl IngestSender {
     pub async fn send(&self, event: IngestEvent) -> Result<(), SessionGone> {
         self.tx.send(event).await.map_err(|_| SessionGone)
     }
+}
+
+/// A receiver that completes when `a` or `b` is cancelled, or the token that arrives on `later`
+/// is (a `later` whose sender is dropped adds nothing): for instance shutdown, eviction and a
+/// kick token known only once the publish is admitted. A task of its own watches them and
+/// ends when they fire or when the receiver is dropped.
+///
+/// Why: an ingest connection's read loop runs dozens to hundreds of times a second, and
+/// polling a cancellation token takes its mutex and re-registers with its waiter list every
+/// time (it showed up in profiles); a pending oneshot receiver is one atomic load.
+pub fn watch_cancellation(
+    a: CancellationToken,
+    b: CancellationToken,
+    later: oneshot::Receiver<CancellationToken>,
+) -> oneshot::Receiver<()> {
+    let (mut tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let later = async {
+            match later.await {
+                Ok(token) => token.cancelled_owned().await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = tx.closed() => return,
+            () = a.cancelled() => {}
+            () = b.cancelled() => {}
+            () = later => {}
+        }
+        let _ = tx.send(());
+    });
+    rx
 }
 
 /// The session no longer accepts media from this publisher.
@@ -189,7 +320,193 @@ pub trait SrtAdmission: Admission {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use media::avc::AvcDecoderConfigurationRecord;
+    use media::{Frame, StreamConfig, VideoCodec, VideoConfig};
+
     use super::*;
+
+    fn with_video() -> DemuxEvent {
+        // Only "there is a video track" matters here: no bitstream behind it.
+        let record = AvcDecoderConfigurationRecord {
+            profile: 0x42,
+            compatibility: 0,
+            level: 0x1e,
+            nalu_length_size: 4,
+            sps: Vec::new(),
+            pps: Vec::new(),
+        };
+        DemuxEvent::Config(StreamConfig {
+            video: Some(Arc::new(VideoConfig {
+                codec: VideoCodec::H264(record),
+                parameter_sets: Vec::new(),
+                codec_string: "avc1.42001e".to_owned(),
+                width: 320,
+                height: 240,
+                frame_rate: None,
+            })),
+            audio: None,
+        })
+    }
+
+    fn audio_only() -> DemuxEvent {
+        DemuxEvent::Config(StreamConfig {
+            video: None,
+            audio: None,
+        })
+    }
+
+    /// A frame whose dts tells it apart.
+    fn frame(track: Track, n: u64, keyframe: bool) -> DemuxEvent {
+        DemuxEvent::Frame(Frame {
+            track,
+            pts: n,
+            dts: n,
+            keyframe,
+            data: Bytes::new(),
+        })
+    }
+
+    fn dts(message: Option<IngestEvent>) -> Vec<u64> {
+        message
+            .into_iter()
+            .flat_map(IngestEvent::into_events)
+            .map(|e| match e {
+                DemuxEvent::Frame(f) => f.dts,
+                _ => u64::MAX,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn cancellation_is_watched_on_one_receiver() {
+        let done = |rx: &mut oneshot::Receiver<()>| matches!(rx.try_recv(), Ok(()));
+        let settle = || tokio::time::sleep(Duration::from_millis(20));
+        let (a, b, later) = (
+            CancellationToken::new(),
+            CancellationToken::new(),
+            CancellationToken::new(),
+        );
+        let (tx, rx) = oneshot::channel();
+        let mut stop = watch_cancellation(a, b, rx);
+        settle().await;
+        assert!(!done(&mut stop));
+        tx.send(later.clone()).unwrap();
+        settle().await;
+        assert!(!done(&mut stop));
+        later.cancel();
+        settle().await;
+        assert!(done(&mut stop));
+        // Either token alone, and a `later` that never comes.
+        for first in [true, false] {
+            let (a, b) = (CancellationToken::new(), CancellationToken::new());
+            let (_, never) = oneshot::channel();
+            let mut stop = watch_cancellation(a.clone(), b.clone(), never);
+            settle().await;
+            assert!(!done(&mut stop));
+            if first {
+                a.cancel();
+            } else {
+                b.cancel();
+            }
+            settle().await;
+            assert!(done(&mut stop));
+        }
+    }
+
+    #[test]
+    fn keyframes_and_configs_go_at_once_with_what_was_held_before_them() {
+        let t = Instant::now();
+        let mut b = MediaBatcher::new();
+        assert_eq!(dts(b.push(with_video(), t)), [u64::MAX]);
+        assert_eq!(b.deadline(), None);
+        assert!(b.push(frame(Track::Video, 1, false), t).is_none());
+        assert_eq!(b.deadline(), Some(t + MAX_BATCH_HOLD_QUIET));
+        assert!(b.push(frame(Track::Audio, 2, true), t).is_none());
+        assert_eq!(dts(b.push(frame(Track::Video, 3, true), t)), [1, 2, 3]);
+        assert_eq!(b.deadline(), None);
+        assert!(b.take().is_none());
+        assert!(b.push(frame(Track::Audio, 4, true), t).is_none());
+        assert_eq!(dts(b.push(audio_only(), t)), [4, u64::MAX]);
+        // Without video, every frame goes at once (audio-only segments close on audio).
+        assert_eq!(dts(b.push(frame(Track::Audio, 5, true), t)), [5]);
+    }
+
+    #[test]
+    fn a_batch_goes_after_its_hold_or_its_size() {
+        let t = Instant::now();
+        let mut b = MediaBatcher::new();
+        b.push(with_video(), t);
+        assert!(b.push(frame(Track::Video, 1, false), t).is_none());
+        let almost = t + MAX_BATCH_HOLD - Duration::from_millis(1);
+        assert!(b.push(frame(Track::Audio, 2, true), almost).is_none());
+        assert_eq!(
+            dts(b.push(frame(Track::Video, 3, false), t + MAX_BATCH_HOLD)),
+            [1, 2, 3]
+        );
+        for n in 1..MAX_BATCH_EVENTS as u64 {
+            assert!(b.push(frame(Track::Video, n, false), t).is_none());
+        }
+        let full = dts(b.push(frame(Track::Video, 99, false), t));
+        assert_eq!(full.len(), MAX_BATCH_EVENTS);
+        assert_eq!(full.last(), Some(&99));
+        // A quiet connection hands over what it holds at the deadline.
+        assert!(b.push(frame(Track::Video, 7, false), t).is_none());
+        assert_eq!(dts(b.take()), [7]);
+    }
+
+    #[test]
+    fn nothing_is_lost_reordered_or_held_too_long() {
+        // A deterministic pseudo-random mix of events, times and takes at the deadline.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let start = Instant::now();
+        let mut now = start;
+        let mut b = MediaBatcher::new();
+        let (mut sent, mut pushed) = (Vec::new(), Vec::new());
+        let mut held: Vec<Instant> = Vec::new();
+        for n in 0..20_000u64 {
+            now += Duration::from_millis(next() % 60);
+            if b.deadline().is_some_and(|d| d <= now) {
+                held.clear();
+                sent.extend(dts(b.take()));
+            }
+            let event = match next() % 40 {
+                0 => with_video(),
+                1 => audio_only(),
+                r => frame(
+                    if r % 3 == 0 {
+                        Track::Audio
+                    } else {
+                        Track::Video
+                    },
+                    n,
+                    r % 11 == 0,
+                ),
+            };
+            if let DemuxEvent::Frame(_) = &event {
+                pushed.push(n);
+            }
+            held.push(now);
+            let out = dts(b.push(event, now));
+            assert!(out.len() <= MAX_BATCH_EVENTS);
+            if !out.is_empty() {
+                held.clear();
+            }
+            sent.extend(out.into_iter().filter(|d| *d != u64::MAX));
+            // What is held arrived within the hold (it would have gone with this event).
+            assert!(held.first().is_none_or(|t| now < *t + MAX_BATCH_HOLD));
+        }
+        sent.extend(dts(b.take()));
+        assert_eq!(sent, pushed);
+    }
 
     #[test]
     fn redacts_keys() {

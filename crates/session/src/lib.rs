@@ -14,6 +14,7 @@ pub mod manager;
 pub mod pacing;
 mod recording;
 pub mod reloadable;
+pub mod runtimes;
 mod slate_cache;
 mod slate_control;
 mod slate_feed;
@@ -25,11 +26,12 @@ mod writer;
 
 pub use ingest::redact_stream_key;
 pub use ingest::{
-    Admission, IngestEvent, IngestProtocol, IngestSender, PublishGrant, PublishRejection,
-    PublishRequest, SrtAdmission,
+    Admission, IngestEvent, IngestProtocol, IngestSender, MediaBatcher, PublishGrant,
+    PublishRejection, PublishRequest, SrtAdmission,
 };
 pub use live::LiveView;
 pub use manager::{PlaybackTarget, ResolvedPlayback, SessionConfig, SessionManager};
 pub use pacing::{Pacer, PacingConfig};
 pub use reloadable::Reloadable;
+pub use runtimes::{IngestRuntimes, IngestThreads};
 pub use vod::RecordedView;

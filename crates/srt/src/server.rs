@@ -248,6 +248,7 @@ async fn handle_request<A: SrtAdmission, F: SinkFactory>(
                     grant,
                     sink,
                     pacer: session::Pacer::new(shared.pacing.get()),
+                    batcher: session::MediaBatcher::new(),
                     payloads: 0,
                     bytes: 0,
                 };
@@ -398,18 +399,57 @@ struct Connection<S> {
     grant: PublishGrant,
     sink: S,
     pacer: session::Pacer,
+    /// Media on its way to the session.
+    batcher: session::MediaBatcher,
     payloads: u64,
     bytes: u64,
 }
 
 impl<S: PayloadSink> Connection<S> {
     async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), ConnectionError> {
-        let kick = self.grant.kick.clone();
+        let result = self.run_inner(shutdown).await;
+        // What the caller sent is recorded, however the connection ended (unless the session
+        // let it go: then nobody takes it).
+        if let Some(message) = self.batcher.take() {
+            if let Ok(Some(message)) = self.grant.media.try_send(message) {
+                let _ = timeout(CLOSE_GRACE, self.grant.media.send(message)).await;
+            }
+        }
+        result
+    }
+
+    async fn run_inner(&mut self, shutdown: &CancellationToken) -> Result<(), ConnectionError> {
+        // Shutdown and the kick, watched by a task of their own: a caller sends hundreds of
+        // payloads a second, and polling two cancellation tokens for each showed up in
+        // profiles (see `session::ingest::watch_cancellation`).
+        let (_, no_later) = tokio::sync::oneshot::channel();
+        let mut stop = session::ingest::watch_cancellation(
+            shutdown.child_token(),
+            self.grant.kick.clone(),
+            no_later,
+        );
+        let stopped = || {
+            if shutdown.is_cancelled() {
+                ConnectionError::Shutdown
+            } else {
+                ConnectionError::Kicked
+            }
+        };
+        // Fires when media the batcher holds must go although the caller went quiet.
+        let quiet = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(quiet);
+        let mut armed = false;
         loop {
             let item = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return Err(ConnectionError::Shutdown),
-                _ = kick.cancelled() => return Err(ConnectionError::Kicked),
+                _ = &mut stop => return Err(stopped()),
+                () = &mut quiet, if armed => {
+                    armed = false;
+                    if let Some(message) = self.batcher.take() {
+                        self.send(message).await?;
+                    }
+                    continue;
+                }
                 item = self.socket.recv() => item,
             };
             match item {
@@ -417,19 +457,25 @@ impl<S: PayloadSink> Connection<S> {
                 Ok(None) => break,
                 Err(e) => return Err(ConnectionError::Io(e)),
                 Ok(Some(payload)) => {
+                    let now = Instant::now();
                     self.payloads += 1;
                     self.bytes += payload.len() as u64;
-                    self.pacer.handle_bytes(payload.len(), Instant::now());
+                    self.pacer.handle_bytes(payload.len(), now);
                     let events = self.sink.handle_payload(payload)?;
-                    self.forward(events).await?;
+                    self.forward(events, now).await?;
+                    if !armed {
+                        if let Some(deadline) = self.batcher.deadline() {
+                            quiet.as_mut().reset(deadline);
+                            armed = true;
+                        }
+                    }
                     // Real-time pacing (session::pacing): a caller ahead of the wall clock or
                     // over the bitrate ceiling is not read until it is back within bounds;
                     // meanwhile its packets queue and then drop, as under backpressure.
                     if let Some(until) = self.pacer.resume_at(Instant::now()) {
                         tokio::select! {
                             biased;
-                            _ = shutdown.cancelled() => return Err(ConnectionError::Shutdown),
-                            _ = kick.cancelled() => return Err(ConnectionError::Kicked),
+                            _ = &mut stop => return Err(stopped()),
                             () = tokio::time::sleep_until(until) => {}
                         }
                     }
@@ -437,26 +483,37 @@ impl<S: PayloadSink> Connection<S> {
             }
         }
         let last = self.sink.finish();
-        self.forward(last).await
+        self.forward(last, Instant::now()).await
+    }
+
+    /// Hands events to the batcher, and what it gives back to the session.
+    async fn forward(
+        &mut self,
+        events: Vec<media::DemuxEvent>,
+        now: Instant,
+    ) -> Result<(), ConnectionError> {
+        for event in events {
+            if let media::DemuxEvent::Frame(frame) = &event {
+                self.pacer.handle_frame(frame, now);
+            }
+            if let Some(message) = self.batcher.push(event, now) {
+                self.send(message).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Backpressure, as for RTMP: the connection waits for the session's channel
-    /// ([`session::ingest::INGEST_CHANNEL_CAPACITY`] events, seconds of media). While it
+    /// ([`session::ingest::INGEST_CHANNEL_CAPACITY`] batches, seconds of media). While it
     /// waits, the listener queues this caller's packets and then drops them (SRT retransmits
     /// within its latency, or the caller drops what is too late); other callers are not held
     /// up.
-    async fn forward(&mut self, events: Vec<media::DemuxEvent>) -> Result<(), ConnectionError> {
-        for event in events {
-            if let media::DemuxEvent::Frame(frame) = &event {
-                self.pacer.handle_frame(frame, Instant::now());
-            }
-            self.grant
-                .media
-                .send(IngestEvent::Media(event))
-                .await
-                .map_err(|_| ConnectionError::SessionGone)?;
-        }
-        Ok(())
+    async fn send(&mut self, message: IngestEvent) -> Result<(), ConnectionError> {
+        self.grant
+            .media
+            .send(message)
+            .await
+            .map_err(|_| ConnectionError::SessionGone)
     }
 }
 

@@ -13,9 +13,7 @@ use std::time::Duration;
 use media::flv::{FlvReader, FlvTag};
 use media::{DemuxEvent, FlvDemuxer, Frame, Track};
 use rtmp::RtmpConfig;
-use session::{
-    Admission, IngestEvent, IngestSender, PublishGrant, PublishRejection, PublishRequest,
-};
+use session::{Admission, IngestSender, PublishGrant, PublishRejection, PublishRequest};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
@@ -160,8 +158,12 @@ impl Admission for TestAdmission {
         };
         let collector = Arc::clone(&publish);
         tokio::spawn(async move {
-            while let Some(IngestEvent::Media(event)) = rx.recv().await {
-                collector.events.lock().unwrap().push(event);
+            while let Some(message) = rx.recv().await {
+                collector
+                    .events
+                    .lock()
+                    .unwrap()
+                    .extend(message.into_events());
             }
             collector.ended.send_replace(true);
         });
@@ -194,6 +196,7 @@ impl TestServer {
             admission.clone(),
             config,
             metrics::Metrics::new().listener("rtmp"),
+            session::IngestRuntimes::shared(),
             shutdown.clone(),
         ));
         TestServer {
