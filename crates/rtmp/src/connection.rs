@@ -3,6 +3,7 @@
 //! [`ServerProtocol`](crate::protocol::ServerProtocol).
 
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use tracing::Instrument;
 
 use crate::config::{RtmpConfig, SharedRtmpConfig};
 use crate::error::{ConnectionError, ProtocolError};
+use crate::lowat::ReceiveMark;
 use crate::protocol::{ProtocolEvent, ServerProtocol};
 use crate::slots::Slot;
 
@@ -69,9 +71,10 @@ pub(crate) async fn run<A: Admission>(
     async move {
         tracing::debug!("accepted");
         let deadline = Instant::now() + config.handshake_timeout;
+        let fd = tcp.as_raw_fd();
         let (result, summary) = match listener.tls.clone() {
             None => {
-                Connection::new(tcp, peer, &listener, slot, config)
+                Connection::new(tcp, fd, peer, &listener, slot, config)
                     .run(deadline)
                     .await
             }
@@ -89,7 +92,7 @@ pub(crate) async fn run<A: Admission>(
                 };
                 match accepted {
                     Ok(stream) => {
-                        Connection::new(stream, peer, &listener, slot, config)
+                        Connection::new(stream, fd, peer, &listener, slot, config)
                             .run(deadline)
                             .await
                     }
@@ -193,6 +196,10 @@ struct Summary {
 
 struct Connection<'a, S, A> {
     stream: S,
+    /// The TCP socket under `stream` (owned by it).
+    fd: RawFd,
+    /// Its receive low-water mark, once the publish is admitted.
+    receive_mark: Option<ReceiveMark>,
     peer: SocketAddr,
     listener: &'a Listener<A>,
     protocol: ServerProtocol,
@@ -220,6 +227,7 @@ where
 {
     fn new(
         stream: S,
+        fd: RawFd,
         peer: SocketAddr,
         listener: &'a Listener<A>,
         slot: Slot,
@@ -227,6 +235,8 @@ where
     ) -> Self {
         Connection {
             stream,
+            fd,
+            receive_mark: None,
             peer,
             listener,
             protocol: ServerProtocol::new(&config),
@@ -335,11 +345,14 @@ where
                             self.send(message).await?;
                         }
                     }
+                    if let Some(mark) = &mut self.receive_mark {
+                        mark.handle_deadline(now);
+                    }
                     let (deadline, on_timeout) = self.deadline(handshake_deadline, last_input);
                     if deadline <= now {
                         return Err(on_timeout);
                     }
-                    timer_deadline = self.batcher.deadline().map_or(deadline, |d| d.min(deadline));
+                    timer_deadline = self.next_deadline(deadline);
                     timer.as_mut().reset(timer_deadline);
                     continue;
                 }
@@ -353,6 +366,9 @@ where
             self.bytes += n as u64;
             if self.grant.is_some() {
                 self.pacer.handle_bytes(n, last_input);
+            }
+            if let Some(mark) = &mut self.receive_mark {
+                mark.handle_read(n, last_input);
             }
             self.protocol.handle_input(&buf[..n])?;
             if self.established_at.is_none() && self.protocol.is_established() {
@@ -368,6 +384,7 @@ where
                             let _ = tx.send(self.kick.clone());
                         }
                         buf.resize(READ_BUFFER, 0);
+                        self.receive_mark = Some(ReceiveMark::new(self.fd, Instant::now()));
                     }
                     ProtocolEvent::Media {
                         kind,
@@ -392,16 +409,24 @@ where
                 // Not reading while paced is not the peer's silence.
                 last_input = Instant::now();
             }
-            let deadline = self.deadline(handshake_deadline, last_input).0;
-            let deadline = self
-                .batcher
-                .deadline()
-                .map_or(deadline, |d| d.min(deadline));
+            let deadline = self.next_deadline(self.deadline(handshake_deadline, last_input).0);
             if deadline < timer_deadline {
                 timer_deadline = deadline;
                 timer.as_mut().reset(deadline);
             }
         }
+    }
+
+    /// The earliest of `deadline` (the connection's own), the held media batch's and the
+    /// receive mark's.
+    fn next_deadline(&self, deadline: Instant) -> Instant {
+        [
+            self.batcher.deadline(),
+            self.receive_mark.as_ref().and_then(ReceiveMark::deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(deadline, Instant::min)
     }
 
     /// Why the stop signal came.

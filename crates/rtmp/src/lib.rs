@@ -116,7 +116,9 @@
 //! workspace, nightly): `cargo +nightly fuzz run server_protocol` feeds arbitrary bytes after
 //! a handshake to [`protocol::ServerProtocol`], `chunk_decoder` to [`chunk::ChunkDecoder`]
 //! with its bounds asserted.
-#![forbid(unsafe_code)]
+// One `unsafe` call, measured worth it: `setsockopt(SO_RCVLOWAT)` in `lowat` (rustix and
+// socket2 lack the option; see docs/PERFORMANCE.md).
+#![deny(unsafe_code)]
 
 mod adapter;
 pub mod chunk;
@@ -124,6 +126,7 @@ pub mod command;
 pub mod config;
 mod connection;
 pub mod error;
+mod lowat;
 pub mod protocol;
 mod server;
 mod slots;
