@@ -53,6 +53,7 @@ impl ReceiveMark {
     }
 
     /// The mark set now.
+    #[cfg(test)]
     pub(crate) fn mark(&self) -> usize {
         self.mark
     }
