@@ -20,8 +20,13 @@ use tokio::time::Instant;
 /// How much of the publisher's media the kernel gathers before it wakes the connection.
 pub(crate) const GATHER: Duration = Duration::from_millis(10);
 
-/// The highest mark set (60 Mbit/s, the default bitrate ceiling, gathers 75 KB in 10 ms).
-const MAX_MARK: usize = 64 * 1024;
+/// The highest mark set. Linux clamps a socket's receive window to its mark when the buffer
+/// the mark needs (about twice the mark) exceeds the socket's receive buffer at that moment
+/// (`tcp_set_rcvlowat`), which would throttle a distant high-bitrate encoder; 16 KiB needs
+/// 32 KiB, below any initial receive buffer (`tcp_rmem`'s default: 87,380 bytes on old
+/// kernels, 131,072 since). Above about 13 Mbit/s the mark is less than 10 ms, but such
+/// encoders write frames larger than it anyway.
+const MAX_MARK: usize = 16 * 1024;
 
 /// How often the mark is recomputed from the measured rate.
 const INTERVAL: Duration = Duration::from_secs(1);
